@@ -1,0 +1,122 @@
+//! `ByteStr`: a UTF-8 string that shares the memory of the buffer it was
+//! decoded from, so decoding a topic or a property never copies it.
+//!
+//! It must never hold bytes that are not valid UTF-8: every constructor checks
+//! (or starts from a `&str` / `String`), which is what makes `Deref<Target =
+//! str>` sound.
+
+use bytes::Bytes;
+use std::borrow::Borrow;
+use std::fmt;
+use std::ops::Deref;
+
+/// An immutable, cheaply cloneable UTF-8 string backed by [`Bytes`].
+#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ByteStr {
+    /// The UTF-8 bytes; valid UTF-8 by construction.
+    bytes: Bytes,
+}
+
+impl ByteStr {
+    /// The empty string, without allocating.
+    pub const fn new() -> Self {
+        ByteStr {
+            bytes: Bytes::new(),
+        }
+    }
+
+    /// Wraps `bytes` if they are valid UTF-8.
+    pub fn from_utf8(bytes: Bytes) -> Result<Self, std::str::Utf8Error> {
+        std::str::from_utf8(&bytes)?;
+        Ok(ByteStr { bytes })
+    }
+
+    /// A `'static` string without allocating.
+    pub const fn from_static(s: &'static str) -> Self {
+        ByteStr {
+            bytes: Bytes::from_static(s.as_bytes()),
+        }
+    }
+
+    /// The string as `&str`.
+    pub fn as_str(&self) -> &str {
+        // SAFETY: every constructor guarantees `bytes` is valid UTF-8 and
+        // `bytes` is never mutated after construction.
+        unsafe { std::str::from_utf8_unchecked(&self.bytes) }
+    }
+
+    /// The underlying bytes (shares memory, no copy).
+    pub fn as_bytes(&self) -> &Bytes {
+        &self.bytes
+    }
+
+    /// Gives back the underlying bytes.
+    pub fn into_bytes(self) -> Bytes {
+        self.bytes
+    }
+}
+
+impl Deref for ByteStr {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for ByteStr {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl Borrow<str> for ByteStr {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl From<&str> for ByteStr {
+    fn from(s: &str) -> Self {
+        ByteStr {
+            bytes: Bytes::copy_from_slice(s.as_bytes()),
+        }
+    }
+}
+
+impl From<String> for ByteStr {
+    fn from(s: String) -> Self {
+        ByteStr {
+            bytes: Bytes::from(s.into_bytes()),
+        }
+    }
+}
+
+impl From<ByteStr> for String {
+    fn from(s: ByteStr) -> Self {
+        s.as_str().to_owned()
+    }
+}
+
+impl PartialEq<str> for ByteStr {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for ByteStr {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl fmt::Debug for ByteStr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for ByteStr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}

@@ -1,0 +1,186 @@
+//! PUBLISH and its acknowledgements PUBACK, PUBREC, PUBREL, PUBCOMP.
+//!
+//! Decoding a PUBLISH never copies the topic or the payload: both are slices
+//! of the read buffer.
+
+use crate::bytestr::ByteStr;
+use crate::control::{
+    decode_reason_and_properties, reason_and_properties_len, write_reason_and_properties,
+};
+use crate::error::{DecodeError, EncodeError};
+use crate::packet::{PacketType, Protocol, QoS};
+use crate::properties::{Context, Properties};
+use crate::reason::ReasonCode;
+use crate::wire::{Reader, check_len, put_binary};
+use bytes::{BufMut, Bytes, BytesMut};
+
+/// A PUBLISH packet.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Publish {
+    /// DUP: this may be a redelivery.
+    pub dup: bool,
+    /// QoS of this delivery.
+    pub qos: QoS,
+    /// RETAIN flag.
+    pub retain: bool,
+    /// Topic name; empty only in 5.0 with a topic alias.
+    pub topic: ByteStr,
+    /// Packet identifier; non-zero for QoS 1 and 2, 0 (absent) for QoS 0.
+    pub packet_id: u16,
+    /// PUBLISH properties (5.0 only).
+    pub properties: Properties,
+    /// Application payload, shared with the read buffer.
+    pub payload: Bytes,
+}
+
+/// Checks a topic name: no wildcards (U+0000 and UTF-8 were checked when the
+/// string was read). Empty names are checked by the caller, since 5.0 allows
+/// them with a topic alias.
+pub(crate) fn check_topic_name(topic: &str) -> Result<(), DecodeError> {
+    if topic.is_empty() {
+        return Err(DecodeError::EmptyTopicName);
+    }
+    if topic.bytes().any(|b| b == b'+' || b == b'#') {
+        return Err(DecodeError::WildcardInTopicName(topic.to_owned()));
+    }
+    Ok(())
+}
+
+impl Publish {
+    pub(crate) fn header_flags(&self) -> u8 {
+        (u8::from(self.dup) << 3) | ((self.qos as u8) << 1) | u8::from(self.retain)
+    }
+
+    pub(crate) fn decode(
+        r: &mut Reader,
+        flags: u8,
+        protocol: Protocol,
+    ) -> Result<Publish, DecodeError> {
+        let dup = flags & 0x08 != 0;
+        let qos = QoS::from_u8((flags >> 1) & 0x03)?;
+        let retain = flags & 0x01 != 0;
+        if dup && qos == QoS::AtMostOnce {
+            return Err(DecodeError::DupOnQoS0);
+        }
+        let topic = r.string("topic name")?;
+        let packet_id = if qos == QoS::AtMostOnce {
+            0
+        } else {
+            let id = r.u16("packet identifier")?;
+            if id == 0 {
+                return Err(DecodeError::ZeroPacketId(PacketType::Publish));
+            }
+            id
+        };
+        let properties = if protocol.is_v5() {
+            Properties::decode(r, Context::PUBLISH)?
+        } else {
+            Properties::default()
+        };
+        if !(topic.is_empty() && properties.topic_alias.is_some()) {
+            check_topic_name(&topic)?;
+        }
+        Ok(Publish {
+            dup,
+            qos,
+            retain,
+            topic,
+            packet_id,
+            properties,
+            payload: r.rest(),
+        })
+    }
+
+    pub(crate) fn remaining_len(&self, protocol: Protocol) -> Result<usize, EncodeError> {
+        check_len("topic name", self.topic.len())?;
+        let mut n = 2 + self.topic.len() + self.payload.len();
+        if self.qos != QoS::AtMostOnce {
+            if self.packet_id == 0 {
+                return Err(EncodeError::ZeroPacketId(PacketType::Publish));
+            }
+            n += 2;
+        }
+        if protocol.is_v5() {
+            n += self.properties.encoded_len_prefixed()?;
+        }
+        Ok(n)
+    }
+
+    pub(crate) fn write(&self, buf: &mut BytesMut, protocol: Protocol) -> Result<(), EncodeError> {
+        put_binary(buf, self.topic.as_bytes());
+        if self.qos != QoS::AtMostOnce {
+            buf.put_u16(self.packet_id);
+        }
+        if protocol.is_v5() {
+            self.properties.write(buf, self.properties.encoded_len()?)?;
+        }
+        buf.put_slice(&self.payload);
+        Ok(())
+    }
+}
+
+/// PUBACK, PUBREC, PUBREL or PUBCOMP: the packet type is the [`Packet`]
+/// variant that holds it.
+///
+/// [`Packet`]: crate::Packet
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct PubResp {
+    /// Packet identifier being acknowledged (non-zero).
+    pub packet_id: u16,
+    /// Reason code (5.0); always success in 3.x.
+    pub reason: ReasonCode,
+    /// Reason string and user properties (5.0 only).
+    pub properties: Properties,
+}
+
+impl PubResp {
+    /// A successful acknowledgement of `packet_id`.
+    pub fn new(packet_id: u16) -> PubResp {
+        PubResp {
+            packet_id,
+            ..PubResp::default()
+        }
+    }
+
+    pub(crate) fn decode(r: &mut Reader, protocol: Protocol) -> Result<PubResp, DecodeError> {
+        let packet = r.packet();
+        let packet_id = r.u16("packet identifier")?;
+        if packet_id == 0 {
+            return Err(DecodeError::ZeroPacketId(packet));
+        }
+        let (reason, properties) = if protocol.is_v5() {
+            decode_reason_and_properties(r, Context::ACK)?
+        } else {
+            (ReasonCode::SUCCESS, Properties::default())
+        };
+        Ok(PubResp {
+            packet_id,
+            reason,
+            properties,
+        })
+    }
+
+    pub(crate) fn remaining_len(&self, protocol: Protocol) -> Result<usize, EncodeError> {
+        Ok(2 + if protocol.is_v5() {
+            reason_and_properties_len(self.reason, &self.properties)?
+        } else {
+            0
+        })
+    }
+
+    pub(crate) fn write(
+        &self,
+        buf: &mut BytesMut,
+        protocol: Protocol,
+        packet: PacketType,
+    ) -> Result<(), EncodeError> {
+        if self.packet_id == 0 {
+            return Err(EncodeError::ZeroPacketId(packet));
+        }
+        buf.put_u16(self.packet_id);
+        if protocol.is_v5() {
+            write_reason_and_properties(buf, self.reason, &self.properties)?;
+        }
+        Ok(())
+    }
+}
