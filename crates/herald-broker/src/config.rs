@@ -1,0 +1,488 @@
+//! The broker's settings: what `herald.toml` may say, the defaults used when it
+//! says nothing, and the checks a loaded configuration must pass.
+//!
+//! Every setting is a plain value (seconds as integers, sizes in bytes) so the
+//! same names work in TOML and in `HERALD_<SECTION>__<KEY>` environment
+//! overrides; accessors turn them into `Duration`s where that helps. Every
+//! default works on a laptop. This module never reads files or the
+//! environment: loading belongs to the binary, which hands over a `Config`.
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::router::valid_topic_filter;
+
+/// The largest packet MQTT can express: the Remaining Length is a variable
+/// byte integer of at most four bytes.
+pub const MAX_PACKET_SIZE_LIMIT: u32 = 268_435_455;
+
+/// What a deny-list entry breaks when it is not a topic filter.
+const TOPIC_FILTER_RULE: &str = "not a topic filter (1 to 65535 bytes, no NUL, \
+    '+' and '#' only as whole levels, '#' only last)";
+
+/// Everything the broker can be told at start-up.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Directory for state that outlives the process (the WebHook spool, later
+    /// persisted sessions). Relative paths are relative to the working directory.
+    pub data_dir: PathBuf,
+    /// Path of an EMQX 4.x `emqx_web_hook.conf`; `None` runs without the WebHook.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook_conf: Option<PathBuf>,
+    /// Where and how many clients may connect.
+    pub listener: ListenerConfig,
+    /// Protocol limits and the capabilities the broker announces to clients.
+    pub mqtt: MqttConfig,
+    /// Publishing of broker statistics under `$SYS/`.
+    pub sys: SysConfig,
+    /// Who may connect and which topics are off limits.
+    pub authz: AuthzConfig,
+}
+
+/// `[listener]`: the TCP side of the broker.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ListenerConfig {
+    /// Addresses to accept MQTT over TCP on; each gets its own accept loop.
+    pub bind: Vec<SocketAddr>,
+    /// Connections open at once across all listeners; further ones are
+    /// closed right after accept so a flood cannot exhaust file descriptors.
+    pub max_connections: u32,
+    /// Seconds a new connection may take to send CONNECT before it is closed,
+    /// so idle sockets cannot hold connection slots.
+    pub connect_timeout: u32,
+}
+
+/// `[mqtt]`: protocol limits. Values announced in CONNACK (MQTT 5.0) are the
+/// same ones the broker enforces for every protocol version.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MqttConfig {
+    /// Largest packet in bytes the broker accepts (and announces as Maximum
+    /// Packet Size); bigger packets close the connection. 1..=268435455.
+    pub max_packet_size: u32,
+    /// Cap on Keep Alive in seconds; 0 means not enforced. Otherwise a 5.0
+    /// client asking for more, or for 0 (none), is given this value as Server
+    /// Keep Alive.
+    pub max_keepalive: u16,
+    /// How many QoS 1 and 2 PUBLISHes a client may have unacknowledged towards
+    /// the broker (announced as Receive Maximum). At least 1.
+    pub receive_maximum: u16,
+    /// Per-session window of unacknowledged QoS 1 and 2 messages towards the
+    /// client; a 5.0 client's smaller Receive Maximum wins. At least 1.
+    pub max_inflight: u16,
+    /// Messages held per session beyond the inflight window, while it is
+    /// offline or slow; when full, new messages for it are dropped and counted.
+    pub max_queued_messages: u32,
+    /// Whether QoS 0 messages are queued for offline sessions (true) or only
+    /// delivered to connected clients (false).
+    pub queue_qos0: bool,
+    /// Longest Session Expiry Interval in seconds a client may ask for;
+    /// 4294967295 means sessions may live for ever. Also the lifetime of 3.1.1
+    /// sessions with Clean Session = 0.
+    pub max_session_expiry: u32,
+    /// Topic aliases a 5.0 client may use towards the broker (announced as
+    /// Topic Alias Maximum); 0 disables them.
+    pub topic_alias_maximum: u16,
+    /// Highest QoS the broker grants (announced as Maximum QoS): 0, 1 or 2.
+    pub max_qos: u8,
+    /// Whether retained messages are stored and delivered (Retain Available).
+    pub retain_available: bool,
+    /// Whether `+` and `#` are accepted in subscriptions (Wildcard
+    /// Subscription Available).
+    pub wildcard_subscription_available: bool,
+    /// Whether `$share/<group>/<filter>` subscriptions are accepted (Shared
+    /// Subscription Available).
+    pub shared_subscription_available: bool,
+    /// Whether 5.0 Subscription Identifiers are accepted and sent back
+    /// (Subscription Identifiers Available).
+    pub subscription_identifiers_available: bool,
+    /// Whether a client may connect with an empty Client Identifier and be
+    /// given one by the broker; if false such CONNECTs are refused.
+    pub allow_zero_length_client_id: bool,
+}
+
+/// `[sys]`: broker statistics under `$SYS/`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SysConfig {
+    /// Seconds between `$SYS/` publications; 0 disables them.
+    pub interval: u32,
+}
+
+/// `[authz]`: a deliberately small authorisation model.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthzConfig {
+    /// Topic filters no client may publish to: a PUBLISH whose topic matches
+    /// any of them is refused.
+    pub deny_publish: Vec<String>,
+    /// Topic filters no client may subscribe to: a subscription whose filter
+    /// is matched by any of them is refused.
+    pub deny_subscribe: Vec<String>,
+    /// Whether clients may connect without a user name.
+    pub allow_anonymous: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./data"),
+            webhook_conf: None,
+            listener: ListenerConfig::default(),
+            mqtt: MqttConfig::default(),
+            sys: SysConfig::default(),
+            authz: AuthzConfig::default(),
+        }
+    }
+}
+
+impl Default for ListenerConfig {
+    fn default() -> Self {
+        Self {
+            bind: vec![SocketAddr::from((Ipv4Addr::UNSPECIFIED, 1883))],
+            max_connections: 100_000,
+            connect_timeout: 10,
+        }
+    }
+}
+
+impl Default for MqttConfig {
+    fn default() -> Self {
+        Self {
+            max_packet_size: 1024 * 1024,
+            max_keepalive: 0,
+            receive_maximum: 128,
+            max_inflight: 32,
+            max_queued_messages: 1000,
+            queue_qos0: true,
+            max_session_expiry: 7200,
+            topic_alias_maximum: 32,
+            max_qos: 2,
+            retain_available: true,
+            wildcard_subscription_available: true,
+            shared_subscription_available: true,
+            subscription_identifiers_available: true,
+            allow_zero_length_client_id: true,
+        }
+    }
+}
+
+impl Default for SysConfig {
+    fn default() -> Self {
+        Self { interval: 10 }
+    }
+}
+
+impl Default for AuthzConfig {
+    fn default() -> Self {
+        Self {
+            deny_publish: Vec::new(),
+            deny_subscribe: Vec::new(),
+            allow_anonymous: true,
+        }
+    }
+}
+
+/// A setting that deserialized but makes no sense.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum ConfigError {
+    /// `key` holds `value`, which breaks the rule in `reason`.
+    #[error("{key} = {value}: {reason}")]
+    Invalid {
+        /// Dotted TOML path of the setting, e.g. `mqtt.max_qos`.
+        key: &'static str,
+        /// The offending value as it would be written in TOML (for a list,
+        /// the offending entry).
+        value: String,
+        /// The rule it breaks.
+        reason: String,
+    },
+}
+
+impl ConfigError {
+    /// Dotted TOML path of the setting at fault, e.g. `mqtt.max_qos`.
+    pub fn key(&self) -> &'static str {
+        match self {
+            Self::Invalid { key, .. } => key,
+        }
+    }
+}
+
+/// Shorthand for building [`ConfigError::Invalid`].
+fn invalid(key: &'static str, value: impl ToString, reason: impl ToString) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        value: value.to_string(),
+        reason: reason.to_string(),
+    }
+}
+
+impl Config {
+    /// Checks the rules types alone cannot express; the first broken one is
+    /// returned.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.data_dir.as_os_str().is_empty() {
+            return Err(invalid("data_dir", "\"\"", "must not be empty"));
+        }
+        if let Some(path) = &self.webhook_conf
+            && path.as_os_str().is_empty()
+        {
+            return Err(invalid("webhook_conf", "\"\"", "must not be empty"));
+        }
+        self.listener.validate()?;
+        self.mqtt.validate()?;
+        self.authz.validate()
+    }
+}
+
+impl ListenerConfig {
+    /// How long a connection may stay without CONNECT.
+    pub fn connect_timeout(&self) -> Duration {
+        Duration::from_secs(u64::from(self.connect_timeout))
+    }
+
+    /// Checks the `[listener]` section.
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.bind.is_empty() {
+            return Err(invalid(
+                "listener.bind",
+                "[]",
+                "at least one address is required",
+            ));
+        }
+        for (i, addr) in self.bind.iter().enumerate() {
+            if self.bind.get(..i).is_some_and(|seen| seen.contains(addr)) {
+                return Err(invalid(
+                    "listener.bind",
+                    format!("\"{addr}\""),
+                    "listed more than once",
+                ));
+            }
+        }
+        if self.max_connections == 0 {
+            return Err(invalid("listener.max_connections", 0, "must be at least 1"));
+        }
+        if self.connect_timeout == 0 {
+            return Err(invalid(
+                "listener.connect_timeout",
+                0,
+                "must be at least 1 second",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl MqttConfig {
+    /// The Keep Alive cap, or `None` when not enforced.
+    pub fn max_keepalive(&self) -> Option<Duration> {
+        (self.max_keepalive != 0).then(|| Duration::from_secs(u64::from(self.max_keepalive)))
+    }
+
+    /// Checks the `[mqtt]` section.
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=MAX_PACKET_SIZE_LIMIT).contains(&self.max_packet_size) {
+            return Err(invalid(
+                "mqtt.max_packet_size",
+                self.max_packet_size,
+                format!("must be between 1 and {MAX_PACKET_SIZE_LIMIT}"),
+            ));
+        }
+        if self.receive_maximum == 0 {
+            return Err(invalid("mqtt.receive_maximum", 0, "must be at least 1"));
+        }
+        if self.max_inflight == 0 {
+            return Err(invalid("mqtt.max_inflight", 0, "must be at least 1"));
+        }
+        if self.max_qos > 2 {
+            return Err(invalid("mqtt.max_qos", self.max_qos, "must be 0, 1 or 2"));
+        }
+        Ok(())
+    }
+}
+
+impl SysConfig {
+    /// Time between `$SYS/` publications, or `None` when disabled.
+    pub fn interval(&self) -> Option<Duration> {
+        (self.interval != 0).then(|| Duration::from_secs(u64::from(self.interval)))
+    }
+}
+
+impl AuthzConfig {
+    /// Checks the `[authz]` section: every entry must be a valid topic filter.
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (key, filters) in [
+            ("authz.deny_publish", &self.deny_publish),
+            ("authz.deny_subscribe", &self.deny_subscribe),
+        ] {
+            if let Some(bad) = filters.iter().find(|f| !valid_topic_filter(f)) {
+                return Err(invalid(key, format!("{bad:?}"), TOPIC_FILTER_RULE));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err_text(config: &Config) -> String {
+        match config.validate() {
+            Ok(()) => String::from("valid"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        assert_eq!(Config::default().validate(), Ok(()));
+    }
+
+    #[test]
+    fn empty_toml_gives_defaults() {
+        let parsed: Config = toml::from_str("").expect("empty document");
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn defaults_round_trip_through_toml() {
+        let text = toml::to_string(&Config::default()).expect("serializable");
+        let parsed: Config = toml::from_str(&text).expect("parses back");
+        assert_eq!(parsed, Config::default());
+    }
+
+    #[test]
+    fn partial_section_keeps_other_defaults() {
+        let parsed: Config = toml::from_str("[mqtt]\nmax_inflight = 64\n").expect("valid");
+        assert_eq!(parsed.mqtt.max_inflight, 64);
+        assert_eq!(parsed.mqtt.receive_maximum, 128);
+        assert_eq!(parsed.listener, ListenerConfig::default());
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        let err = toml::from_str::<Config>("[mqtt]\nmax_infligh = 64\n").expect_err("unknown");
+        assert!(err.message().contains("max_infligh"), "{err}");
+        let err = toml::from_str::<Config>("[mqt]\n").expect_err("unknown section");
+        assert!(err.message().contains("mqt"), "{err}");
+    }
+
+    #[test]
+    fn max_qos_out_of_range() {
+        let mut c = Config::default();
+        c.mqtt.max_qos = 3;
+        assert_eq!(err_text(&c), "mqtt.max_qos = 3: must be 0, 1 or 2");
+        assert_eq!(c.validate().map_err(|e| e.key()), Err("mqtt.max_qos"));
+    }
+
+    #[test]
+    fn max_packet_size_bounds() {
+        let mut c = Config::default();
+        c.mqtt.max_packet_size = 0;
+        assert_eq!(
+            err_text(&c),
+            "mqtt.max_packet_size = 0: must be between 1 and 268435455"
+        );
+        c.mqtt.max_packet_size = MAX_PACKET_SIZE_LIMIT + 1;
+        assert_eq!(
+            err_text(&c),
+            "mqtt.max_packet_size = 268435456: must be between 1 and 268435455"
+        );
+        c.mqtt.max_packet_size = MAX_PACKET_SIZE_LIMIT;
+        assert_eq!(err_text(&c), "valid");
+    }
+
+    #[test]
+    fn zero_windows_are_rejected() {
+        let mut c = Config::default();
+        c.mqtt.receive_maximum = 0;
+        assert_eq!(err_text(&c), "mqtt.receive_maximum = 0: must be at least 1");
+        let mut c = Config::default();
+        c.mqtt.max_inflight = 0;
+        assert_eq!(err_text(&c), "mqtt.max_inflight = 0: must be at least 1");
+    }
+
+    #[test]
+    fn listener_rules() {
+        let mut c = Config::default();
+        c.listener.bind.clear();
+        assert_eq!(
+            err_text(&c),
+            "listener.bind = []: at least one address is required"
+        );
+        let mut c = Config::default();
+        c.listener
+            .bind
+            .push(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 1883)));
+        assert_eq!(
+            err_text(&c),
+            "listener.bind = \"0.0.0.0:1883\": listed more than once"
+        );
+        let mut c = Config::default();
+        c.listener.max_connections = 0;
+        assert_eq!(
+            err_text(&c),
+            "listener.max_connections = 0: must be at least 1"
+        );
+        let mut c = Config::default();
+        c.listener.connect_timeout = 0;
+        assert_eq!(
+            err_text(&c),
+            "listener.connect_timeout = 0: must be at least 1 second"
+        );
+    }
+
+    #[test]
+    fn paths_must_not_be_empty() {
+        let c = Config {
+            data_dir: PathBuf::new(),
+            ..Config::default()
+        };
+        assert_eq!(err_text(&c), "data_dir = \"\": must not be empty");
+        let c = Config {
+            webhook_conf: Some(PathBuf::new()),
+            ..Config::default()
+        };
+        assert_eq!(err_text(&c), "webhook_conf = \"\": must not be empty");
+    }
+
+    #[test]
+    fn deny_lists_must_hold_topic_filters() {
+        let rule = "not a topic filter (1 to 65535 bytes, no NUL, \
+                    '+' and '#' only as whole levels, '#' only last)";
+        let mut c = Config::default();
+        c.authz.deny_publish = vec!["ok/+/#".into(), "a/#/b".into()];
+        assert_eq!(
+            err_text(&c),
+            format!("authz.deny_publish = \"a/#/b\": {rule}")
+        );
+        let mut c = Config::default();
+        c.authz.deny_subscribe = vec!["a/b+".into()];
+        assert_eq!(
+            err_text(&c),
+            format!("authz.deny_subscribe = \"a/b+\": {rule}")
+        );
+        c.authz.deny_subscribe = vec![String::new()];
+        assert_eq!(err_text(&c), format!("authz.deny_subscribe = \"\": {rule}"));
+        c.authz.deny_subscribe = vec!["$SYS/#".into(), "#".into(), "+".into(), "/".into()];
+        assert_eq!(err_text(&c), "valid");
+    }
+
+    #[test]
+    fn duration_accessors() {
+        let mut c = Config::default();
+        assert_eq!(c.listener.connect_timeout(), Duration::from_secs(10));
+        assert_eq!(c.sys.interval(), Some(Duration::from_secs(10)));
+        assert_eq!(c.mqtt.max_keepalive(), None);
+        c.sys.interval = 0;
+        c.mqtt.max_keepalive = 60;
+        assert_eq!(c.sys.interval(), None);
+        assert_eq!(c.mqtt.max_keepalive(), Some(Duration::from_secs(60)));
+    }
+}
