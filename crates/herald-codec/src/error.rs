@@ -157,6 +157,13 @@ impl DecodeError {
                 ReasonCode::UNSUPPORTED_PROTOCOL_VERSION
             }
             WildcardInTopicName(_) => ReasonCode::TOPIC_NAME_INVALID,
+            // 5.0 §3.3.4: "A Topic Alias value of 0 ... is a Protocol Error,
+            // the receiver uses DISCONNECT with Reason Code of 0x94 (Topic
+            // Alias invalid)".
+            InvalidPropertyValue {
+                id: crate::properties::id::TOPIC_ALIAS,
+                ..
+            } => ReasonCode::TOPIC_ALIAS_INVALID,
             UnexpectedPacketType(_)
             | EmptyTopicName
             | ZeroPacketId(_)
