@@ -42,9 +42,14 @@ pub enum DecodeError {
         /// The low four bits of the first byte.
         flags: u8,
     },
-    /// QoS 3 in a PUBLISH, a will or a subscription.
+    /// QoS 3 in a PUBLISH or a will (both Malformed Packets in 5.0).
     #[error("QoS 3 is not a valid QoS")]
     InvalidQoS,
+    /// Maximum QoS 3 in a subscription's options: 5.0 §3.8.3.1 makes it a
+    /// Protocol Error (3.1.1 calls it malformed, but 3.x has no reason
+    /// codes: the connection closes either way).
+    #[error("subscription maximum QoS 3 is not valid")]
+    InvalidSubscriptionQoS,
     /// DUP set on a QoS 0 PUBLISH.
     #[error("DUP flag set on a QoS 0 PUBLISH")]
     DupOnQoS0,
@@ -170,6 +175,7 @@ impl DecodeError {
             | DuplicateProperty(_)
             | InvalidPropertyValue { .. }
             | InvalidRetainHandling
+            | InvalidSubscriptionQoS
             | NoTopicFilters(_) => ReasonCode::PROTOCOL_ERROR,
             VarIntTooLong
             | VarIntNotMinimal

@@ -62,7 +62,7 @@ impl SubOptions {
             _ => return Err(DecodeError::InvalidRetainHandling),
         };
         Ok(SubOptions {
-            qos: QoS::from_u8(b & 0x03)?,
+            qos: QoS::from_u8(b & 0x03).map_err(|_| DecodeError::InvalidSubscriptionQoS)?,
             no_local: b & 0x04 != 0,
             retain_as_published: b & 0x08 != 0,
             retain_handling,
@@ -360,6 +360,10 @@ mod tests {
         assert_eq!(
             SubOptions::from_byte(0x30, Protocol::V5),
             Err(DecodeError::InvalidRetainHandling)
+        );
+        assert_eq!(
+            SubOptions::from_byte(0x03, Protocol::V5),
+            Err(DecodeError::InvalidSubscriptionQoS)
         );
     }
 }
