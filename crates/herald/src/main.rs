@@ -140,10 +140,7 @@ fn run(args: RunArgs) -> ExitCode {
 
 /// Runs the broker until a shutdown signal, then lets it drain.
 async fn run_broker(config: Config) -> anyhow::Result<()> {
-    // herald_broker::serve does not exist yet; replace with:
-    // herald_broker::serve(config, shutdown_signal()).await?;
-    let _unused = (config, shutdown_signal());
-    tracing::warn!("broker not yet wired");
+    herald_broker::serve(config, shutdown_signal()).await?;
     Ok(())
 }
 

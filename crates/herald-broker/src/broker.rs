@@ -1,0 +1,289 @@
+//! The state every connection shares: the session registry, the
+//! subscription router, retained messages, counters and configuration; and
+//! the operations on them that are not one connection's business: routing a
+//! message, subscribing, unsubscribing, discarding a session.
+//!
+//! Locks: the registry lock is taken only on connect and session end; the
+//! router is a read-write lock read by every publish (publishers never
+//! serialise on it) and written by (un)subscribes; the retained store has its
+//! own. No lock is held across an `.await` or while another of these is taken,
+//! except router → session (to enqueue), in that order only.
+
+use crate::config::Config;
+use crate::message::{Delivery, Message};
+use crate::metrics::Metrics;
+use crate::router::{Retained, SharedGroups, Trie, matches, parse_shared};
+use crate::session::{DropReason, Session, SubEntry};
+use herald_codec::{ByteStr, QoS, RetainHandling};
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use tokio::time::Instant;
+
+/// A session as a router key: equality and hash by identity, so two
+/// sessions with the same client id (old and new) never collide.
+#[derive(Clone)]
+pub struct SessionKey(pub Arc<Session>);
+
+impl PartialEq for SessionKey {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+impl Eq for SessionKey {}
+impl Hash for SessionKey {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        std::ptr::hash(Arc::as_ptr(&self.0), state)
+    }
+}
+
+/// Who is subscribed to what.
+#[derive(Default)]
+struct Subscriptions {
+    /// Ordinary subscriptions.
+    direct: Trie<SessionKey, SubEntry>,
+    /// `$share/{group}/{filter}` subscriptions.
+    shared: SharedGroups<SessionKey, SubEntry>,
+}
+
+/// What routing one message did.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct RouteOutcome {
+    /// Sessions the message was queued for.
+    pub delivered: usize,
+    /// Sessions whose queue refused it.
+    pub dropped: usize,
+    /// Whether any subscription matched at all.
+    pub matched: bool,
+}
+
+/// The broker's shared state.
+pub struct Broker {
+    /// Settings in force.
+    pub config: Config,
+    /// Client id → session, for connected and offline sessions alike.
+    sessions: Mutex<HashMap<ByteStr, Arc<Session>>>,
+    /// The subscription router.
+    subs: RwLock<Subscriptions>,
+    /// Retained messages by topic.
+    retained: RwLock<Retained<Arc<Message>>>,
+    /// Counters.
+    pub metrics: Metrics,
+    /// When the broker started, for uptime.
+    pub started: Instant,
+}
+
+fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
+    l.read().unwrap_or_else(|e| e.into_inner())
+}
+fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
+    l.write().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Broker {
+    /// A broker with no sessions.
+    pub fn new(config: Config) -> Arc<Broker> {
+        Arc::new(Broker {
+            config,
+            sessions: Mutex::new(HashMap::new()),
+            subs: RwLock::new(Subscriptions::default()),
+            retained: RwLock::new(Retained::new()),
+            metrics: Metrics::default(),
+            started: Instant::now(),
+        })
+    }
+
+    /// The session registry, locked.
+    pub fn sessions(&self) -> MutexGuard<'_, HashMap<ByteStr, Arc<Session>>> {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A new empty session with this broker's queue limits.
+    pub fn new_session(&self, client_id: ByteStr) -> Arc<Session> {
+        Session::new(
+            client_id,
+            self.config.mqtt.max_queued_messages as usize,
+            self.config.mqtt.queue_qos0,
+        )
+    }
+
+    /// Routes a message to every matching subscription: one delivery per
+    /// session (highest granted QoS, all subscription identifiers), one
+    /// member per shared group. Updates the retained store first if the
+    /// message is retained.
+    pub fn publish(&self, message: Arc<Message>) -> RouteOutcome {
+        if message.retain {
+            let mut retained = write(&self.retained);
+            if message.payload.is_empty() {
+                retained.remove(&message.topic);
+            } else {
+                retained.set(&message.topic, message.clone());
+            }
+        }
+        // (session, qos, retain-as-published, subscription ids)
+        let mut targets: Vec<(SessionKey, QoS, bool, Vec<u32>)> = Vec::new();
+        {
+            let subs = read(&self.subs);
+            let from = &message.from_client_id;
+            subs.direct.for_each_match(&message.topic, |_, key, entry| {
+                if entry.options.no_local && key.0.client_id == *from {
+                    return;
+                }
+                match targets.iter_mut().find(|t| t.0 == *key) {
+                    Some(t) => {
+                        t.1 = t.1.max(entry.options.qos);
+                        t.2 |= entry.options.retain_as_published;
+                        t.3.extend(entry.id);
+                    }
+                    None => targets.push((
+                        key.clone(),
+                        entry.options.qos,
+                        entry.options.retain_as_published,
+                        entry.id.into_iter().collect(),
+                    )),
+                }
+            });
+            subs.shared.for_each_match(
+                &message.topic,
+                |key| key.0.lock().online,
+                |_, _, key, entry| {
+                    targets.push((
+                        key.clone(),
+                        entry.options.qos,
+                        entry.options.retain_as_published,
+                        entry.id.into_iter().collect(),
+                    ))
+                },
+            );
+        }
+        let mut outcome = RouteOutcome {
+            matched: !targets.is_empty(),
+            ..RouteOutcome::default()
+        };
+        for (key, qos, rap, ids) in targets {
+            let delivery = Delivery {
+                qos: message.qos.min(qos),
+                retain: message.retain && rap,
+                subscription_ids: ids,
+                message: message.clone(),
+            };
+            match key.0.enqueue(delivery) {
+                Ok(()) => outcome.delivered += 1,
+                Err(reason) => {
+                    outcome.dropped += 1;
+                    self.count_drop(reason);
+                }
+            }
+        }
+        if !outcome.matched {
+            Metrics::add(&self.metrics.dropped_no_subscribers, 1);
+        }
+        outcome
+    }
+
+    /// Counts a delivery a session refused.
+    pub fn count_drop(&self, reason: DropReason) {
+        let counter = match reason {
+            DropReason::QueueFull => &self.metrics.dropped_queue_full,
+            DropReason::Qos0Offline => &self.metrics.dropped_qos0_offline,
+        };
+        Metrics::add(counter, 1);
+    }
+
+    /// Adds (or replaces) a subscription of `session` on `filter` (as sent,
+    /// possibly `$share/g/f`, already validated). Returns whether it is new.
+    pub fn subscribe(&self, session: &Arc<Session>, filter: &ByteStr, entry: SubEntry) -> bool {
+        let key = SessionKey(session.clone());
+        let is_new = {
+            let mut subs = write(&self.subs);
+            match parse_shared(filter) {
+                Ok(Some((group, f))) => subs.shared.insert(group, f, key, entry).is_none(),
+                _ => subs.direct.insert(filter, key, entry).is_none(),
+            }
+        };
+        session.lock().subscriptions.insert(filter.clone(), entry);
+        is_new
+    }
+
+    /// Removes a subscription; returns whether it existed.
+    pub fn unsubscribe(&self, session: &Arc<Session>, filter: &str) -> bool {
+        let key = SessionKey(session.clone());
+        {
+            let mut subs = write(&self.subs);
+            match parse_shared(filter) {
+                Ok(Some((group, f))) => subs.shared.remove(group, f, &key),
+                _ => subs.direct.remove(filter, &key),
+            };
+        }
+        session.lock().subscriptions.remove(filter).is_some()
+    }
+
+    /// Ends a session: removes its subscriptions and, if the registry still
+    /// maps its client id to it, the registry entry.
+    pub fn discard_session(&self, session: &Arc<Session>) {
+        let filters: Vec<ByteStr> = session.lock().subscriptions.keys().cloned().collect();
+        for f in filters {
+            self.unsubscribe(session, &f);
+        }
+        {
+            let mut sessions = self.sessions();
+            if sessions
+                .get(&session.client_id)
+                .is_some_and(|s| Arc::ptr_eq(s, session))
+            {
+                sessions.remove(&session.client_id);
+            }
+        }
+        let mut st = session.lock();
+        st.queue.clear();
+        st.inflight.clear();
+        st.incoming_qos2.clear();
+    }
+
+    /// Queues the retained messages matching a new subscription, as Retain
+    /// Handling asks. Shared subscriptions get none (5.0 §4.8.2).
+    pub fn send_retained(
+        &self,
+        session: &Arc<Session>,
+        filter: &str,
+        entry: SubEntry,
+        is_new: bool,
+    ) {
+        let send = match entry.options.retain_handling {
+            RetainHandling::SendAtSubscribe => true,
+            RetainHandling::SendAtSubscribeIfNew => is_new,
+            RetainHandling::DoNotSend => false,
+        };
+        if !send || !matches!(parse_shared(filter), Ok(None)) {
+            return;
+        }
+        let now = Instant::now();
+        let mut found = Vec::new();
+        read(&self.retained).for_each_matching(filter, |_, m| {
+            if !m.is_expired(now) {
+                found.push(m.clone());
+            }
+        });
+        for message in found {
+            let delivery = Delivery {
+                qos: message.qos.min(entry.options.qos),
+                retain: true,
+                subscription_ids: entry.id.into_iter().collect(),
+                message,
+            };
+            if let Err(reason) = session.enqueue(delivery) {
+                self.count_drop(reason);
+            }
+        }
+    }
+
+    /// Number of retained messages.
+    pub fn retained_count(&self) -> usize {
+        read(&self.retained).len()
+    }
+
+    /// Whether `topic` is matched by one of the filters in `denied`.
+    pub fn denied(denied: &[String], topic: &str) -> bool {
+        denied.iter().any(|f| matches(f, topic))
+    }
+}

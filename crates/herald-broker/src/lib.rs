@@ -1,0 +1,25 @@
+//! Herald's MQTT broker as a library.
+//!
+//! Layout, following the data flow (socket → codec → connection → router →
+//! session queue → connection → codec → socket):
+//! - [`listener`]: accept loops, the connection limit, graceful shutdown;
+//!   [`start`] and [`serve`] are the entry points.
+//! - [`connection`]: framed packet I/O over any `AsyncRead + AsyncWrite`.
+//! - [`protocol`]: one connection's state machine, one file per packet family.
+//! - [`session`]: state that outlives a connection (queue, inflight, expiry).
+//! - [`broker`]: what connections share (registry, router, retained store).
+//! - [`router`]: topic-filter trie, shared groups, retained store.
+//! - [`message`], [`metrics`], [`sys`] (`$SYS` topics), [`config`].
+
+pub mod broker;
+pub mod config;
+pub mod connection;
+pub mod listener;
+pub mod message;
+pub mod metrics;
+pub mod protocol;
+pub mod router;
+pub mod session;
+pub mod sys;
+
+pub use listener::{ServeError, Server, serve, start};

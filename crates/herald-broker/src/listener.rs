@@ -1,0 +1,147 @@
+//! Accept loops (one per bound address), the connection limit, and graceful
+//! shutdown: stop accepting, tell every connection to close (5.0 clients get
+//! DISCONNECT 0x8B), wait for them up to a deadline.
+
+use crate::broker::Broker;
+use crate::config::{Config, ConfigError};
+use crate::protocol::serve_connection;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
+
+/// Why the broker could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The configuration failed validation.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// A listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// How long shutdown waits for connections to finish.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// A running broker.
+pub struct Server {
+    /// The shared state (for tests and the binary's endpoints).
+    pub broker: Arc<Broker>,
+    /// The addresses actually bound (port 0 resolved).
+    pub local_addrs: Vec<SocketAddr>,
+    /// Set to `true` to make everything stop.
+    shutdown: watch::Sender<bool>,
+    /// Accept loops and the `$SYS` task.
+    tasks: Vec<JoinHandle<()>>,
+    /// One permit per allowed connection; all back means all closed.
+    slots: Arc<Semaphore>,
+}
+
+/// Binds every listener and starts serving.
+pub async fn start(config: Config) -> Result<Server, ServeError> {
+    config.validate()?;
+    let max = config.listener.max_connections;
+    let sys_interval = config.sys.interval();
+    let broker = Broker::new(config);
+    let (shutdown, shutdown_rx) = watch::channel(false);
+    let slots = Arc::new(Semaphore::new(max as usize));
+    let mut local_addrs = Vec::new();
+    let mut tasks = Vec::new();
+    for &addr in &broker.config.listener.bind {
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServeError::Bind { addr, source })?;
+        let local = listener.local_addr().unwrap_or(addr);
+        tracing::info!(addr = %local, "listening for MQTT");
+        local_addrs.push(local);
+        tasks.push(tokio::spawn(accept_loop(
+            listener,
+            broker.clone(),
+            slots.clone(),
+            shutdown_rx.clone(),
+        )));
+    }
+    if let Some(interval) = sys_interval {
+        tasks.push(tokio::spawn(crate::sys::run(
+            broker.clone(),
+            interval,
+            shutdown_rx.clone(),
+        )));
+    }
+    Ok(Server {
+        broker,
+        local_addrs,
+        shutdown,
+        tasks,
+        slots,
+    })
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    broker: Arc<Broker>,
+    slots: Arc<Semaphore>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    loop {
+        let accepted = tokio::select! {
+            a = listener.accept() => a,
+            _ = shutdown.changed() => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of file descriptors and the like: back off briefly
+                // rather than spin.
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = slots.clone().try_acquire_owned() else {
+            tracing::warn!(%peer, "connection limit reached; closing new connection");
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let broker = broker.clone();
+        let shutdown = shutdown.clone();
+        tokio::spawn(async move {
+            serve_connection(broker, stream, peer, shutdown).await;
+            drop(permit);
+        });
+    }
+}
+
+impl Server {
+    /// Stops accepting, closes every connection and waits (up to a few
+    /// seconds) for them to finish.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        for task in self.tasks {
+            let _ = task.await;
+        }
+        let all = self.broker.config.listener.max_connections;
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, self.slots.acquire_many(all)).await;
+        tracing::info!("broker stopped");
+    }
+}
+
+/// Runs the broker until `shutdown` resolves, then stops it gracefully.
+pub async fn serve(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServeError> {
+    let server = start(config).await?;
+    shutdown.await;
+    server.shutdown().await;
+    Ok(())
+}

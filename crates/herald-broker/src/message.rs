@@ -1,0 +1,103 @@
+//! An application message as the broker carries it from a publisher to its
+//! subscribers: shared (`Arc`) between every queue it sits in, never copied.
+//!
+//! A message is immutable once routed; per-subscriber choices (QoS granted,
+//! RETAIN flag, subscription identifiers) live in [`Delivery`].
+
+use bytes::Bytes;
+use herald_codec::{ByteStr, Properties, QoS};
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+use tokio::time::Instant;
+
+/// One published message.
+#[derive(Debug)]
+pub struct Message {
+    /// Topic name it was published to (aliases already resolved).
+    pub topic: ByteStr,
+    /// Application payload, shared with the publisher's read buffer.
+    pub payload: Bytes,
+    /// QoS it was published with.
+    pub qos: QoS,
+    /// RETAIN flag as published.
+    pub retain: bool,
+    /// Properties forwarded unchanged to 5.0 subscribers: payload format
+    /// indicator, content type, response topic, correlation data, user
+    /// properties. Never a topic alias, subscription identifier or expiry.
+    pub properties: Properties,
+    /// Client id of the publisher (for No Local and the WebHook).
+    pub from_client_id: ByteStr,
+    /// User name of the publisher, if it gave one (for the WebHook).
+    pub from_username: Option<ByteStr>,
+    /// When the broker received it, milliseconds since the epoch.
+    pub received_at_ms: u64,
+    /// When it expires (Message Expiry Interval), on the broker's clock.
+    pub expires_at: Option<Instant>,
+}
+
+impl Message {
+    /// Builds a message; `expiry` is the Message Expiry Interval in seconds.
+    pub fn new(
+        topic: ByteStr,
+        payload: Bytes,
+        qos: QoS,
+        retain: bool,
+        mut properties: Properties,
+        from_client_id: ByteStr,
+        from_username: Option<ByteStr>,
+    ) -> Message {
+        let expires_at = properties
+            .message_expiry_interval
+            .take()
+            .map(|s| Instant::now() + std::time::Duration::from_secs(s.into()));
+        properties.topic_alias = None;
+        properties.subscription_identifiers.clear();
+        Message {
+            topic,
+            payload,
+            qos,
+            retain,
+            properties,
+            from_client_id,
+            from_username,
+            received_at_ms: now_ms(),
+            expires_at,
+        }
+    }
+
+    /// Seconds left before expiry (rounded up), `None` without expiry,
+    /// `Some(0)` once expired.
+    pub fn remaining_expiry(&self, now: Instant) -> Option<u32> {
+        self.expires_at.map(|at| {
+            let left = at.saturating_duration_since(now);
+            let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
+            u32::try_from(secs).unwrap_or(u32::MAX)
+        })
+    }
+
+    /// Whether the message has expired at `now`.
+    pub fn is_expired(&self, now: Instant) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
+    }
+}
+
+/// A message on its way to one subscriber.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    /// The shared message.
+    pub message: Arc<Message>,
+    /// QoS for this subscriber: the lower of the published and granted QoS.
+    pub qos: QoS,
+    /// RETAIN flag this subscriber receives.
+    pub retain: bool,
+    /// Subscription identifiers of the matching subscriptions (5.0).
+    pub subscription_ids: Vec<u32>,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}

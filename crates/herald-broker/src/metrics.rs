@@ -1,0 +1,54 @@
+//! Broker-wide counters, read by `$SYS` and (later) `/metrics`. Lock-free:
+//! every counter is an atomic updated with relaxed ordering.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// Counters; all monotonically increasing except `connected`.
+#[derive(Debug, Default)]
+pub struct Metrics {
+    /// Clients connected right now.
+    pub connected: AtomicU64,
+    /// Connections accepted since start.
+    pub connections_total: AtomicU64,
+    /// PUBLISH packets received from clients.
+    pub messages_received: AtomicU64,
+    /// PUBLISH packets sent to clients.
+    pub messages_sent: AtomicU64,
+    /// Bytes read from client sockets.
+    pub bytes_received: AtomicU64,
+    /// Bytes written to client sockets.
+    pub bytes_sent: AtomicU64,
+    /// Messages published with no subscriber.
+    pub dropped_no_subscribers: AtomicU64,
+    /// Deliveries dropped because a session queue was full.
+    pub dropped_queue_full: AtomicU64,
+    /// QoS 0 deliveries not queued for an offline session.
+    pub dropped_qos0_offline: AtomicU64,
+    /// Deliveries dropped because the message expired before sending.
+    pub dropped_expired: AtomicU64,
+    /// Publications refused by the authorization point.
+    pub dropped_not_authorized: AtomicU64,
+    /// Deliveries larger than the subscriber's Maximum Packet Size.
+    pub dropped_too_large: AtomicU64,
+    /// Connections closed for a protocol violation.
+    pub protocol_errors: AtomicU64,
+}
+
+impl Metrics {
+    /// Adds `n` to a counter.
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Reads a counter.
+    pub fn get(counter: &AtomicU64) -> u64 {
+        counter.load(Ordering::Relaxed)
+    }
+}
+
+impl Metrics {
+    /// One client fewer connected.
+    pub fn sub_connected(&self) {
+        self.connected.fetch_sub(1, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,348 @@
+//! The CONNECT handshake: validate the CONNECT, choose or check the client
+//! identifier, take the session over from an older connection or start a
+//! new one, answer CONNACK, and resend what the resumed session had in
+//! flight.
+//!
+//! A refused CONNECT gets a CONNACK with the reason and the connection
+//! closes; nothing about other clients changes.
+
+use super::{Client, flush_briefly, read_one};
+use crate::broker::Broker;
+use crate::connection::Io;
+use crate::metrics::Metrics;
+use crate::session::{ConnHandle, Kick, Session};
+use herald_codec::{
+    ByteStr, ConnAck, Connect, DecodeError, Packet, Properties, Protocol, PubResp, Publish,
+    ReasonCode,
+};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::sync::oneshot;
+
+/// What a successful handshake hands the packet loop: the client, the
+/// receiver its takeover arrives on, and the sender whose drop tells a
+/// successor this connection is done.
+pub(crate) type Handshake<S> = (Client<S>, oneshot::Receiver<Kick>, oneshot::Sender<()>);
+
+/// Reads and answers CONNECT. `None`: the connection is closed.
+pub(crate) async fn handshake<S>(
+    broker: Arc<Broker>,
+    mut io: Io<S>,
+    peer: SocketAddr,
+) -> Option<Handshake<S>>
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let timeout = broker.config.listener.connect_timeout();
+    let first = match tokio::time::timeout(timeout, read_one(&mut io)).await {
+        Err(_) => {
+            tracing::debug!(%peer, "no CONNECT within {timeout:?}; closing");
+            return None;
+        }
+        Ok(Ok(Some(packet))) => packet,
+        Ok(Ok(None)) => return None,
+        Ok(Err(e)) => {
+            tracing::debug!(%peer, error = %e, "bad CONNECT");
+            Metrics::add(&broker.metrics.protocol_errors, 1);
+            if matches!(
+                e,
+                DecodeError::UnsupportedProtocolLevel(_) | DecodeError::InvalidProtocolName(_)
+            ) {
+                // 3.1.1 §3.1.2.2: answer 0x01 and close.
+                io.opts.protocol = Protocol::V3_1_1;
+                let _ = io.send(&Packet::ConnAck(ConnAck {
+                    code: ReasonCode::UNSUPPORTED_PROTOCOL_VERSION,
+                    ..ConnAck::default()
+                }));
+                flush_briefly(&mut io).await;
+            }
+            return None;
+        }
+    };
+    let Packet::Connect(connect) = first else {
+        tracing::debug!(%peer, "first packet is not CONNECT; closing");
+        Metrics::add(&broker.metrics.protocol_errors, 1);
+        return None;
+    };
+    io.opts.protocol = connect.protocol;
+    match accept(&broker, &connect) {
+        Ok(accepted) => Some(establish(broker, io, peer, *connect, accepted).await),
+        Err(code) => {
+            tracing::debug!(%peer, client_id = %connect.client_id, %code, "CONNECT refused");
+            let _ = io.send(&Packet::ConnAck(ConnAck {
+                code,
+                ..ConnAck::default()
+            }));
+            flush_briefly(&mut io).await;
+            None
+        }
+    }
+}
+
+/// What validation decided for an acceptable CONNECT.
+struct Accepted {
+    /// The client id to use.
+    client_id: ByteStr,
+    /// Whether the server assigned it (5.0 CONNACK property).
+    assigned: bool,
+    /// Session expiry in force.
+    session_expiry: u32,
+    /// Whether that differs from what the client asked (5.0 property).
+    expiry_changed: bool,
+    /// Keep alive in force.
+    keep_alive: u16,
+    /// Whether the server changed it (5.0 Server Keep Alive).
+    keep_alive_changed: bool,
+}
+
+static ASSIGNED_IDS: AtomicU64 = AtomicU64::new(1);
+
+/// Checks a CONNECT against the rules and settings; `Err` is the CONNACK
+/// reason for refusing it.
+fn accept(broker: &Broker, c: &Connect) -> Result<Accepted, ReasonCode> {
+    let cfg = &broker.config;
+    let v5 = c.protocol.is_v5();
+    if v5 && c.properties.authentication_method.is_some() {
+        return Err(ReasonCode::BAD_AUTHENTICATION_METHOD);
+    }
+    if !cfg.authz.allow_anonymous && c.username.is_none() {
+        return Err(ReasonCode::NOT_AUTHORIZED);
+    }
+    let (client_id, assigned) = if c.client_id.is_empty() {
+        let allowed = cfg.mqtt.allow_zero_length_client_id
+            && match c.protocol {
+                Protocol::V3_1 => false,
+                Protocol::V3_1_1 => c.clean_start,
+                Protocol::V5 => true,
+            };
+        if !allowed {
+            return Err(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID);
+        }
+        let n = ASSIGNED_IDS.fetch_add(1, Ordering::Relaxed);
+        let id = format!("herald-{:x}-{n}", crate::message::now_ms());
+        (ByteStr::from(id), true)
+    } else {
+        (c.client_id.clone(), false)
+    };
+    let max_expiry = cfg.mqtt.max_session_expiry;
+    let (session_expiry, expiry_changed) = if v5 {
+        let asked = c.properties.session_expiry_interval.unwrap_or(0);
+        (asked.min(max_expiry), asked > max_expiry)
+    } else if c.clean_start {
+        (0, false)
+    } else {
+        (max_expiry, false)
+    };
+    let mut keep_alive = c.keep_alive;
+    let mut keep_alive_changed = false;
+    let cap = cfg.mqtt.max_keepalive;
+    // A 3.x client cannot be told a different keep alive, so only 5.0
+    // clients get the server's.
+    if v5 && cap > 0 && (keep_alive == 0 || keep_alive > cap) {
+        keep_alive = cap;
+        keep_alive_changed = true;
+    }
+    Ok(Accepted {
+        client_id,
+        assigned,
+        session_expiry,
+        expiry_changed,
+        keep_alive,
+        keep_alive_changed,
+    })
+}
+
+/// Attaches the session, answers CONNACK, resends inflight messages.
+async fn establish<S>(
+    broker: Arc<Broker>,
+    io: Io<S>,
+    peer: SocketAddr,
+    connect: Connect,
+    a: Accepted,
+) -> Handshake<S>
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let (kick_tx, kick_rx) = oneshot::channel();
+    let (done_tx, done_rx) = oneshot::channel();
+    let handle = ConnHandle {
+        kick: kick_tx,
+        done: done_rx,
+    };
+    let (session, present, generation) = attach(
+        &broker,
+        &a.client_id,
+        connect.clean_start,
+        a.session_expiry,
+        handle,
+    )
+    .await;
+    Metrics::add(&broker.metrics.connected, 1);
+    Metrics::add(&broker.metrics.connections_total, 1);
+    let cfg = &broker.config.mqtt;
+    let p = &connect.properties;
+    let mut client = Client {
+        broker: broker.clone(),
+        io,
+        peer,
+        protocol: connect.protocol,
+        session,
+        username: connect.username,
+        keep_alive: Duration::from_secs(a.keep_alive.into()),
+        will: connect.will,
+        session_expiry: a.session_expiry,
+        connect_expiry_zero: a.session_expiry == 0,
+        send_window: usize::from(p.receive_maximum.unwrap_or(u16::MAX).min(cfg.max_inflight)),
+        client_max_packet: p.maximum_packet_size.map_or(usize::MAX, |m| m as usize),
+        client_alias_max: p.topic_alias_maximum.unwrap_or(0),
+        out_aliases: HashMap::new(),
+        in_aliases: HashMap::new(),
+        generation,
+    };
+    let mut props = Properties::default();
+    if connect.protocol.is_v5() {
+        if a.assigned {
+            props.assigned_client_identifier = Some(a.client_id.clone());
+        }
+        if a.expiry_changed {
+            props.session_expiry_interval = Some(a.session_expiry);
+        }
+        if a.keep_alive_changed {
+            props.server_keep_alive = Some(a.keep_alive);
+        }
+        props.receive_maximum = Some(cfg.receive_maximum);
+        props.maximum_packet_size = Some(cfg.max_packet_size);
+        props.topic_alias_maximum = Some(cfg.topic_alias_maximum);
+        if cfg.max_qos < 2 {
+            props.maximum_qos = Some(cfg.max_qos);
+        }
+        if !cfg.retain_available {
+            props.retain_available = Some(false);
+        }
+        if !cfg.wildcard_subscription_available {
+            props.wildcard_subscription_available = Some(false);
+        }
+        if !cfg.subscription_identifiers_available {
+            props.subscription_identifier_available = Some(false);
+        }
+        if !cfg.shared_subscription_available {
+            props.shared_subscription_available = Some(false);
+        }
+    }
+    client.send(&Packet::ConnAck(ConnAck {
+        session_present: present,
+        code: ReasonCode::SUCCESS,
+        properties: props,
+    }));
+    tracing::debug!(client_id = %client.session.client_id, %peer, present, "connected");
+    if present {
+        client.resend_inflight();
+    }
+    (client, kick_rx, done_tx)
+}
+
+/// Finds or creates the session for `client_id`, taking it over from a
+/// connection that still owns it (which is told to close, and awaited, so
+/// its cleanup runs before this connection proceeds). Returns the session,
+/// whether it was resumed, and this connection's generation.
+async fn attach(
+    broker: &Arc<Broker>,
+    client_id: &ByteStr,
+    clean_start: bool,
+    expiry: u32,
+    handle: ConnHandle,
+) -> (Arc<Session>, bool, u64) {
+    let mut handle = Some(handle);
+    loop {
+        // Decided under the registry lock, so two connections with one
+        // client id cannot both create a session.
+        let (wait, discard) = {
+            let mut sessions = broker.sessions();
+            let existing = sessions.get(client_id).cloned();
+            if let Some(old) = existing {
+                let mut st = old.lock();
+                if let Some(owner) = st.conn.take() {
+                    let _ = owner.kick.send(Kick::TakenOver);
+                    (Some(owner.done), None)
+                } else if !clean_start && st.expiry_interval > 0 {
+                    st.generation += 1;
+                    st.online = true;
+                    st.expiry_interval = expiry;
+                    st.conn = handle.take();
+                    let generation = st.generation;
+                    drop(st);
+                    return (old, true, generation);
+                } else {
+                    drop(st);
+                    let session = claim_new(broker, client_id, expiry, &mut handle);
+                    sessions.insert(client_id.clone(), session.clone());
+                    (None, Some((old, session)))
+                }
+            } else {
+                let session = claim_new(broker, client_id, expiry, &mut handle);
+                sessions.insert(client_id.clone(), session.clone());
+                drop(sessions);
+                return (session, false, 1);
+            }
+        };
+        if let Some(done) = wait {
+            // Ok or Err: either way the old connection has finished.
+            let _ = done.await;
+            continue;
+        }
+        if let Some((old, session)) = discard {
+            broker.discard_session(&old);
+            return (session, false, 1);
+        }
+    }
+}
+
+/// A new session owned by the connection whose `handle` this is.
+fn claim_new(
+    broker: &Broker,
+    client_id: &ByteStr,
+    expiry: u32,
+    handle: &mut Option<ConnHandle>,
+) -> Arc<Session> {
+    let session = broker.new_session(client_id.clone());
+    {
+        let mut st = session.lock();
+        st.generation = 1;
+        st.online = true;
+        st.expiry_interval = expiry;
+        st.conn = handle.take();
+    }
+    session
+}
+
+impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
+    /// On session resume: resend unacknowledged PUBLISH packets with DUP set
+    /// and PUBREL for those already PUBREC'd, in their original order.
+    fn resend_inflight(&mut self) {
+        let inflight: Vec<_> = self.session.lock().inflight.iter().cloned().collect();
+        for m in inflight {
+            if m.released {
+                self.send(&Packet::PubRel(PubResp::new(m.packet_id)));
+            } else {
+                let d = &m.delivery;
+                let mut publish = Publish {
+                    dup: true,
+                    qos: d.qos,
+                    retain: d.retain,
+                    topic: d.message.topic.clone(),
+                    packet_id: m.packet_id,
+                    properties: Properties::default(),
+                    payload: d.message.payload.clone(),
+                };
+                if self.protocol.is_v5() {
+                    publish.properties = self.outgoing_properties(d);
+                }
+                self.send(&Packet::Publish(publish));
+            }
+        }
+    }
+}

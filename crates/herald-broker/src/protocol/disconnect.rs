@@ -1,0 +1,202 @@
+//! How a connection ends: the client's DISCONNECT, and everything after the
+//! packet loop stops for any reason: the server's DISCONNECT (5.0), the will
+//! message (now or after the Will Delay Interval), and the session's fate
+//! (ended now, or kept until its expiry interval runs out).
+
+use super::{Client, flush_briefly};
+use crate::broker::Broker;
+use crate::message::Message;
+use crate::metrics::Metrics;
+use crate::session::Session;
+use herald_codec::{DecodeError, Disconnect, Packet, Properties, ReasonCode, Will};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite};
+
+/// Why the packet loop stopped.
+#[derive(Debug)]
+pub enum Close {
+    /// The client sent DISCONNECT with reason 0x00 (or any 3.x DISCONNECT).
+    Normal,
+    /// A 5.0 DISCONNECT with another reason (0x04 asks for the will).
+    ClientReason(ReasonCode),
+    /// The socket closed (or failed) without DISCONNECT.
+    TcpClosed,
+    /// Nothing arrived within 1.5 × keep alive.
+    KeepAliveTimeout,
+    /// Another connection took the client id over.
+    TakenOver,
+    /// The broker is shutting down.
+    ServerShutdown,
+    /// A packet broke a rule the decoder checks.
+    Decode(DecodeError),
+    /// A packet broke a protocol rule: the 5.0 reason and what happened.
+    Protocol(ReasonCode, String),
+}
+
+impl Close {
+    /// The reason name of the WebHook contract (`reason` of
+    /// client_disconnected / session_terminated).
+    pub fn reason_name(&self) -> &'static str {
+        match self {
+            Close::Normal => "normal",
+            Close::ClientReason(r) => r.name_in(herald_codec::PacketType::Disconnect),
+            Close::TcpClosed => "tcp_closed",
+            Close::KeepAliveTimeout => "keepalive_timeout",
+            Close::TakenOver => "takeovered",
+            Close::ServerShutdown => "server_shutting_down",
+            Close::Decode(_) => "frame_error",
+            Close::Protocol(..) => "protocol_error",
+        }
+    }
+
+    /// The reason the server sends in its own DISCONNECT (5.0), if any.
+    fn server_reason(&self) -> Option<ReasonCode> {
+        match self {
+            Close::Normal | Close::ClientReason(_) | Close::TcpClosed => None,
+            Close::KeepAliveTimeout => Some(ReasonCode::KEEP_ALIVE_TIMEOUT),
+            Close::TakenOver => Some(ReasonCode::SESSION_TAKEN_OVER),
+            Close::ServerShutdown => Some(ReasonCode::SERVER_SHUTTING_DOWN),
+            Close::Decode(e) => Some(e.reason_code()),
+            Close::Protocol(r, _) => Some(*r),
+        }
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
+    /// A DISCONNECT from the client: the will is discarded unless 5.0
+    /// reason 0x04; 5.0 may update the session expiry, but not from 0.
+    pub(crate) fn handle_disconnect(&mut self, d: Disconnect) -> Close {
+        if let Some(expiry) = d.properties.session_expiry_interval {
+            if self.connect_expiry_zero && expiry != 0 {
+                return Close::Protocol(
+                    ReasonCode::PROTOCOL_ERROR,
+                    "session expiry set on DISCONNECT after 0 on CONNECT".into(),
+                );
+            }
+            self.session_expiry = expiry.min(self.broker.config.mqtt.max_session_expiry);
+        }
+        if d.reason == ReasonCode::SUCCESS {
+            Close::Normal
+        } else {
+            Close::ClientReason(d.reason)
+        }
+    }
+
+    /// Runs once the packet loop has stopped.
+    pub(crate) async fn finish(&mut self, close: Close) {
+        let client_id = self.session.client_id.clone();
+        match &close {
+            Close::Decode(e) => {
+                Metrics::add(&self.broker.metrics.protocol_errors, 1);
+                tracing::info!(%client_id, peer = %self.peer, error = %e, "malformed packet; closing");
+            }
+            Close::Protocol(code, why) => {
+                Metrics::add(&self.broker.metrics.protocol_errors, 1);
+                tracing::info!(%client_id, peer = %self.peer, %code, why, "protocol error; closing");
+            }
+            other => tracing::debug!(%client_id, reason = other.reason_name(), "disconnected"),
+        }
+        if let (true, Some(reason)) = (self.protocol.is_v5(), close.server_reason()) {
+            self.send(&Packet::Disconnect(Disconnect {
+                reason,
+                properties: Properties::default(),
+            }));
+        }
+        if !matches!(close, Close::TcpClosed) {
+            flush_briefly(&mut self.io).await;
+        }
+        Metrics::sub_connected(&self.broker.metrics);
+
+        // Detach from the session, unless a newer connection already has it.
+        let ours = {
+            let mut st = self.session.lock();
+            let ours = st.generation == self.generation;
+            if ours {
+                st.online = false;
+                st.conn = None;
+                st.expiry_interval = self.session_expiry;
+            }
+            ours
+        };
+        let will = if matches!(close, Close::Normal) {
+            None
+        } else {
+            self.will.take()
+        };
+        let taken_over = matches!(close, Close::TakenOver);
+        let ends_now = ours && self.session_expiry == 0 && !taken_over;
+        if let Some(will) = will {
+            let delay = will.properties.will_delay_interval.unwrap_or(0);
+            let wait = delay.min(self.session_expiry);
+            let message = will_message(will, &self.session.client_id, self.username.clone());
+            if wait == 0 || ends_now {
+                publish_will(&self.broker, message);
+            } else {
+                let broker = self.broker.clone();
+                let session = self.session.clone();
+                let generation = self.generation;
+                tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_secs(wait.into())).await;
+                    // Not if the client came back meanwhile.
+                    if session.lock().generation == generation {
+                        publish_will(&broker, message);
+                    }
+                });
+            }
+        }
+        if ends_now {
+            self.broker.discard_session(&self.session);
+        } else if ours && !taken_over && self.session_expiry != u32::MAX {
+            schedule_expiry(
+                self.broker.clone(),
+                self.session.clone(),
+                self.generation,
+                self.session_expiry,
+            );
+        }
+    }
+}
+
+/// Ends the session after `secs` unless a connection took it meanwhile.
+fn schedule_expiry(broker: Arc<Broker>, session: Arc<Session>, generation: u64, secs: u32) {
+    tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(secs.into())).await;
+        let expired = {
+            let st = session.lock();
+            st.generation == generation && !st.online
+        };
+        if expired {
+            tracing::debug!(client_id = %session.client_id, "session expired");
+            broker.discard_session(&session);
+        }
+    });
+}
+
+/// The will as a message from its client; the Will Delay Interval is not
+/// forwarded.
+fn will_message(
+    will: Will,
+    client_id: &herald_codec::ByteStr,
+    username: Option<herald_codec::ByteStr>,
+) -> Message {
+    let mut props = will.properties;
+    props.will_delay_interval = None;
+    Message::new(
+        will.topic,
+        will.payload,
+        will.qos,
+        will.retain,
+        props,
+        client_id.clone(),
+        username,
+    )
+}
+
+fn publish_will(broker: &Broker, message: Message) {
+    if Broker::denied(&broker.config.authz.deny_publish, &message.topic) {
+        Metrics::add(&broker.metrics.dropped_not_authorized, 1);
+        return;
+    }
+    broker.publish(Arc::new(message));
+}

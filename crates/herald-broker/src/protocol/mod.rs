@@ -1,0 +1,187 @@
+//! One client connection's protocol state machine: from the CONNECT
+//! handshake ([`connect`]) through the packet loop ([`Client::run`]) to the
+//! end of the connection ([`disconnect`]). One file per packet family.
+//!
+//! A connection is one tokio task; it never blocks on another connection:
+//! it hands messages to other sessions' queues and is woken when its own
+//! queue fills. It must never hold a session or broker lock across `.await`.
+
+pub mod connect;
+pub mod disconnect;
+pub mod ping;
+pub mod publish;
+pub mod subscribe;
+
+use crate::broker::Broker;
+use crate::connection::{Io, WRITE_HIGH_WATER};
+use crate::metrics::Metrics;
+use crate::session::{Kick, Session};
+use disconnect::Close;
+use herald_codec::{ByteStr, Packet, Protocol, ReasonCode, Will};
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::{oneshot, watch};
+use tokio::time::{Instant, sleep_until};
+
+/// A connected client after a successful CONNECT.
+pub struct Client<S> {
+    /// Shared broker state.
+    pub(crate) broker: Arc<Broker>,
+    /// The socket and its buffers.
+    pub(crate) io: Io<S>,
+    /// Peer address, for logs and events.
+    pub(crate) peer: SocketAddr,
+    /// Protocol level of this connection.
+    pub(crate) protocol: Protocol,
+    /// The session this connection owns.
+    pub(crate) session: Arc<Session>,
+    /// User name from CONNECT.
+    pub(crate) username: Option<ByteStr>,
+    /// Keep alive in force (after any Server Keep Alive); zero: none.
+    pub(crate) keep_alive: Duration,
+    /// The will message, cleared by a normal DISCONNECT.
+    pub(crate) will: Option<Will>,
+    /// Session Expiry Interval in force (seconds).
+    pub(crate) session_expiry: u32,
+    /// Whether CONNECT asked for expiry 0 (5.0 forbids raising it later).
+    pub(crate) connect_expiry_zero: bool,
+    /// Client's Receive Maximum: our outbound QoS 1/2 window is the lower of
+    /// this and `mqtt.max_inflight`.
+    pub(crate) send_window: usize,
+    /// Client's Maximum Packet Size: larger messages are not sent to it.
+    pub(crate) client_max_packet: usize,
+    /// Client's Topic Alias Maximum (server → client aliases).
+    pub(crate) client_alias_max: u16,
+    /// Topics we gave an alias on this connection.
+    pub(crate) out_aliases: HashMap<ByteStr, u16>,
+    /// Aliases the client set on this connection.
+    pub(crate) in_aliases: HashMap<u16, ByteStr>,
+    /// The session generation this connection owns.
+    pub(crate) generation: u64,
+}
+
+impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
+    /// The packet loop: reads and handles packets, sends queued messages,
+    /// enforces keep alive, until something closes the connection.
+    async fn run(
+        &mut self,
+        mut kick: oneshot::Receiver<Kick>,
+        mut shutdown: watch::Receiver<bool>,
+    ) -> Close {
+        // 1.5 × keep alive, as both 3.1.1 and 5.0 say.
+        let grace = self.keep_alive + self.keep_alive / 2;
+        let mut deadline = Instant::now() + grace;
+        let mut kick_live = true;
+        loop {
+            while self.io.wbuf.len() < WRITE_HIGH_WATER {
+                match self.io.next_packet() {
+                    Ok(Some(packet)) => {
+                        if let Err(close) = self.handle(packet) {
+                            return close;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(e) => return Close::Decode(e),
+                }
+            }
+            self.drain_queue();
+            self.io.prepare_read();
+            let reading = self.io.wbuf.len() < WRITE_HIGH_WATER;
+            let writing = !self.io.wbuf.is_empty();
+            tokio::select! {
+                biased;
+                k = &mut kick, if kick_live => match k {
+                    Ok(Kick::TakenOver) => return Close::TakenOver,
+                    Err(_) => kick_live = false,
+                },
+                _ = shutdown.changed() => return Close::ServerShutdown,
+                written = self.io.writer.write_buf(&mut self.io.wbuf), if writing => match written {
+                    Ok(0) | Err(_) => return Close::TcpClosed,
+                    Ok(n) => Metrics::add(&self.broker.metrics.bytes_sent, n as u64),
+                },
+                read = self.io.reader.read_buf(&mut self.io.rbuf), if reading => match read {
+                    Ok(0) | Err(_) => return Close::TcpClosed,
+                    Ok(n) => {
+                        Metrics::add(&self.broker.metrics.bytes_received, n as u64);
+                        deadline = Instant::now() + grace;
+                    }
+                },
+                _ = self.session.wake.notified() => {}
+                _ = sleep_until(deadline), if !self.keep_alive.is_zero() => {
+                    return Close::KeepAliveTimeout;
+                }
+            }
+        }
+    }
+
+    /// Dispatches one packet received after CONNECT.
+    fn handle(&mut self, packet: Packet) -> Result<(), Close> {
+        match packet {
+            Packet::Publish(p) => self.handle_publish(p),
+            Packet::PubAck(p) => self.handle_puback(p),
+            Packet::PubRec(p) => self.handle_pubrec(p),
+            Packet::PubRel(p) => self.handle_pubrel(p),
+            Packet::PubComp(p) => self.handle_pubcomp(p),
+            Packet::Subscribe(p) => self.handle_subscribe(p),
+            Packet::Unsubscribe(p) => self.handle_unsubscribe(p),
+            Packet::PingReq => self.handle_pingreq(),
+            Packet::Disconnect(p) => Err(self.handle_disconnect(p)),
+            other => Err(Close::Protocol(
+                ReasonCode::PROTOCOL_ERROR,
+                format!("unexpected {:?} from a client", other.packet_type()),
+            )),
+        }
+    }
+
+    /// Queues a packet for sending. Encoding only fails for values the broker
+    /// itself built wrongly, which is logged and the packet skipped.
+    pub(crate) fn send(&mut self, packet: &Packet) {
+        if let Err(e) = self.io.send(packet) {
+            tracing::error!(client_id = %self.session.client_id, error = %e, "cannot encode packet");
+        }
+    }
+}
+
+/// Serves one accepted socket until it closes.
+pub async fn serve_connection<S>(
+    broker: Arc<Broker>,
+    stream: S,
+    peer: SocketAddr,
+    shutdown: watch::Receiver<bool>,
+) where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let io = Io::new(stream, broker.config.mqtt.max_packet_size as usize);
+    let Some((mut client, kick, done)) = connect::handshake(broker, io, peer).await else {
+        return;
+    };
+    let close = client.run(kick, shutdown).await;
+    client.finish(close).await;
+    drop(done);
+}
+
+/// Reads until one complete packet (or EOF / error); used before CONNECT.
+pub(crate) async fn read_one<S: AsyncRead + AsyncWrite>(
+    io: &mut Io<S>,
+) -> Result<Option<Packet>, herald_codec::DecodeError> {
+    loop {
+        if let Some(p) = io.next_packet()? {
+            return Ok(Some(p));
+        }
+        io.prepare_read();
+        match io.reader.read_buf(&mut io.rbuf).await {
+            Ok(0) | Err(_) => return Ok(None),
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Writes the buffered bytes, giving up after a short while so a client
+/// that does not read cannot hold a closing connection open.
+pub(crate) async fn flush_briefly<S: AsyncRead + AsyncWrite>(io: &mut Io<S>) {
+    let _ = tokio::time::timeout(Duration::from_secs(2), io.flush_all()).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), io.writer.shutdown()).await;
+}

@@ -1,0 +1,284 @@
+//! PUBLISH in both directions and its acknowledgements.
+//!
+//! Inbound: topic aliases, QoS/retain capability checks, the authorization
+//! point, QoS 2 exactly-once (a message is routed on its first PUBLISH and
+//! its packet id remembered until PUBREL), Receive Maximum.
+//! Outbound: taking messages from the session queue into the inflight
+//! window, message expiry, topic aliases, the client's Maximum Packet Size,
+//! and the QoS 1/2 acknowledgement state machines.
+
+use super::Client;
+use super::disconnect::Close;
+use crate::broker::Broker;
+use crate::connection::WRITE_HIGH_WATER;
+use crate::message::{Delivery, Message};
+use crate::metrics::Metrics;
+use crate::session::Inflight;
+use herald_codec::{ByteStr, Packet, Properties, PubResp, Publish, QoS, ReasonCode};
+use std::sync::Arc;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::time::Instant;
+
+impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
+    pub(crate) fn handle_publish(&mut self, mut p: Publish) -> Result<(), Close> {
+        let metrics = &self.broker.metrics;
+        Metrics::add(&metrics.messages_received, 1);
+        let cfg = &self.broker.config.mqtt;
+        let v5 = self.protocol.is_v5();
+        if !p.properties.subscription_identifiers.is_empty() {
+            return Err(protocol_error(
+                "subscription identifier in a client PUBLISH",
+            ));
+        }
+        if let Some(alias) = p.properties.topic_alias {
+            if alias == 0 || alias > cfg.topic_alias_maximum {
+                return Err(Close::Protocol(
+                    ReasonCode::TOPIC_ALIAS_INVALID,
+                    format!(
+                        "topic alias {alias} above maximum {}",
+                        cfg.topic_alias_maximum
+                    ),
+                ));
+            }
+            if p.topic.is_empty() {
+                match self.in_aliases.get(&alias) {
+                    Some(topic) => p.topic = topic.clone(),
+                    None => return Err(protocol_error("unknown topic alias")),
+                }
+            } else {
+                self.in_aliases.insert(alias, p.topic.clone());
+            }
+        }
+        if p.qos as u8 > cfg.max_qos {
+            return Err(Close::Protocol(
+                ReasonCode::QOS_NOT_SUPPORTED,
+                format!("QoS {} above maximum {}", p.qos as u8, cfg.max_qos),
+            ));
+        }
+        if p.retain && !cfg.retain_available {
+            return Err(Close::Protocol(
+                ReasonCode::RETAIN_NOT_SUPPORTED,
+                "retain is not available".into(),
+            ));
+        }
+        if p.qos == QoS::ExactlyOnce {
+            let st = self.session.lock();
+            if st.incoming_qos2.contains(&p.packet_id) {
+                // A resend of a message already routed: acknowledge only.
+                drop(st);
+                self.send(&Packet::PubRec(PubResp::new(p.packet_id)));
+                return Ok(());
+            }
+            if st.incoming_qos2.len() >= usize::from(cfg.receive_maximum) {
+                return Err(Close::Protocol(
+                    ReasonCode::RECEIVE_MAXIMUM_EXCEEDED,
+                    "more unacknowledged QoS 2 messages than Receive Maximum".into(),
+                ));
+            }
+        }
+        let reason = if Broker::denied(&self.broker.config.authz.deny_publish, &p.topic) {
+            Metrics::add(&metrics.dropped_not_authorized, 1);
+            ReasonCode::NOT_AUTHORIZED
+        } else {
+            let message = Message::new(
+                p.topic,
+                p.payload,
+                p.qos,
+                p.retain,
+                p.properties,
+                self.session.client_id.clone(),
+                self.username.clone(),
+            );
+            let outcome = self.broker.publish(Arc::new(message));
+            if outcome.matched {
+                ReasonCode::SUCCESS
+            } else {
+                ReasonCode::NO_MATCHING_SUBSCRIBERS
+            }
+        };
+        let mut ack = PubResp::new(p.packet_id);
+        if v5 {
+            ack.reason = reason;
+        }
+        match p.qos {
+            QoS::AtMostOnce => {}
+            QoS::AtLeastOnce => self.send(&Packet::PubAck(ack)),
+            QoS::ExactlyOnce => {
+                if !reason.is_error() {
+                    self.session.lock().incoming_qos2.insert(p.packet_id);
+                }
+                self.send(&Packet::PubRec(ack));
+            }
+        }
+        Ok(())
+    }
+
+    pub(crate) fn handle_puback(&mut self, p: PubResp) -> Result<(), Close> {
+        let mut st = self.session.lock();
+        match st.inflight.iter().position(|m| m.packet_id == p.packet_id) {
+            Some(i)
+                if st
+                    .inflight
+                    .get(i)
+                    .is_some_and(|m| m.delivery.qos == QoS::AtLeastOnce) =>
+            {
+                st.inflight.remove(i);
+            }
+            // An unknown or mismatched id: ignored, as other brokers do.
+            _ => {}
+        }
+        drop(st);
+        self.session.wake.notify_one();
+        Ok(())
+    }
+
+    pub(crate) fn handle_pubrec(&mut self, p: PubResp) -> Result<(), Close> {
+        let mut rel = PubResp::new(p.packet_id);
+        {
+            let mut st = self.session.lock();
+            let found = st
+                .inflight
+                .iter_mut()
+                .find(|m| m.packet_id == p.packet_id && m.delivery.qos == QoS::ExactlyOnce);
+            match found {
+                Some(m) if p.reason.is_error() => {
+                    // 5.0: a PUBREC with an error ends the exchange.
+                    let id = m.packet_id;
+                    st.take_inflight(id);
+                    drop(st);
+                    self.session.wake.notify_one();
+                    return Ok(());
+                }
+                Some(m) => m.released = true,
+                None if self.protocol.is_v5() => {
+                    rel.reason = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND
+                }
+                None => {}
+            }
+        }
+        self.send(&Packet::PubRel(rel));
+        Ok(())
+    }
+
+    pub(crate) fn handle_pubrel(&mut self, p: PubResp) -> Result<(), Close> {
+        let known = self.session.lock().incoming_qos2.remove(&p.packet_id);
+        let mut comp = PubResp::new(p.packet_id);
+        if !known && self.protocol.is_v5() {
+            comp.reason = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND;
+        }
+        self.send(&Packet::PubComp(comp));
+        Ok(())
+    }
+
+    pub(crate) fn handle_pubcomp(&mut self, p: PubResp) -> Result<(), Close> {
+        {
+            let mut st = self.session.lock();
+            if st
+                .inflight
+                .iter()
+                .any(|m| m.packet_id == p.packet_id && m.released)
+            {
+                st.take_inflight(p.packet_id);
+            }
+        }
+        self.session.wake.notify_one();
+        Ok(())
+    }
+
+    /// Moves queued messages into the write buffer while the inflight window
+    /// and the write buffer have room.
+    pub(crate) fn drain_queue(&mut self) {
+        let now = Instant::now();
+        let broker = self.broker.clone();
+        let metrics = &broker.metrics;
+        let session = self.session.clone();
+        let mut st = session.lock();
+        while self.io.wbuf.len() < WRITE_HIGH_WATER {
+            let Some(front) = st.queue.front() else {
+                break;
+            };
+            if front.qos != QoS::AtMostOnce && st.inflight.len() >= self.send_window {
+                break;
+            }
+            let Some(delivery) = st.queue.pop_front() else {
+                break;
+            };
+            if delivery.message.is_expired(now) {
+                Metrics::add(&metrics.dropped_expired, 1);
+                continue;
+            }
+            let packet_id = if delivery.qos == QoS::AtMostOnce {
+                0
+            } else {
+                st.next_packet_id()
+            };
+            let mut publish = Publish {
+                dup: false,
+                qos: delivery.qos,
+                retain: delivery.retain,
+                topic: delivery.message.topic.clone(),
+                packet_id,
+                properties: Properties::default(),
+                payload: delivery.message.payload.clone(),
+            };
+            if self.protocol.is_v5() {
+                publish.properties = outgoing_properties(&delivery, now);
+                self.apply_alias(&mut publish);
+            }
+            let packet = Packet::Publish(publish);
+            let fits = packet
+                .encoded_len(self.protocol)
+                .is_ok_and(|n| n <= self.client_max_packet);
+            if !fits {
+                Metrics::add(&metrics.dropped_too_large, 1);
+                continue;
+            }
+            if let Err(e) = self.io.send(&packet) {
+                tracing::warn!(client_id = %self.session.client_id, error = %e, "cannot encode message");
+                continue;
+            }
+            Metrics::add(&metrics.messages_sent, 1);
+            if packet_id != 0 {
+                st.inflight.push_back(Inflight {
+                    packet_id,
+                    delivery,
+                    released: false,
+                });
+            }
+        }
+    }
+
+    /// Properties of a message for this (5.0) client.
+    pub(crate) fn outgoing_properties(&self, delivery: &Delivery) -> Properties {
+        outgoing_properties(delivery, Instant::now())
+    }
+
+    /// Server → client topic alias: reuse the topic's alias (sending an
+    /// empty topic) or give it a new one while the client's maximum allows.
+    fn apply_alias(&mut self, publish: &mut Publish) {
+        if self.client_alias_max == 0 {
+            return;
+        }
+        if let Some(&alias) = self.out_aliases.get(&publish.topic) {
+            publish.properties.topic_alias = Some(alias);
+            publish.topic = ByteStr::new();
+        } else if self.out_aliases.len() < usize::from(self.client_alias_max) {
+            let alias = self.out_aliases.len() as u16 + 1;
+            self.out_aliases.insert(publish.topic.clone(), alias);
+            publish.properties.topic_alias = Some(alias);
+        }
+    }
+}
+
+/// The message's forwarded properties plus what belongs to this delivery:
+/// the remaining expiry and the subscription identifiers.
+fn outgoing_properties(delivery: &Delivery, now: Instant) -> Properties {
+    let mut props = delivery.message.properties.clone();
+    props.message_expiry_interval = delivery.message.remaining_expiry(now);
+    props.subscription_identifiers = delivery.subscription_ids.clone();
+    props
+}
+
+fn protocol_error(why: &str) -> Close {
+    Close::Protocol(ReasonCode::PROTOCOL_ERROR, why.to_owned())
+}

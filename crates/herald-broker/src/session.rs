@@ -1,0 +1,166 @@
+//! Session state that outlives a connection: subscriptions, the queue of
+//! messages waiting to be sent, the outbound inflight window with its packet
+//! identifiers, inbound QoS 2 packet ids awaiting PUBREL, and expiry.
+//!
+//! Each session has its own lock; routing a message to a session takes only
+//! that lock, briefly, and never awaits while holding it. The connection that
+//! owns the session is woken through [`Session::wake`].
+
+use crate::message::Delivery;
+use herald_codec::{ByteStr, QoS, SubOptions};
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use tokio::sync::{Notify, oneshot};
+
+/// Why a message was not queued for a session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DropReason {
+    /// The session's queue holds `max_queued_messages` already.
+    QueueFull,
+    /// QoS 0 to an offline session with `queue_qos0 = false`.
+    Qos0Offline,
+}
+
+/// A subscription as the session remembers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SubEntry {
+    /// Options granted (QoS already capped by the broker's maximum).
+    pub options: SubOptions,
+    /// Subscription identifier (5.0), if the SUBSCRIBE carried one.
+    pub id: Option<u32>,
+}
+
+/// An outbound QoS 1/2 message not yet fully acknowledged.
+#[derive(Debug, Clone)]
+pub struct Inflight {
+    /// Packet identifier it was sent with.
+    pub packet_id: u16,
+    /// The message; kept after PUBREC too, so `message.acked` can say what
+    /// was acknowledged.
+    pub delivery: Delivery,
+    /// QoS 2 only: PUBREC received and PUBREL sent; awaiting PUBCOMP.
+    pub released: bool,
+}
+
+/// What a new connection needs to take over a session from the old one.
+pub struct ConnHandle {
+    /// Tells the old connection to close, and why.
+    pub kick: oneshot::Sender<Kick>,
+    /// Resolves (with an error, as the sender is dropped) when the old
+    /// connection's task has finished its cleanup.
+    pub done: oneshot::Receiver<()>,
+}
+
+/// Why a connection is told to close from outside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kick {
+    /// A new connection with the same client id (0x8E).
+    TakenOver,
+}
+
+/// The mutable part of a session.
+pub struct SessionState {
+    /// Topic filter as the client sent it (with any `$share/g/` prefix) →
+    /// the subscription.
+    pub subscriptions: HashMap<ByteStr, SubEntry>,
+    /// Messages waiting for the connection (or for a window slot).
+    pub queue: VecDeque<Delivery>,
+    /// Sent QoS 1/2 messages awaiting acknowledgement, in send order.
+    pub inflight: VecDeque<Inflight>,
+    /// Inbound QoS 2 packet ids PUBREC'd and awaiting PUBREL.
+    pub incoming_qos2: HashSet<u16>,
+    /// Next packet identifier to try.
+    next_packet_id: u16,
+    /// The connection that owns the session now, if any.
+    pub conn: Option<ConnHandle>,
+    /// Bumped on every (re)connection, so timers started for an earlier
+    /// connection (expiry, delayed will) can tell they are stale.
+    pub generation: u64,
+    /// Session Expiry Interval in seconds (0: ends with the connection).
+    pub expiry_interval: u32,
+    /// Whether a connection is attached right now.
+    pub online: bool,
+}
+
+/// One client's session.
+pub struct Session {
+    /// The client identifier (assigned one if the server chose it).
+    pub client_id: ByteStr,
+    /// Mutable state behind this session's own lock.
+    state: Mutex<SessionState>,
+    /// Wakes the owning connection when something was queued.
+    pub wake: Notify,
+    /// Limit on `queue`.
+    max_queued: usize,
+    /// Whether QoS 0 messages are queued while offline.
+    queue_qos0: bool,
+}
+
+impl Session {
+    /// A fresh, empty session.
+    pub fn new(client_id: ByteStr, max_queued: usize, queue_qos0: bool) -> Arc<Session> {
+        Arc::new(Session {
+            client_id,
+            state: Mutex::new(SessionState {
+                subscriptions: HashMap::new(),
+                queue: VecDeque::new(),
+                inflight: VecDeque::new(),
+                incoming_qos2: HashSet::new(),
+                next_packet_id: 1,
+                conn: None,
+                generation: 0,
+                expiry_interval: 0,
+                online: false,
+            }),
+            wake: Notify::new(),
+            max_queued,
+            queue_qos0,
+        })
+    }
+
+    /// Locks the state. A panic elsewhere while holding the lock leaves the
+    /// state consistent enough to go on (every update is a single step), so
+    /// poisoning is ignored rather than spreading the panic.
+    pub fn lock(&self) -> MutexGuard<'_, SessionState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Queues a delivery and wakes the connection; refuses when full.
+    pub fn enqueue(&self, delivery: Delivery) -> Result<(), DropReason> {
+        {
+            let mut st = self.lock();
+            if !st.online && delivery.qos == QoS::AtMostOnce && !self.queue_qos0 {
+                return Err(DropReason::Qos0Offline);
+            }
+            if st.queue.len() >= self.max_queued {
+                return Err(DropReason::QueueFull);
+            }
+            st.queue.push_back(delivery);
+        }
+        self.wake.notify_one();
+        Ok(())
+    }
+}
+
+impl SessionState {
+    /// A packet identifier not used by any inflight message. The caller
+    /// keeps the window (≤ 65,535) so one is always free.
+    pub fn next_packet_id(&mut self) -> u16 {
+        loop {
+            let id = self.next_packet_id;
+            self.next_packet_id = self.next_packet_id.checked_add(1).unwrap_or(1);
+            if id != 0 && !self.inflight.iter().any(|m| m.packet_id == id) {
+                return id;
+            }
+        }
+    }
+
+    /// Removes the inflight entry for `packet_id`.
+    pub fn take_inflight(&mut self, packet_id: u16) -> Option<Inflight> {
+        let pos = self
+            .inflight
+            .iter()
+            .position(|m| m.packet_id == packet_id)?;
+        self.inflight.remove(pos)
+    }
+}

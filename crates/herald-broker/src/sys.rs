@@ -1,0 +1,91 @@
+//! `$SYS/broker/...`: the broker's own statistics, published as retained
+//! QoS 0 messages every `sys.interval` seconds, so a client subscribing to
+//! `$SYS/#` sees the latest values at once.
+
+use crate::broker::Broker;
+use crate::message::Message;
+use crate::metrics::Metrics;
+use bytes::Bytes;
+use herald_codec::{ByteStr, Properties, QoS};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::watch;
+
+/// The broker's version, as `$SYS/broker/version` reports it.
+pub const VERSION: &str = concat!("herald ", env!("CARGO_PKG_VERSION"));
+
+/// Publishes the statistics once.
+pub fn publish_stats(broker: &Broker) {
+    let m = &broker.metrics;
+    let uptime = broker.started.elapsed().as_secs();
+    let stats: [(&str, String); 10] = [
+        ("$SYS/broker/version", VERSION.to_owned()),
+        ("$SYS/broker/uptime", uptime.to_string()),
+        (
+            "$SYS/broker/clients/connected",
+            Metrics::get(&m.connected).to_string(),
+        ),
+        (
+            "$SYS/broker/clients/total",
+            Metrics::get(&m.connections_total).to_string(),
+        ),
+        (
+            "$SYS/broker/messages/received",
+            Metrics::get(&m.messages_received).to_string(),
+        ),
+        (
+            "$SYS/broker/messages/sent",
+            Metrics::get(&m.messages_sent).to_string(),
+        ),
+        ("$SYS/broker/messages/dropped", dropped(m).to_string()),
+        (
+            "$SYS/broker/bytes/received",
+            Metrics::get(&m.bytes_received).to_string(),
+        ),
+        (
+            "$SYS/broker/bytes/sent",
+            Metrics::get(&m.bytes_sent).to_string(),
+        ),
+        (
+            "$SYS/broker/retained/count",
+            broker.retained_count().to_string(),
+        ),
+    ];
+    for (topic, value) in stats {
+        let message = Message::new(
+            ByteStr::from_static(topic),
+            Bytes::from(value),
+            QoS::AtMostOnce,
+            true,
+            Properties::default(),
+            ByteStr::from_static("$SYS"),
+            None,
+        );
+        broker.publish(Arc::new(message));
+    }
+}
+
+/// Every message drop the broker counts.
+pub fn dropped(m: &Metrics) -> u64 {
+    [
+        &m.dropped_queue_full,
+        &m.dropped_qos0_offline,
+        &m.dropped_expired,
+        &m.dropped_not_authorized,
+        &m.dropped_too_large,
+    ]
+    .into_iter()
+    .map(Metrics::get)
+    .sum()
+}
+
+/// Publishes every `interval` until shutdown.
+pub async fn run(broker: Arc<Broker>, interval: Duration, mut shutdown: watch::Receiver<bool>) {
+    let mut ticks = tokio::time::interval(interval);
+    loop {
+        tokio::select! {
+            _ = ticks.tick() => publish_stats(&broker),
+            _ = shutdown.changed() => return,
+        }
+    }
+}
