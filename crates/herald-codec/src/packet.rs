@@ -296,6 +296,10 @@ impl Packet {
     /// On error nothing is appended.
     pub fn encode(&self, protocol: Protocol, buf: &mut BytesMut) -> Result<usize, EncodeError> {
         let remaining = self.remaining_len(protocol)?;
+        // Refuse before writing anything, so an error leaves `buf` as it was.
+        if remaining > crate::wire::VARINT_MAX {
+            return Err(EncodeError::VarIntTooLarge(remaining));
+        }
         let total = 1 + varint_len(remaining) + remaining;
         buf.reserve(total);
         let start = buf.len();
