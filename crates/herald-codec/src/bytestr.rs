@@ -8,10 +8,13 @@
 use bytes::Bytes;
 use std::borrow::Borrow;
 use std::fmt;
+use std::hash::{Hash, Hasher};
 use std::ops::Deref;
 
 /// An immutable, cheaply cloneable UTF-8 string backed by [`Bytes`].
-#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+///
+/// Hashes as its `&str` does (see the `Hash` impl), as `Borrow<str>` needs.
+#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct ByteStr {
     /// The UTF-8 bytes; valid UTF-8 by construction.
     bytes: Bytes,
@@ -69,6 +72,15 @@ impl AsRef<str> for ByteStr {
     }
 }
 
+/// Hashes exactly as `str` does, so a `HashMap<ByteStr, _>` can be looked
+/// up with a `&str` (the `Borrow<str>` contract); hashing the `Bytes` would
+/// hash as `[u8]`, which differs.
+impl Hash for ByteStr {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state)
+    }
+}
+
 impl Borrow<str> for ByteStr {
     fn borrow(&self) -> &str {
         self.as_str()
@@ -118,5 +130,19 @@ impl fmt::Debug for ByteStr {
 impl fmt::Display for ByteStr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ByteStr;
+    use std::collections::HashMap;
+
+    #[test]
+    fn a_map_keyed_by_bytestr_is_found_by_str() {
+        let mut map = HashMap::new();
+        map.insert(ByteStr::from("a/b"), 1);
+        assert_eq!(map.get("a/b"), Some(&1));
+        assert_eq!(map.remove("a/b"), Some(1));
     }
 }
