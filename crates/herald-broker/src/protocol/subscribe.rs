@@ -15,6 +15,18 @@ use tokio::io::{AsyncRead, AsyncWrite};
 
 impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
     pub(crate) fn handle_subscribe(&mut self, s: Subscribe) -> Result<(), Close> {
+        // 5.0 §3.8.3.1: No Local on a shared subscription is a Protocol
+        // Error, and 0x82 is not a SUBACK code: close the connection.
+        let no_local_shared = s
+            .filters
+            .iter()
+            .any(|f| f.options.no_local && matches!(parse_shared(&f.filter), Ok(Some(_))));
+        if no_local_shared {
+            return Err(Close::Protocol(
+                ReasonCode::PROTOCOL_ERROR,
+                "No Local on a shared subscription".into(),
+            ));
+        }
         let id = s.properties.subscription_identifiers.first().copied();
         let mut codes = Vec::with_capacity(s.filters.len());
         let mut added = Vec::new();
@@ -55,11 +67,6 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
         if shared.is_some() {
             if !cfg.mqtt.shared_subscription_available {
                 return Err(ReasonCode::SHARED_SUBSCRIPTIONS_NOT_SUPPORTED);
-            }
-            // 5.0 §3.8.3.1: No Local on a shared subscription is a protocol
-            // error; refusing the one filter is kinder and as safe.
-            if sub.options.no_local {
-                return Err(ReasonCode::PROTOCOL_ERROR);
             }
         }
         if !cfg.mqtt.wildcard_subscription_available && plain.contains(['+', '#']) {
