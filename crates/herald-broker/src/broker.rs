@@ -10,10 +10,11 @@
 //! except router → session (to enqueue), in that order only.
 
 use crate::config::Config;
+use crate::hooks::{AclAction, AclRequest, ClientInfo, Decision, DropReason, Event, Hooks};
 use crate::message::{Delivery, Message};
 use crate::metrics::Metrics;
 use crate::router::{Retained, SharedGroups, Trie, matches, parse_shared};
-use crate::session::{DropReason, Session, SubEntry};
+use crate::session::{Session, SubEntry};
 use herald_codec::{ByteStr, QoS, RetainHandling};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -69,6 +70,8 @@ pub struct Broker {
     retained: RwLock<Retained<Arc<Message>>>,
     /// Counters.
     pub metrics: Metrics,
+    /// The extension point: event and decision handlers.
+    pub hooks: Hooks,
     /// When the broker started, for uptime.
     pub started: Instant,
 }
@@ -89,6 +92,7 @@ impl Broker {
             subs: RwLock::new(Subscriptions::default()),
             retained: RwLock::new(Retained::new()),
             metrics: Metrics::default(),
+            hooks: Hooks::default(),
             started: Instant::now(),
         })
     }
@@ -110,8 +114,10 @@ impl Broker {
     /// Routes a message to every matching subscription: one delivery per
     /// session (highest granted QoS, all subscription identifiers), one
     /// member per shared group. Updates the retained store first if the
-    /// message is retained.
+    /// message is retained. Fires `message.publish`, and `message.dropped`
+    /// for no subscribers and for every session that refused it.
     pub fn publish(&self, message: Arc<Message>) -> RouteOutcome {
+        self.hooks.fire(Event::MessagePublish { message: &message });
         if message.retain {
             let mut retained = write(&self.retained);
             if message.payload.is_empty() {
@@ -171,23 +177,32 @@ impl Broker {
                 Ok(()) => outcome.delivered += 1,
                 Err(reason) => {
                     outcome.dropped += 1;
-                    self.count_drop(reason);
+                    self.dropped(&message, reason);
                 }
             }
         }
         if !outcome.matched {
-            Metrics::add(&self.metrics.dropped_no_subscribers, 1);
+            self.dropped(&message, DropReason::NoSubscribers);
         }
         outcome
     }
 
-    /// Counts a delivery a session refused.
-    pub fn count_drop(&self, reason: DropReason) {
+    /// Counts a dropped message and fires `message.dropped`.
+    pub fn dropped(&self, message: &Message, reason: DropReason) {
+        let m = &self.metrics;
         let counter = match reason {
-            DropReason::QueueFull => &self.metrics.dropped_queue_full,
-            DropReason::Qos0Offline => &self.metrics.dropped_qos0_offline,
+            DropReason::NoSubscribers => &m.dropped_no_subscribers,
+            DropReason::QueueFull => &m.dropped_queue_full,
+            DropReason::Qos0Offline => &m.dropped_qos0_offline,
+            DropReason::Expired => &m.dropped_expired,
+            DropReason::NotAuthorized => &m.dropped_not_authorized,
+            DropReason::PacketTooLarge => &m.dropped_too_large,
+            DropReason::ReceiveMaximumExceeded
+            | DropReason::ProtocolError
+            | DropReason::SessionEnded => &m.dropped_other,
         };
         Metrics::add(counter, 1);
+        self.hooks.fire(Event::MessageDropped { message, reason });
     }
 
     /// Adds (or replaces) a subscription of `session` on `filter` (as sent,
@@ -219,8 +234,10 @@ impl Broker {
     }
 
     /// Ends a session: removes its subscriptions and, if the registry still
-    /// maps its client id to it, the registry entry.
-    pub fn discard_session(&self, session: &Arc<Session>) {
+    /// maps its client id to it, the registry entry; drops what it still
+    /// held (`message.dropped`, session_ended) and fires
+    /// `session.terminated` with `reason`.
+    pub fn discard_session(&self, session: &Arc<Session>, reason: &str) {
         let filters: Vec<ByteStr> = session.lock().subscriptions.keys().cloned().collect();
         for f in filters {
             self.unsubscribe(session, &f);
@@ -234,10 +251,23 @@ impl Broker {
                 sessions.remove(&session.client_id);
             }
         }
-        let mut st = session.lock();
-        st.queue.clear();
-        st.inflight.clear();
-        st.incoming_qos2.clear();
+        let (queued, inflight, username) = {
+            let mut st = session.lock();
+            st.incoming_qos2.clear();
+            (
+                std::mem::take(&mut st.queue),
+                std::mem::take(&mut st.inflight),
+                st.username.clone(),
+            )
+        };
+        for d in queued.iter().chain(inflight.iter().map(|i| &i.delivery)) {
+            self.dropped(&d.message, DropReason::SessionEnded);
+        }
+        self.hooks.fire(Event::SessionTerminated {
+            client_id: &session.client_id,
+            username: username.as_deref(),
+            reason,
+        });
     }
 
     /// Queues the retained messages matching a new subscription, as Retain
@@ -265,6 +295,7 @@ impl Broker {
             }
         });
         for message in found {
+            let message_of_drop = message.clone();
             let delivery = Delivery {
                 qos: message.qos.min(entry.options.qos),
                 retain: true,
@@ -272,7 +303,7 @@ impl Broker {
                 message,
             };
             if let Err(reason) = session.enqueue(delivery) {
-                self.count_drop(reason);
+                self.dropped(&message_of_drop, reason);
             }
         }
     }
@@ -280,6 +311,28 @@ impl Broker {
     /// Number of retained messages.
     pub fn retained_count(&self) -> usize {
         read(&self.retained).len()
+    }
+
+    /// The authorization point: the `client.check_acl` handlers decide; if
+    /// none does, the `authz.deny_publish` / `authz.deny_subscribe` lists.
+    pub async fn authorize(&self, client: &ClientInfo, action: AclAction, topic: &str) -> bool {
+        let denied = match action {
+            AclAction::Publish => &self.config.authz.deny_publish,
+            AclAction::Subscribe => &self.config.authz.deny_subscribe,
+        };
+        if self.hooks.has_authorizers() {
+            let request = AclRequest {
+                client,
+                action,
+                topic,
+            };
+            match self.hooks.check_acl(request).await {
+                Decision::Allow => return true,
+                Decision::Deny(_) => return false,
+                Decision::Ignore => {}
+            }
+        }
+        !Broker::denied(denied, topic)
     }
 
     /// Whether `topic` is matched by one of the filters in `denied`.

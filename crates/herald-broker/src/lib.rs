@@ -9,11 +9,13 @@
 //! - [`session`]: state that outlives a connection (queue, inflight, expiry).
 //! - [`broker`]: what connections share (registry, router, retained store).
 //! - [`router`]: topic-filter trie, shared groups, retained store.
+//! - [`hooks`]: the extension point: events and decision handlers.
 //! - [`message`], [`metrics`], [`sys`] (`$SYS` topics), [`config`].
 
 pub mod broker;
 pub mod config;
 pub mod connection;
+pub mod hooks;
 pub mod listener;
 pub mod message;
 pub mod metrics;

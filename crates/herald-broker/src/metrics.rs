@@ -30,6 +30,9 @@ pub struct Metrics {
     pub dropped_not_authorized: AtomicU64,
     /// Deliveries larger than the subscriber's Maximum Packet Size.
     pub dropped_too_large: AtomicU64,
+    /// Messages dropped for other reasons (receive maximum exceeded,
+    /// protocol errors, sessions that ended with messages queued).
+    pub dropped_other: AtomicU64,
     /// Connections closed for a protocol violation.
     pub protocol_errors: AtomicU64,
 }

@@ -6,20 +6,12 @@
 //! that lock, briefly, and never awaits while holding it. The connection that
 //! owns the session is woken through [`Session::wake`].
 
+use crate::hooks::DropReason;
 use crate::message::Delivery;
 use herald_codec::{ByteStr, QoS, SubOptions};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::{Notify, oneshot};
-
-/// Why a message was not queued for a session.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum DropReason {
-    /// The session's queue holds `max_queued_messages` already.
-    QueueFull,
-    /// QoS 0 to an offline session with `queue_qos0 = false`.
-    Qos0Offline,
-}
 
 /// A subscription as the session remembers it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +72,8 @@ pub struct SessionState {
     pub expiry_interval: u32,
     /// Whether a connection is attached right now.
     pub online: bool,
+    /// User name of the last connection, for events after it left.
+    pub username: Option<ByteStr>,
 }
 
 /// One client's session.
@@ -111,6 +105,7 @@ impl Session {
                 generation: 0,
                 expiry_interval: 0,
                 online: false,
+                username: None,
             }),
             wake: Notify::new(),
             max_queued,
@@ -125,7 +120,9 @@ impl Session {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Queues a delivery and wakes the connection; refuses when full.
+    /// Queues a delivery and wakes the connection; refuses when full
+    /// ([`DropReason::QueueFull`]) or for QoS 0 while offline
+    /// ([`DropReason::Qos0Offline`]).
     pub fn enqueue(&self, delivery: Delivery) -> Result<(), DropReason> {
         {
             let mut st = self.lock();

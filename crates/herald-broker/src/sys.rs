@@ -73,6 +73,7 @@ pub fn dropped(m: &Metrics) -> u64 {
         &m.dropped_expired,
         &m.dropped_not_authorized,
         &m.dropped_too_large,
+        &m.dropped_other,
     ]
     .into_iter()
     .map(Metrics::get)

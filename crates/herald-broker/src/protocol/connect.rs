@@ -9,6 +9,8 @@
 use super::{Client, flush_briefly, read_one};
 use crate::broker::Broker;
 use crate::connection::Io;
+use crate::hooks::{AuthRequest, ClientInfo, Decision, Event};
+use crate::message::now_ms;
 use crate::metrics::Metrics;
 use crate::session::{ConnHandle, Kick, Session};
 use herald_codec::{
@@ -69,10 +71,30 @@ where
         return None;
     };
     io.opts.protocol = connect.protocol;
-    match accept(&broker, &connect) {
-        Ok(accepted) => Some(establish(broker, io, peer, *connect, accepted).await),
+    let info = ClientInfo {
+        client_id: connect.client_id.clone(),
+        username: connect.username.clone(),
+        peer: canonical_peer(peer),
+        protocol: connect.protocol,
+        keepalive: connect.keep_alive,
+        clean_start: connect.clean_start,
+        connected_at_ms: now_ms(),
+    };
+    broker.hooks.fire(Event::ClientConnect { client: &info });
+    let verdict = match accept(&broker, &connect) {
+        Ok(accepted) => authenticate(&broker, &connect, &info)
+            .await
+            .map(|()| accepted),
+        Err(code) => Err(code),
+    };
+    match verdict {
+        Ok(accepted) => Some(establish(broker, io, info, *connect, accepted).await),
         Err(code) => {
             tracing::debug!(%peer, client_id = %connect.client_id, %code, "CONNECT refused");
+            broker.hooks.fire(Event::ClientConnack {
+                client: &info,
+                reason: code,
+            });
             let _ = io.send(&Packet::ConnAck(ConnAck {
                 code,
                 ..ConnAck::default()
@@ -80,6 +102,34 @@ where
             flush_briefly(&mut io).await;
             None
         }
+    }
+}
+
+/// An IPv4-mapped IPv6 peer as the IPv4 address it is.
+fn canonical_peer(peer: SocketAddr) -> SocketAddr {
+    match peer {
+        SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+            Some(v4) => SocketAddr::new(v4.into(), v6.port()),
+            None => peer,
+        },
+        v4 => v4,
+    }
+}
+
+/// `client.authenticate`: the handlers decide; if none does, anonymous
+/// clients are let in only if `authz.allow_anonymous`.
+async fn authenticate(broker: &Broker, c: &Connect, info: &ClientInfo) -> Result<(), ReasonCode> {
+    let request = AuthRequest {
+        client: info,
+        password: c.password.as_ref(),
+    };
+    match broker.hooks.authenticate(request).await {
+        Decision::Allow => Ok(()),
+        Decision::Deny(code) => Err(code),
+        Decision::Ignore if !broker.config.authz.allow_anonymous && c.username.is_none() => {
+            Err(ReasonCode::NOT_AUTHORIZED)
+        }
+        Decision::Ignore => Ok(()),
     }
 }
 
@@ -101,16 +151,13 @@ struct Accepted {
 
 static ASSIGNED_IDS: AtomicU64 = AtomicU64::new(1);
 
-/// Checks a CONNECT against the rules and settings; `Err` is the CONNACK
-/// reason for refusing it.
+/// Checks a CONNECT against the protocol rules and settings; `Err` is the
+/// CONNACK reason for refusing it.
 fn accept(broker: &Broker, c: &Connect) -> Result<Accepted, ReasonCode> {
     let cfg = &broker.config;
     let v5 = c.protocol.is_v5();
     if v5 && c.properties.authentication_method.is_some() {
         return Err(ReasonCode::BAD_AUTHENTICATION_METHOD);
-    }
-    if !cfg.authz.allow_anonymous && c.username.is_none() {
-        return Err(ReasonCode::NOT_AUTHORIZED);
     }
     let (client_id, assigned) = if c.client_id.is_empty() {
         let allowed = cfg.mqtt.allow_zero_length_client_id
@@ -123,7 +170,7 @@ fn accept(broker: &Broker, c: &Connect) -> Result<Accepted, ReasonCode> {
             return Err(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID);
         }
         let n = ASSIGNED_IDS.fetch_add(1, Ordering::Relaxed);
-        let id = format!("herald-{:x}-{n}", crate::message::now_ms());
+        let id = format!("herald-{:x}-{n}", now_ms());
         (ByteStr::from(id), true)
     } else {
         (c.client_id.clone(), false)
@@ -156,31 +203,46 @@ fn accept(broker: &Broker, c: &Connect) -> Result<Accepted, ReasonCode> {
     })
 }
 
-/// Attaches the session, answers CONNACK, resends inflight messages.
+/// Attaches the session (firing the session events), answers CONNACK,
+/// resends inflight messages, fires `client.connected`.
 async fn establish<S>(
     broker: Arc<Broker>,
     io: Io<S>,
-    peer: SocketAddr,
+    mut info: ClientInfo,
     connect: Connect,
     a: Accepted,
 ) -> Handshake<S>
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
+    info.client_id = a.client_id.clone();
     let (kick_tx, kick_rx) = oneshot::channel();
     let (done_tx, done_rx) = oneshot::channel();
     let handle = ConnHandle {
         kick: kick_tx,
         done: done_rx,
     };
-    let (session, present, generation) = attach(
-        &broker,
-        &a.client_id,
-        connect.clean_start,
-        a.session_expiry,
-        handle,
-    )
-    .await;
+    let attached = attach(&broker, &info, a.session_expiry, handle).await;
+    let hooks = &broker.hooks;
+    if let Some(old) = &attached.replaced {
+        let reason = if attached.taken_over {
+            "takeovered"
+        } else {
+            "discarded"
+        };
+        if info.clean_start {
+            hooks.fire(Event::SessionDiscarded { client: &info });
+        }
+        broker.discard_session(old, reason);
+    }
+    if attached.present {
+        if attached.taken_over {
+            hooks.fire(Event::SessionTakeovered { client: &info });
+        }
+        hooks.fire(Event::SessionResumed { client: &info });
+    } else {
+        hooks.fire(Event::SessionCreated { client: &info });
+    }
     Metrics::add(&broker.metrics.connected, 1);
     Metrics::add(&broker.metrics.connections_total, 1);
     let cfg = &broker.config.mqtt;
@@ -188,10 +250,9 @@ where
     let mut client = Client {
         broker: broker.clone(),
         io,
-        peer,
         protocol: connect.protocol,
-        session,
-        username: connect.username,
+        session: attached.session,
+        info,
         keep_alive: Duration::from_secs(a.keep_alive.into()),
         will: connect.will,
         session_expiry: a.session_expiry,
@@ -201,7 +262,7 @@ where
         client_alias_max: p.topic_alias_maximum.unwrap_or(0),
         out_aliases: HashMap::new(),
         in_aliases: HashMap::new(),
-        generation,
+        generation: attached.generation,
     };
     let mut props = Properties::default();
     if connect.protocol.is_v5() {
@@ -233,87 +294,120 @@ where
             props.shared_subscription_available = Some(false);
         }
     }
+    hooks.fire(Event::ClientConnack {
+        client: &client.info,
+        reason: ReasonCode::SUCCESS,
+    });
     client.send(&Packet::ConnAck(ConnAck {
-        session_present: present,
+        session_present: attached.present,
         code: ReasonCode::SUCCESS,
         properties: props,
     }));
-    tracing::debug!(client_id = %client.session.client_id, %peer, present, "connected");
-    if present {
+    hooks.fire(Event::ClientConnected {
+        client: &client.info,
+    });
+    tracing::debug!(client_id = %client.info.client_id, peer = %client.info.peer, present = attached.present, "connected");
+    if attached.present {
         client.resend_inflight();
     }
     (client, kick_rx, done_tx)
 }
 
-/// Finds or creates the session for `client_id`, taking it over from a
+/// What [`attach`] did.
+struct Attached {
+    /// The session this connection now owns.
+    session: Arc<Session>,
+    /// Whether it existed before (CONNACK session present).
+    present: bool,
+    /// This connection's generation of it.
+    generation: u64,
+    /// Whether another connection owned the client id and was told to close.
+    taken_over: bool,
+    /// An old session that was not resumed: the caller discards it.
+    replaced: Option<Arc<Session>>,
+}
+
+/// Finds or creates the session for the client, taking it over from a
 /// connection that still owns it (which is told to close, and awaited, so
-/// its cleanup runs before this connection proceeds). Returns the session,
-/// whether it was resumed, and this connection's generation.
+/// its cleanup runs before this connection proceeds). An existing session is
+/// resumed unless the client asked for a clean start or the session was
+/// one that ends with its connection (expiry 0).
 async fn attach(
     broker: &Arc<Broker>,
-    client_id: &ByteStr,
-    clean_start: bool,
+    info: &ClientInfo,
     expiry: u32,
     handle: ConnHandle,
-) -> (Arc<Session>, bool, u64) {
+) -> Attached {
+    let client_id = &info.client_id;
     let mut handle = Some(handle);
+    let mut taken_over = false;
     loop {
         // Decided under the registry lock, so two connections with one
         // client id cannot both create a session.
-        let (wait, discard) = {
+        let done = {
             let mut sessions = broker.sessions();
-            let existing = sessions.get(client_id).cloned();
-            if let Some(old) = existing {
+            let mut replaced = None;
+            let mut wait = None;
+            if let Some(old) = sessions.get(client_id).cloned() {
                 let mut st = old.lock();
                 if let Some(owner) = st.conn.take() {
                     let _ = owner.kick.send(Kick::TakenOver);
-                    (Some(owner.done), None)
-                } else if !clean_start && st.expiry_interval > 0 {
+                    wait = Some(owner.done);
+                } else if !info.clean_start && st.expiry_interval > 0 {
                     st.generation += 1;
                     st.online = true;
                     st.expiry_interval = expiry;
+                    st.username = info.username.clone();
                     st.conn = handle.take();
                     let generation = st.generation;
                     drop(st);
-                    return (old, true, generation);
+                    return Attached {
+                        session: old,
+                        present: true,
+                        generation,
+                        taken_over,
+                        replaced: None,
+                    };
                 } else {
                     drop(st);
-                    let session = claim_new(broker, client_id, expiry, &mut handle);
-                    sessions.insert(client_id.clone(), session.clone());
-                    (None, Some((old, session)))
+                    replaced = Some(old);
                 }
-            } else {
-                let session = claim_new(broker, client_id, expiry, &mut handle);
-                sessions.insert(client_id.clone(), session.clone());
-                drop(sessions);
-                return (session, false, 1);
+            }
+            match wait {
+                Some(done) => done,
+                None => {
+                    let session = claim_new(broker, info, expiry, &mut handle);
+                    sessions.insert(client_id.clone(), session.clone());
+                    return Attached {
+                        session,
+                        present: false,
+                        generation: 1,
+                        taken_over,
+                        replaced,
+                    };
+                }
             }
         };
-        if let Some(done) = wait {
-            // Ok or Err: either way the old connection has finished.
-            let _ = done.await;
-            continue;
-        }
-        if let Some((old, session)) = discard {
-            broker.discard_session(&old);
-            return (session, false, 1);
-        }
+        // Ok or Err: either way the old connection has finished.
+        let _ = done.await;
+        taken_over = true;
     }
 }
 
 /// A new session owned by the connection whose `handle` this is.
 fn claim_new(
     broker: &Broker,
-    client_id: &ByteStr,
+    info: &ClientInfo,
     expiry: u32,
     handle: &mut Option<ConnHandle>,
 ) -> Arc<Session> {
-    let session = broker.new_session(client_id.clone());
+    let session = broker.new_session(info.client_id.clone());
     {
         let mut st = session.lock();
         st.generation = 1;
         st.online = true;
         st.expiry_interval = expiry;
+        st.username = info.username.clone();
         st.conn = handle.take();
     }
     session

@@ -5,6 +5,7 @@
 
 use super::{Client, flush_briefly};
 use crate::broker::Broker;
+use crate::hooks::{AclAction, ClientInfo, DropReason, Event};
 use crate::message::Message;
 use crate::metrics::Metrics;
 use crate::session::Session;
@@ -89,14 +90,18 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
         match &close {
             Close::Decode(e) => {
                 Metrics::add(&self.broker.metrics.protocol_errors, 1);
-                tracing::info!(%client_id, peer = %self.peer, error = %e, "malformed packet; closing");
+                tracing::info!(%client_id, peer = %self.info.peer, error = %e, "malformed packet; closing");
             }
             Close::Protocol(code, why) => {
                 Metrics::add(&self.broker.metrics.protocol_errors, 1);
-                tracing::info!(%client_id, peer = %self.peer, %code, why, "protocol error; closing");
+                tracing::info!(%client_id, peer = %self.info.peer, %code, why, "protocol error; closing");
             }
             other => tracing::debug!(%client_id, reason = other.reason_name(), "disconnected"),
         }
+        self.broker.hooks.fire(Event::ClientDisconnected {
+            client: &self.info,
+            reason: close.reason_name(),
+        });
         if let (true, Some(reason)) = (self.protocol.is_v5(), close.server_reason()) {
             self.send(&Packet::Disconnect(Disconnect {
                 reason,
@@ -129,24 +134,27 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
         if let Some(will) = will {
             let delay = will.properties.will_delay_interval.unwrap_or(0);
             let wait = delay.min(self.session_expiry);
-            let message = will_message(will, &self.session.client_id, self.username.clone());
+            let message = will_message(will, &self.info);
             if wait == 0 || ends_now {
-                publish_will(&self.broker, message);
+                publish_will(&self.broker, &self.info, message).await;
             } else {
                 let broker = self.broker.clone();
                 let session = self.session.clone();
                 let generation = self.generation;
+                let info = self.info.clone();
                 tokio::spawn(async move {
                     tokio::time::sleep(Duration::from_secs(wait.into())).await;
                     // Not if the client came back meanwhile.
-                    if session.lock().generation == generation {
-                        publish_will(&broker, message);
+                    let current = session.lock().generation == generation;
+                    if current {
+                        publish_will(&broker, &info, message).await;
                     }
                 });
             }
         }
         if ends_now {
-            self.broker.discard_session(&self.session);
+            self.broker
+                .discard_session(&self.session, close.reason_name());
         } else if ours && !taken_over && self.session_expiry != u32::MAX {
             schedule_expiry(
                 self.broker.clone(),
@@ -168,18 +176,14 @@ fn schedule_expiry(broker: Arc<Broker>, session: Arc<Session>, generation: u64, 
         };
         if expired {
             tracing::debug!(client_id = %session.client_id, "session expired");
-            broker.discard_session(&session);
+            broker.discard_session(&session, "expired");
         }
     });
 }
 
 /// The will as a message from its client; the Will Delay Interval is not
 /// forwarded.
-fn will_message(
-    will: Will,
-    client_id: &herald_codec::ByteStr,
-    username: Option<herald_codec::ByteStr>,
-) -> Message {
+fn will_message(will: Will, client: &ClientInfo) -> Message {
     let mut props = will.properties;
     props.will_delay_interval = None;
     Message::new(
@@ -188,15 +192,20 @@ fn will_message(
         will.qos,
         will.retain,
         props,
-        client_id.clone(),
-        username,
+        client.client_id.clone(),
+        client.username.clone(),
     )
 }
 
-fn publish_will(broker: &Broker, message: Message) {
-    if Broker::denied(&broker.config.authz.deny_publish, &message.topic) {
-        Metrics::add(&broker.metrics.dropped_not_authorized, 1);
-        return;
+/// Publishes a will if the authorization point lets its client publish to
+/// the will topic.
+async fn publish_will(broker: &Broker, client: &ClientInfo, message: Message) {
+    if broker
+        .authorize(client, AclAction::Publish, &message.topic)
+        .await
+    {
+        broker.publish(Arc::new(message));
+    } else {
+        broker.dropped(&message, DropReason::NotAuthorized);
     }
-    broker.publish(Arc::new(message));
 }

@@ -14,6 +14,7 @@ pub mod subscribe;
 
 use crate::broker::Broker;
 use crate::connection::{Io, WRITE_HIGH_WATER};
+use crate::hooks::ClientInfo;
 use crate::metrics::Metrics;
 use crate::session::{Kick, Session};
 use disconnect::Close;
@@ -32,14 +33,13 @@ pub struct Client<S> {
     pub(crate) broker: Arc<Broker>,
     /// The socket and its buffers.
     pub(crate) io: Io<S>,
-    /// Peer address, for logs and events.
-    pub(crate) peer: SocketAddr,
     /// Protocol level of this connection.
     pub(crate) protocol: Protocol,
     /// The session this connection owns.
     pub(crate) session: Arc<Session>,
-    /// User name from CONNECT.
-    pub(crate) username: Option<ByteStr>,
+    /// Who the client is (assigned client id, user name, peer, ...), as
+    /// events report it.
+    pub(crate) info: ClientInfo,
     /// Keep alive in force (after any Server Keep Alive); zero: none.
     pub(crate) keep_alive: Duration,
     /// The will message, cleared by a normal DISCONNECT.
@@ -79,7 +79,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
             while self.io.wbuf.len() < WRITE_HIGH_WATER {
                 match self.io.next_packet() {
                     Ok(Some(packet)) => {
-                        if let Err(close) = self.handle(packet) {
+                        if let Err(close) = self.handle(packet).await {
                             return close;
                         }
                     }
@@ -118,14 +118,14 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
     }
 
     /// Dispatches one packet received after CONNECT.
-    fn handle(&mut self, packet: Packet) -> Result<(), Close> {
+    async fn handle(&mut self, packet: Packet) -> Result<(), Close> {
         match packet {
-            Packet::Publish(p) => self.handle_publish(p),
+            Packet::Publish(p) => self.handle_publish(p).await,
             Packet::PubAck(p) => self.handle_puback(p),
             Packet::PubRec(p) => self.handle_pubrec(p),
             Packet::PubRel(p) => self.handle_pubrel(p),
             Packet::PubComp(p) => self.handle_pubcomp(p),
-            Packet::Subscribe(p) => self.handle_subscribe(p),
+            Packet::Subscribe(p) => self.handle_subscribe(p).await,
             Packet::Unsubscribe(p) => self.handle_unsubscribe(p),
             Packet::PingReq => self.handle_pingreq(),
             Packet::Disconnect(p) => Err(self.handle_disconnect(p)),

@@ -9,8 +9,8 @@
 
 use super::Client;
 use super::disconnect::Close;
-use crate::broker::Broker;
 use crate::connection::WRITE_HIGH_WATER;
+use crate::hooks::{AclAction, DropReason, Event};
 use crate::message::{Delivery, Message};
 use crate::metrics::Metrics;
 use crate::session::Inflight;
@@ -20,7 +20,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
 impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
-    pub(crate) fn handle_publish(&mut self, mut p: Publish) -> Result<(), Close> {
+    pub(crate) async fn handle_publish(&mut self, mut p: Publish) -> Result<(), Close> {
         let metrics = &self.broker.metrics;
         Metrics::add(&metrics.messages_received, 1);
         let cfg = &self.broker.config.mqtt;
@@ -61,51 +61,62 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
                 "retain is not available".into(),
             ));
         }
-        if p.qos == QoS::ExactlyOnce {
+        let duplicate_or_full = if p.qos == QoS::ExactlyOnce {
             let st = self.session.lock();
             if st.incoming_qos2.contains(&p.packet_id) {
-                // A resend of a message already routed: acknowledge only.
-                drop(st);
-                self.send(&Packet::PubRec(PubResp::new(p.packet_id)));
-                return Ok(());
-            }
-            if st.incoming_qos2.len() >= usize::from(cfg.receive_maximum) {
-                return Err(Close::Protocol(
-                    ReasonCode::RECEIVE_MAXIMUM_EXCEEDED,
-                    "more unacknowledged QoS 2 messages than Receive Maximum".into(),
-                ));
-            }
-        }
-        let reason = if Broker::denied(&self.broker.config.authz.deny_publish, &p.topic) {
-            Metrics::add(&metrics.dropped_not_authorized, 1);
-            ReasonCode::NOT_AUTHORIZED
-        } else {
-            let message = Message::new(
-                p.topic,
-                p.payload,
-                p.qos,
-                p.retain,
-                p.properties,
-                self.session.client_id.clone(),
-                self.username.clone(),
-            );
-            let outcome = self.broker.publish(Arc::new(message));
-            if outcome.matched {
-                ReasonCode::SUCCESS
+                Some(true)
             } else {
-                ReasonCode::NO_MATCHING_SUBSCRIBERS
+                (st.incoming_qos2.len() >= usize::from(cfg.receive_maximum)).then_some(false)
             }
+        } else {
+            None
         };
-        let mut ack = PubResp::new(p.packet_id);
+        if duplicate_or_full == Some(true) {
+            // A resend of a message already routed: acknowledge only.
+            self.send(&Packet::PubRec(PubResp::new(p.packet_id)));
+            return Ok(());
+        }
+        let packet_id = p.packet_id;
+        let qos = p.qos;
+        let message = Message::new(
+            p.topic,
+            p.payload,
+            p.qos,
+            p.retain,
+            p.properties,
+            self.info.client_id.clone(),
+            self.info.username.clone(),
+        );
+        if duplicate_or_full == Some(false) {
+            self.broker
+                .dropped(&message, DropReason::ReceiveMaximumExceeded);
+            return Err(Close::Protocol(
+                ReasonCode::RECEIVE_MAXIMUM_EXCEEDED,
+                "more unacknowledged QoS 2 messages than Receive Maximum".into(),
+            ));
+        }
+        let allowed = self
+            .broker
+            .authorize(&self.info, AclAction::Publish, &message.topic)
+            .await;
+        let reason = if !allowed {
+            self.broker.dropped(&message, DropReason::NotAuthorized);
+            ReasonCode::NOT_AUTHORIZED
+        } else if self.broker.publish(Arc::new(message)).matched {
+            ReasonCode::SUCCESS
+        } else {
+            ReasonCode::NO_MATCHING_SUBSCRIBERS
+        };
+        let mut ack = PubResp::new(packet_id);
         if v5 {
             ack.reason = reason;
         }
-        match p.qos {
+        match qos {
             QoS::AtMostOnce => {}
             QoS::AtLeastOnce => self.send(&Packet::PubAck(ack)),
             QoS::ExactlyOnce => {
                 if !reason.is_error() {
-                    self.session.lock().incoming_qos2.insert(p.packet_id);
+                    self.session.lock().incoming_qos2.insert(packet_id);
                 }
                 self.send(&Packet::PubRec(ack));
             }
@@ -114,22 +125,31 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
     }
 
     pub(crate) fn handle_puback(&mut self, p: PubResp) -> Result<(), Close> {
-        let mut st = self.session.lock();
-        match st.inflight.iter().position(|m| m.packet_id == p.packet_id) {
-            Some(i)
-                if st
-                    .inflight
-                    .get(i)
-                    .is_some_and(|m| m.delivery.qos == QoS::AtLeastOnce) =>
-            {
-                st.inflight.remove(i);
-            }
-            // An unknown or mismatched id: ignored, as other brokers do.
-            _ => {}
-        }
-        drop(st);
-        self.session.wake.notify_one();
+        self.complete(p.packet_id, |m| m.delivery.qos == QoS::AtLeastOnce);
         Ok(())
+    }
+
+    /// Ends the exchange of inflight message `packet_id` if `expected` holds
+    /// for it (right QoS, right step), firing `message.acked` and freeing
+    /// its window slot. An unknown or mismatched id is ignored, as other
+    /// brokers do.
+    fn complete(&mut self, packet_id: u16, expected: impl Fn(&Inflight) -> bool) {
+        let done = {
+            let mut st = self.session.lock();
+            let matches = st
+                .inflight
+                .iter()
+                .any(|m| m.packet_id == packet_id && expected(m));
+            if matches {
+                st.take_inflight(packet_id)
+            } else {
+                None
+            }
+        };
+        if let Some(done) = done {
+            self.acked(&done.delivery);
+            self.session.wake.notify_one();
+        }
     }
 
     pub(crate) fn handle_pubrec(&mut self, p: PubResp) -> Result<(), Close> {
@@ -171,17 +191,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
     }
 
     pub(crate) fn handle_pubcomp(&mut self, p: PubResp) -> Result<(), Close> {
-        {
-            let mut st = self.session.lock();
-            if st
-                .inflight
-                .iter()
-                .any(|m| m.packet_id == p.packet_id && m.released)
-            {
-                st.take_inflight(p.packet_id);
-            }
-        }
-        self.session.wake.notify_one();
+        self.complete(p.packet_id, |m| m.released);
         Ok(())
     }
 
@@ -204,7 +214,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
                 break;
             };
             if delivery.message.is_expired(now) {
-                Metrics::add(&metrics.dropped_expired, 1);
+                broker.dropped(&delivery.message, DropReason::Expired);
                 continue;
             }
             let packet_id = if delivery.qos == QoS::AtMostOnce {
@@ -230,9 +240,15 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
                 .encoded_len(self.protocol)
                 .is_ok_and(|n| n <= self.client_max_packet);
             if !fits {
-                Metrics::add(&metrics.dropped_too_large, 1);
+                broker.dropped(&delivery.message, DropReason::PacketTooLarge);
                 continue;
             }
+            broker.hooks.fire(Event::MessageDelivered {
+                client: &self.info,
+                message: &delivery.message,
+                qos: delivery.qos,
+                retain: delivery.retain,
+            });
             if let Err(e) = self.io.send(&packet) {
                 tracing::warn!(client_id = %self.session.client_id, error = %e, "cannot encode message");
                 continue;
@@ -246,6 +262,16 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
                 });
             }
         }
+    }
+
+    /// Fires `message.acked` for a delivery the client acknowledged.
+    fn acked(&self, delivery: &Delivery) {
+        self.broker.hooks.fire(Event::MessageAcked {
+            client: &self.info,
+            message: &delivery.message,
+            qos: delivery.qos,
+            retain: delivery.retain,
+        });
     }
 
     /// Properties of a message for this (5.0) client.

@@ -4,17 +4,16 @@
 
 use super::Client;
 use super::disconnect::Close;
-use crate::broker::Broker;
+use crate::hooks::{AclAction, Event, SubscriptionInfo};
 use crate::router::{parse_shared, valid_topic_filter};
 use crate::session::SubEntry;
 use herald_codec::{
-    ByteStr, Packet, Properties, QoS, ReasonCode, SubAck, Subscribe, Subscription, UnsubAck,
-    Unsubscribe,
+    Packet, Properties, QoS, ReasonCode, SubAck, Subscribe, Subscription, UnsubAck, Unsubscribe,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 
 impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
-    pub(crate) fn handle_subscribe(&mut self, s: Subscribe) -> Result<(), Close> {
+    pub(crate) async fn handle_subscribe(&mut self, s: Subscribe) -> Result<(), Close> {
         // 5.0 §3.8.3.1: No Local on a shared subscription is a Protocol
         // Error, and 0x82 is not a SUBACK code: close the connection.
         let no_local_shared = s
@@ -31,10 +30,37 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
         let mut codes = Vec::with_capacity(s.filters.len());
         let mut added = Vec::new();
         for sub in &s.filters {
-            match self.check_filter(sub, id) {
+            let (share, topic) = split_share(&sub.filter);
+            let hooks = &self.broker.hooks;
+            let mut info = SubscriptionInfo {
+                topic,
+                share,
+                options: sub.options,
+                subscription_id: id,
+            };
+            hooks.fire(Event::ClientSubscribe {
+                client: &self.info,
+                sub: info,
+            });
+            let mut checked = self.check_filter(sub, id);
+            if checked.is_ok()
+                && !self
+                    .broker
+                    .authorize(&self.info, AclAction::Subscribe, topic)
+                    .await
+            {
+                checked = Err(ReasonCode::NOT_AUTHORIZED);
+            }
+            match checked {
                 Err(code) => codes.push(code),
                 Ok(entry) => {
                     let is_new = self.broker.subscribe(&self.session, &sub.filter, entry);
+                    info.options = entry.options;
+                    self.broker.hooks.fire(Event::SessionSubscribed {
+                        client: &self.info,
+                        sub: info,
+                        is_new,
+                    });
                     codes.push(ReasonCode(entry.options.qos as u8));
                     added.push((sub.filter.clone(), entry, is_new));
                 }
@@ -64,19 +90,14 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
         if !valid_topic_filter(plain) {
             return Err(ReasonCode::TOPIC_FILTER_INVALID);
         }
-        if shared.is_some() {
-            if !cfg.mqtt.shared_subscription_available {
-                return Err(ReasonCode::SHARED_SUBSCRIPTIONS_NOT_SUPPORTED);
-            }
+        if shared.is_some() && !cfg.mqtt.shared_subscription_available {
+            return Err(ReasonCode::SHARED_SUBSCRIPTIONS_NOT_SUPPORTED);
         }
         if !cfg.mqtt.wildcard_subscription_available && plain.contains(['+', '#']) {
             return Err(ReasonCode::WILDCARD_SUBSCRIPTIONS_NOT_SUPPORTED);
         }
         if id.is_some() && !cfg.mqtt.subscription_identifiers_available {
             return Err(ReasonCode::SUBSCRIPTION_IDENTIFIERS_NOT_SUPPORTED);
-        }
-        if Broker::denied(&cfg.authz.deny_subscribe, plain) {
-            return Err(ReasonCode::NOT_AUTHORIZED);
         }
         let mut options = sub.options;
         let max = match cfg.mqtt.max_qos {
@@ -93,22 +114,41 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
     }
 
     pub(crate) fn handle_unsubscribe(&mut self, u: Unsubscribe) -> Result<(), Close> {
-        let codes = u
-            .filters
-            .iter()
-            .map(|f: &ByteStr| {
-                if self.broker.unsubscribe(&self.session, f) {
-                    ReasonCode::SUCCESS
-                } else {
-                    ReasonCode::NO_SUBSCRIPTION_EXISTED
-                }
-            })
-            .collect();
+        let mut codes = Vec::with_capacity(u.filters.len());
+        for filter in &u.filters {
+            let (share, topic) = split_share(filter);
+            let hooks = &self.broker.hooks;
+            hooks.fire(Event::ClientUnsubscribe {
+                client: &self.info,
+                topic,
+                share,
+            });
+            if self.broker.unsubscribe(&self.session, filter) {
+                hooks.fire(Event::SessionUnsubscribed {
+                    client: &self.info,
+                    topic,
+                    share,
+                });
+                codes.push(ReasonCode::SUCCESS);
+            } else {
+                codes.push(ReasonCode::NO_SUBSCRIPTION_EXISTED);
+            }
+        }
         self.send(&Packet::UnsubAck(UnsubAck {
             packet_id: u.packet_id,
             properties: Properties::default(),
             codes,
         }));
         Ok(())
+    }
+}
+
+/// `(share group, filter)` of a filter as sent: `$share/g/a/b` gives
+/// `(Some("g"), "a/b")`; anything else (also a malformed `$share`) is taken
+/// as it is.
+fn split_share(filter: &str) -> (Option<&str>, &str) {
+    match parse_shared(filter) {
+        Ok(Some((group, topic))) => (Some(group), topic),
+        _ => (None, filter),
     }
 }
