@@ -231,9 +231,10 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
                 properties: Properties::default(),
                 payload: delivery.message.payload.clone(),
             };
+            let mut new_alias = None;
             if self.protocol.is_v5() {
                 publish.properties = outgoing_properties(&delivery, now);
-                self.apply_alias(&mut publish);
+                new_alias = self.apply_alias(&mut publish);
             }
             let packet = Packet::Publish(publish);
             let fits = packet
@@ -252,6 +253,10 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
             if let Err(e) = self.io.send(&packet) {
                 tracing::warn!(client_id = %self.session.client_id, error = %e, "cannot encode message");
                 continue;
+            }
+            // Only a sent PUBLISH tells the client an alias.
+            if let Some((topic, alias)) = new_alias {
+                self.out_aliases.insert(topic, alias);
             }
             Metrics::add(&metrics.messages_sent, 1);
             if packet_id != 0 {
@@ -281,18 +286,21 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
 
     /// Server → client topic alias: reuse the topic's alias (sending an
     /// empty topic) or give it a new one while the client's maximum allows.
-    fn apply_alias(&mut self, publish: &mut Publish) {
+    /// A new alias is returned, to be recorded once the PUBLISH that
+    /// announces it is actually sent (it may yet be dropped as too large).
+    fn apply_alias(&mut self, publish: &mut Publish) -> Option<(ByteStr, u16)> {
         if self.client_alias_max == 0 {
-            return;
+            return None;
         }
         if let Some(&alias) = self.out_aliases.get(&publish.topic) {
             publish.properties.topic_alias = Some(alias);
             publish.topic = ByteStr::new();
         } else if self.out_aliases.len() < usize::from(self.client_alias_max) {
             let alias = self.out_aliases.len() as u16 + 1;
-            self.out_aliases.insert(publish.topic.clone(), alias);
             publish.properties.topic_alias = Some(alias);
+            return Some((publish.topic.clone(), alias));
         }
+        None
     }
 }
 
