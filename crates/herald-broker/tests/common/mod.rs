@@ -77,10 +77,10 @@ pub mod v4 {
         mut pick: impl FnMut(&Packet) -> Option<T>,
     ) -> T {
         loop {
-            if let Event::Incoming(p) = next_event(eventloop).await {
-                if let Some(t) = pick(&p) {
-                    return t;
-                }
+            if let Event::Incoming(p) = next_event(eventloop).await
+                && let Some(t) = pick(&p)
+            {
+                return t;
             }
         }
     }
@@ -137,10 +137,10 @@ pub mod v5 {
         mut pick: impl FnMut(&Packet) -> Option<T>,
     ) -> T {
         loop {
-            if let Event::Incoming(p) = next_event(eventloop).await {
-                if let Some(t) = pick(&p) {
-                    return t;
-                }
+            if let Event::Incoming(p) = next_event(eventloop).await
+                && let Some(t) = pick(&p)
+            {
+                return t;
             }
         }
     }
