@@ -1,0 +1,3 @@
+//! Herald's WebHook (crate page to be completed by the configuration work).
+
+pub mod spool;
