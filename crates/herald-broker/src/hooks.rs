@@ -30,7 +30,16 @@
 //! `session.created` or `session.resumed`, then `client.connack`, then
 //! `client.connected`. A refused connection fires `client.connect` and
 //! `client.connack` only. A taken-over connection's `client.disconnected`
-//! always comes before its successor's `client.connected`.
+//! (reason `takeovered`) always comes before its successor's
+//! `client.connected`. A clean-start connection that replaces a session
+//! fires `session.discarded` and then the old session's `session.terminated`
+//! with reason `discarded`, also when it took the client id from a live
+//! connection.
+//!
+//! For a SUBSCRIBE, each filter's `client.subscribe` is followed by its
+//! `session.subscribed` (if granted) before the next filter's events; an
+//! UNSUBSCRIBE likewise pairs `client.unsubscribe` with
+//! `session.unsubscribed` (if the subscription existed).
 //!
 //! # Writing a handler
 //!

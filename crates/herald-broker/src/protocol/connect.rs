@@ -225,7 +225,10 @@ where
     let attached = attach(&broker, &info, a.session_expiry, handle).await;
     let hooks = &broker.hooks;
     if let Some(old) = &attached.replaced {
-        let reason = if attached.taken_over {
+        // A clean start discards the old session, also one it took from a
+        // live connection (session.discarded says so); "takeovered" only
+        // when a resuming connection found a session it could not resume.
+        let reason = if attached.taken_over && !info.clean_start {
             "takeovered"
         } else {
             "discarded"
