@@ -34,6 +34,17 @@ impl ByteStr {
         Ok(ByteStr { bytes })
     }
 
+    /// Wraps `bytes` without checking them; for the decoder, which checks
+    /// strings itself in one pass with other rules.
+    ///
+    /// # Safety
+    ///
+    /// `bytes` must be valid UTF-8.
+    #[inline]
+    pub(crate) unsafe fn from_utf8_unchecked(bytes: Bytes) -> Self {
+        ByteStr { bytes }
+    }
+
     /// A `'static` string without allocating.
     pub const fn from_static(s: &'static str) -> Self {
         ByteStr {

@@ -168,6 +168,7 @@ pub const MAX_PACKET_SIZE: usize = 1 + 4 + crate::wire::VARINT_MAX;
 ///
 /// A packet larger than `opts.max_packet_size` is refused as soon as its
 /// length is known, before its content arrives.
+#[inline]
 pub fn decode(buf: &mut BytesMut, opts: &DecodeOptions) -> Result<Option<Packet>, DecodeError> {
     let Some(&first) = buf.first() else {
         return Ok(None);
@@ -196,14 +197,23 @@ pub fn decode(buf: &mut BytesMut, opts: &DecodeOptions) -> Result<Option<Packet>
             flags,
         });
     }
-    buf.advance(header);
-    let body = buf.split_to(remaining as usize).freeze();
-    let mut r = Reader::new(body, packet_type);
-    let protocol = opts.protocol;
-    let packet = match packet_type {
+    let mut body = buf.split_to(size).freeze();
+    body.advance(header);
+    decode_body(Reader::new(body, packet_type), flags, opts.protocol)
+}
+
+/// Decodes one packet's content. Every decoder returns (or is wrapped into)
+/// the caller's `Result<Option<Packet>>` directly; PUBLISH, the hot path,
+/// builds its packet in place (see `Publish::decode_packet`).
+fn decode_body(
+    mut r: Reader,
+    flags: u8,
+    protocol: Protocol,
+) -> Result<Option<Packet>, DecodeError> {
+    let packet = match r.packet() {
+        PacketType::Publish => return Publish::decode_packet(r, flags, protocol),
         PacketType::Connect => Packet::Connect(Box::new(Connect::decode(&mut r)?)),
         PacketType::ConnAck => Packet::ConnAck(ConnAck::decode(&mut r, protocol)?),
-        PacketType::Publish => Packet::Publish(Publish::decode(&mut r, flags, protocol)?),
         PacketType::PubAck => Packet::PubAck(PubResp::decode(&mut r, protocol)?),
         PacketType::PubRec => Packet::PubRec(PubResp::decode(&mut r, protocol)?),
         PacketType::PubRel => Packet::PubRel(PubResp::decode(&mut r, protocol)?),

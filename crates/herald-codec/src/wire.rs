@@ -23,10 +23,12 @@ pub(crate) struct Reader {
 }
 
 impl Reader {
+    #[inline]
     pub(crate) fn new(buf: Bytes, packet: PacketType) -> Self {
         Reader { buf, packet }
     }
 
+    #[inline]
     pub(crate) fn packet(&self) -> PacketType {
         self.packet
     }
@@ -35,10 +37,12 @@ impl Reader {
         self.buf.len()
     }
 
+    #[inline]
     pub(crate) fn is_empty(&self) -> bool {
         self.buf.is_empty()
     }
 
+    #[inline]
     fn need(&self, n: usize, field: &'static str) -> Result<(), DecodeError> {
         if self.buf.len() < n {
             Err(DecodeError::Truncated {
@@ -50,11 +54,13 @@ impl Reader {
         }
     }
 
+    #[inline]
     pub(crate) fn u8(&mut self, field: &'static str) -> Result<u8, DecodeError> {
         self.need(1, field)?;
         Ok(self.buf.get_u8())
     }
 
+    #[inline]
     pub(crate) fn u16(&mut self, field: &'static str) -> Result<u16, DecodeError> {
         self.need(2, field)?;
         Ok(self.buf.get_u16())
@@ -79,16 +85,13 @@ impl Reader {
     }
 
     /// `n` bytes as a shared slice (no copy).
+    #[inline]
     pub(crate) fn take(&mut self, n: usize, field: &'static str) -> Result<Bytes, DecodeError> {
         self.need(n, field)?;
         Ok(self.buf.split_to(n))
     }
 
-    /// Everything left (no copy).
-    pub(crate) fn rest(&mut self) -> Bytes {
-        std::mem::take(&mut self.buf)
-    }
-
+    #[inline]
     pub(crate) fn binary(&mut self, field: &'static str) -> Result<Bytes, DecodeError> {
         let len = self.u16(field)? as usize;
         self.take(len, field)
@@ -96,13 +99,18 @@ impl Reader {
 
     /// A UTF-8 string: well-formed and without U+0000, as both 3.1.1 and 5.0
     /// require.
+    #[inline]
     pub(crate) fn string(&mut self, field: &'static str) -> Result<ByteStr, DecodeError> {
         let bytes = self.binary(field)?;
-        let s = ByteStr::from_utf8(bytes).map_err(|_| DecodeError::InvalidUtf8 { field })?;
-        if s.as_bytes().contains(&0) {
-            return Err(DecodeError::NullCharacter { field });
-        }
-        Ok(s)
+        check_string(&bytes, field)?;
+        // SAFETY: check_string accepts only well-formed UTF-8.
+        Ok(unsafe { ByteStr::from_utf8_unchecked(bytes) })
+    }
+
+    /// Everything left, consuming the reader (no copy).
+    #[inline]
+    pub(crate) fn into_rest(self) -> Bytes {
+        self.buf
     }
 
     /// Fails if anything is left.
@@ -126,8 +134,29 @@ impl Reader {
     }
 }
 
+/// Checks that `bytes` are well-formed UTF-8 without U+0000.
+#[inline]
+pub(crate) fn check_string(bytes: &[u8], field: &'static str) -> Result<(), DecodeError> {
+    // Fast path: bytes 0x01..=0x7F are ASCII, hence UTF-8, and none is
+    // U+0000. A fold without early exit lets the loop vectorize.
+    if bytes
+        .iter()
+        .fold(true, |ok, &b| ok & (b.wrapping_sub(1) < 0x7F))
+    {
+        return Ok(());
+    }
+    if std::str::from_utf8(bytes).is_err() {
+        return Err(DecodeError::InvalidUtf8 { field });
+    }
+    if bytes.contains(&0) {
+        return Err(DecodeError::NullCharacter { field });
+    }
+    Ok(())
+}
+
 /// Decodes a variable byte integer at the start of `buf`: `Ok(None)` if more
 /// bytes are needed, else the value and how many bytes it used.
+#[inline]
 pub fn read_varint(buf: &[u8]) -> Result<Option<(u32, usize)>, DecodeError> {
     let mut value: u32 = 0;
     for (i, &byte) in buf.iter().enumerate().take(4) {
