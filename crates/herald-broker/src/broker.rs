@@ -263,6 +263,7 @@ impl Broker {
         for d in queued.iter().chain(inflight.iter().map(|i| &i.delivery)) {
             self.dropped(&d.message, DropReason::SessionEnded);
         }
+        session.ended.notify_waiters();
         self.hooks.fire(Event::SessionTerminated {
             client_id: &session.client_id,
             username: username.as_deref(),

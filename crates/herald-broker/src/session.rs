@@ -84,6 +84,9 @@ pub struct Session {
     state: Mutex<SessionState>,
     /// Wakes the owning connection when something was queued.
     pub wake: Notify,
+    /// Notified (all waiters) when the session ends, so a delayed will is
+    /// published then rather than after its full delay.
+    pub ended: Notify,
     /// Limit on `queue`.
     max_queued: usize,
     /// Whether QoS 0 messages are queued while offline.
@@ -108,6 +111,7 @@ impl Session {
                 username: None,
             }),
             wake: Notify::new(),
+            ended: Notify::new(),
             max_queued,
             queue_qos0,
         })

@@ -143,7 +143,21 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
                 let generation = self.generation;
                 let info = self.info.clone();
                 tokio::spawn(async move {
-                    tokio::time::sleep(Duration::from_secs(wait.into())).await;
+                    // 5.0 §3.1.3.2.2: until the delay passes or the session
+                    // ends (a clean start discards it), whichever is first.
+                    let ended = session.ended.notified();
+                    tokio::pin!(ended);
+                    ended.as_mut().enable();
+                    let registered = broker
+                        .sessions()
+                        .get(&session.client_id)
+                        .is_some_and(|s| Arc::ptr_eq(s, &session));
+                    if registered {
+                        tokio::select! {
+                            _ = tokio::time::sleep(Duration::from_secs(wait.into())) => {}
+                            _ = ended => {}
+                        }
+                    }
                     // Not if the client came back meanwhile.
                     let current = session.lock().generation == generation;
                     if current {
