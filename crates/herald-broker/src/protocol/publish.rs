@@ -25,11 +25,6 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
         Metrics::add(&metrics.messages_received, 1);
         let cfg = &self.broker.config.mqtt;
         let v5 = self.protocol.is_v5();
-        if !p.properties.subscription_identifiers.is_empty() {
-            return Err(protocol_error(
-                "subscription identifier in a client PUBLISH",
-            ));
-        }
         if let Some(alias) = p.properties.topic_alias {
             if alias == 0 || alias > cfg.topic_alias_maximum {
                 return Err(Close::Protocol(
@@ -49,17 +44,37 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
                 self.in_aliases.insert(alias, p.topic.clone());
             }
         }
-        if p.qos as u8 > cfg.max_qos {
-            return Err(Close::Protocol(
+        // Rules a message with a topic can break: it is dropped
+        // (protocol_error) and the connection closes.
+        let broken = if !p.properties.subscription_identifiers.is_empty() {
+            Some(protocol_error(
+                "subscription identifier in a client PUBLISH",
+            ))
+        } else if p.qos as u8 > cfg.max_qos {
+            Some(Close::Protocol(
                 ReasonCode::QOS_NOT_SUPPORTED,
                 format!("QoS {} above maximum {}", p.qos as u8, cfg.max_qos),
-            ));
-        }
-        if p.retain && !cfg.retain_available {
-            return Err(Close::Protocol(
+            ))
+        } else if p.retain && !cfg.retain_available {
+            Some(Close::Protocol(
                 ReasonCode::RETAIN_NOT_SUPPORTED,
                 "retain is not available".into(),
-            ));
+            ))
+        } else {
+            None
+        };
+        if let Some(close) = broken {
+            let message = Message::new(
+                p.topic,
+                p.payload,
+                p.qos,
+                p.retain,
+                p.properties,
+                self.info.client_id.clone(),
+                self.info.username.clone(),
+            );
+            self.broker.dropped(&message, DropReason::ProtocolError);
+            return Err(close);
         }
         let duplicate_or_full = if p.qos == QoS::ExactlyOnce {
             let st = self.session.lock();
