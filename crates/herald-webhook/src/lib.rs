@@ -19,6 +19,9 @@
 //!   [`Profile`]s.
 //! - [`payload`]: the `plain` / `base64` / `base62` payload encodings.
 //! - [`spool`]: the on-disk queue of requests waiting to be delivered.
+//! - [`deliver`]: the lanes that send them, with retries; [`http`]: one
+//!   HTTP/1.1 connection, plain or TLS; [`metrics`]: counters and their
+//!   Prometheus text.
 //!
 //! Everything that runs on the broker's side of the spool (matching rules,
 //! building a body) is synchronous, allocation-light and never blocks: a
@@ -27,8 +30,11 @@
 
 pub mod body;
 pub mod conf;
+pub mod deliver;
 pub mod endpoint;
 pub mod event;
+pub mod http;
+pub mod metrics;
 pub mod payload;
 pub mod rules;
 pub mod spool;

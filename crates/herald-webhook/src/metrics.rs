@@ -1,0 +1,192 @@
+//! The WebHook's counters and their Prometheus text form: per event kind
+//! matched, delivered, failed, retried and dropped; queue depth per lane;
+//! spool bytes; a request latency histogram. All lock-free atomics.
+
+use crate::event::EventKind;
+use crate::spool::Spool;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+/// Upper bounds of the latency histogram buckets, in seconds.
+const BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
+
+/// Counters of one event kind.
+#[derive(Debug, Default)]
+struct KindCounters {
+    matched: AtomicU64,
+    delivered: AtomicU64,
+    failed: AtomicU64,
+    retried: AtomicU64,
+    dropped: AtomicU64,
+}
+
+/// Picks one counter of a kind.
+type Counter = fn(&KindCounters) -> &AtomicU64;
+
+/// Every WebHook counter.
+#[derive(Debug, Default)]
+pub struct WebhookMetrics {
+    kinds: [KindCounters; EventKind::COUNT],
+    /// Requests per bucket (cumulative buckets are computed on render).
+    latency: [AtomicU64; BUCKETS.len() + 1],
+    latency_sum_us: AtomicU64,
+    latency_count: AtomicU64,
+}
+
+fn inc(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+impl WebhookMetrics {
+    fn kind(&self, kind: u8) -> Option<&KindCounters> {
+        self.kinds.get(usize::from(kind))
+    }
+
+    /// An event matched a rule and was accepted into the spool.
+    pub fn matched(&self, kind: u8) {
+        if let Some(k) = self.kind(kind) {
+            inc(&k.matched);
+        }
+    }
+
+    /// An event was delivered (2xx).
+    pub fn delivered(&self, kind: u8) {
+        if let Some(k) = self.kind(kind) {
+            inc(&k.delivered);
+        }
+    }
+
+    /// An event was answered with a status that is not retried.
+    pub fn failed(&self, kind: u8) {
+        if let Some(k) = self.kind(kind) {
+            inc(&k.failed);
+        }
+    }
+
+    /// An attempt to deliver an event will be retried.
+    pub fn retried(&self, kind: u8) {
+        if let Some(k) = self.kind(kind) {
+            inc(&k.retried);
+        }
+    }
+
+    /// An event was dropped (too old, or the spool was full).
+    pub fn dropped(&self, kind: u8) {
+        if let Some(k) = self.kind(kind) {
+            inc(&k.dropped);
+        }
+    }
+
+    /// Delivered count of one kind (for tests and reports).
+    pub fn delivered_count(&self, kind: EventKind) -> u64 {
+        self.kinds[kind.index()].delivered.load(Ordering::Relaxed)
+    }
+
+    /// Records how long one request took.
+    pub fn observe_latency(&self, took: Duration) {
+        let secs = took.as_secs_f64();
+        let bucket = BUCKETS
+            .iter()
+            .position(|&b| secs <= b)
+            .unwrap_or(BUCKETS.len());
+        inc(&self.latency[bucket]);
+        self.latency_sum_us
+            .fetch_add(took.as_micros() as u64, Ordering::Relaxed);
+        inc(&self.latency_count);
+    }
+
+    /// Prometheus text exposition of these counters and the spool's state.
+    pub fn render(&self, spool: Option<&Spool>) -> String {
+        let mut out = String::new();
+        let series: [(&str, &str, Counter); 5] = [
+            (
+                "matched",
+                "events that matched a rule and were accepted",
+                |k| &k.matched,
+            ),
+            ("delivered", "events delivered (2xx)", |k| &k.delivered),
+            (
+                "failed",
+                "events answered with a status that is not retried",
+                |k| &k.failed,
+            ),
+            ("retried", "delivery attempts that will be retried", |k| {
+                &k.retried
+            }),
+            ("dropped", "events dropped (too old)", |k| &k.dropped),
+        ];
+        for (name, help, get) in series {
+            let _ = writeln!(out, "# HELP herald_webhook_events_{name}_total {help}");
+            let _ = writeln!(out, "# TYPE herald_webhook_events_{name}_total counter");
+            for kind in EventKind::ALL {
+                let v = get(&self.kinds[kind.index()]).load(Ordering::Relaxed);
+                let _ = writeln!(
+                    out,
+                    "herald_webhook_events_{name}_total{{event=\"{}\"}} {v}",
+                    kind.name()
+                );
+            }
+        }
+        if let Some(spool) = spool {
+            let stats = spool.stats();
+            let _ = writeln!(
+                out,
+                "# HELP herald_webhook_spool_bytes bytes held by the spool"
+            );
+            let _ = writeln!(out, "# TYPE herald_webhook_spool_bytes gauge");
+            let _ = writeln!(
+                out,
+                "herald_webhook_spool_bytes {}",
+                stats.bytes.load(Ordering::Relaxed)
+            );
+            let _ = writeln!(
+                out,
+                "# HELP herald_webhook_spool_dropped_total events dropped because the spool was full"
+            );
+            let _ = writeln!(out, "# TYPE herald_webhook_spool_dropped_total counter");
+            let _ = writeln!(
+                out,
+                "herald_webhook_spool_dropped_total {}",
+                stats.dropped.load(Ordering::Relaxed)
+            );
+            let _ = writeln!(
+                out,
+                "# HELP herald_webhook_queue_depth events waiting per lane"
+            );
+            let _ = writeln!(out, "# TYPE herald_webhook_queue_depth gauge");
+            for lane in 0..spool.lanes() {
+                let _ = writeln!(
+                    out,
+                    "herald_webhook_queue_depth{{lane=\"{lane}\"}} {}",
+                    spool.depth(lane)
+                );
+            }
+        }
+        let _ = writeln!(out, "# HELP herald_webhook_request_seconds request latency");
+        let _ = writeln!(out, "# TYPE herald_webhook_request_seconds histogram");
+        let mut cumulative = 0u64;
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            cumulative += self.latency[i].load(Ordering::Relaxed);
+            let _ = writeln!(
+                out,
+                "herald_webhook_request_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
+            );
+        }
+        cumulative += self.latency[BUCKETS.len()].load(Ordering::Relaxed);
+        let _ = writeln!(
+            out,
+            "herald_webhook_request_seconds_bucket{{le=\"+Inf\"}} {cumulative}"
+        );
+        let sum = self.latency_sum_us.load(Ordering::Relaxed) as f64 / 1e6;
+        let _ = writeln!(out, "herald_webhook_request_seconds_sum {sum}");
+        let _ = writeln!(
+            out,
+            "herald_webhook_request_seconds_count {}",
+            self.latency_count.load(Ordering::Relaxed)
+        );
+        out
+    }
+}
