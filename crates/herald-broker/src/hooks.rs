@@ -75,6 +75,7 @@
 //! order until one answers [`Decision::Allow`] or [`Decision::Deny`]. If all
 //! answer [`Decision::Ignore`], the broker's own settings decide
 //! (`authz.allow_anonymous`, `authz.deny_publish`, `authz.deny_subscribe`).
+//! A decision handler that panics is logged and counts as `Ignore`.
 //!
 //! Registration works at start-up and at runtime; [`Hooks::replace_handler`]
 //! swaps a handler atomically (no event is seen by neither or both).
@@ -88,6 +89,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
+use std::task::Poll;
 
 /// Who a client is, as events report it.
 #[derive(Debug, Clone)]
@@ -506,7 +508,8 @@ impl Hooks {
             return Decision::Ignore;
         };
         for entry in list.iter() {
-            match entry.handler.authenticate(request).await {
+            let ask = || entry.handler.authenticate(request);
+            match decide(entry.id, "client.authenticate", ask).await {
                 Decision::Ignore => continue,
                 decided => return decided,
             }
@@ -520,7 +523,8 @@ impl Hooks {
             return Decision::Ignore;
         };
         for entry in list.iter() {
-            match entry.handler.check_acl(request).await {
+            let ask = || entry.handler.check_acl(request);
+            match decide(entry.id, "client.check_acl", ask).await {
                 Decision::Ignore => continue,
                 decided => return decided,
             }
@@ -532,4 +536,31 @@ impl Hooks {
     pub fn has_authorizers(&self) -> bool {
         self.authorizers.any.load(Ordering::Acquire)
     }
+}
+
+/// Runs one decision handler. A panic, when it is called or while its
+/// future runs, is logged and counts as [`Decision::Ignore`], so it neither
+/// kills the connection's task nor decides for the handlers after it.
+async fn decide<'a>(
+    hook: HookId,
+    point: &'static str,
+    ask: impl FnOnce() -> DecisionFuture<'a>,
+) -> Decision {
+    let answer = match catch_unwind(AssertUnwindSafe(ask)) {
+        Ok(mut future) => {
+            std::future::poll_fn(|cx| {
+                match catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(cx))) {
+                    Ok(Poll::Ready(decision)) => Poll::Ready(Some(decision)),
+                    Ok(Poll::Pending) => Poll::Pending,
+                    Err(_) => Poll::Ready(None),
+                }
+            })
+            .await
+        }
+        Err(_) => None,
+    };
+    answer.unwrap_or_else(|| {
+        tracing::error!(event = point, hook = hook.0, "decision handler panicked");
+        Decision::Ignore
+    })
 }

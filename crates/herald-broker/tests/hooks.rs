@@ -1863,7 +1863,11 @@ fn quiet_plugin_panics() {
     ONCE.call_once(|| {
         let default = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            let message = info.payload().downcast_ref::<String>();
+            let payload = info.payload();
+            let message = payload
+                .downcast_ref::<String>()
+                .map(String::as_str)
+                .or_else(|| payload.downcast_ref::<&str>().copied());
             if !message.is_some_and(|m| m.starts_with("a broken plugin")) {
                 default(info);
             }
@@ -2271,5 +2275,51 @@ async fn disconnect_reasons_are_named_as_the_contract_says() {
     .await;
     let disconnected = rec.wait("twice", "client.disconnected").await;
     assert_eq!(disconnected.reason(), "protocol_error");
+    server.shutdown().await;
+}
+
+/// A decision handler that panics when asked.
+struct PanickingDecider;
+
+impl Authenticator for PanickingDecider {
+    fn authenticate<'a>(&'a self, _: AuthRequest<'a>) -> DecisionFuture<'a> {
+        Box::pin(async { panic!("a broken plugin deciding client.authenticate") })
+    }
+}
+
+impl Authorizer for PanickingDecider {
+    fn check_acl<'a>(&'a self, _: AclRequest<'a>) -> DecisionFuture<'a> {
+        panic!("a broken plugin deciding client.check_acl")
+    }
+}
+
+#[tokio::test]
+async fn a_panicking_decision_handler_counts_as_ignore() {
+    quiet_plugin_panics();
+    let server = start().await;
+    let hooks = &server.broker.hooks;
+    let rec = Recorder::install(hooks);
+    hooks.add_authenticator(10, Arc::new(PanickingDecider));
+    hooks.add_authorizer(10, Arc::new(PanickingDecider));
+    let deny = Fixed::new(Decision::Deny(ReasonCode::NOT_AUTHORIZED));
+    hooks.add_authorizer(0, deny.clone());
+    // Authentication: the panic is skipped, the settings let the client in.
+    let mut raw = raw_session(&server, connect_packet(Protocol::V5, "steady", true, 0)).await;
+    // Authorization: the panic is skipped, the next handler decides.
+    let code = raw_publish_qos1(&mut raw, "any/topic", 1, "x").await;
+    assert_eq!(code, ReasonCode::NOT_AUTHORIZED);
+    assert_eq!(deny.asked(), 1);
+    raw.send(&Packet::PingReq).await;
+    assert!(matches!(next(&mut raw).await, Packet::PingResp));
+    raw.send(&disconnect_packet()).await;
+    rec.wait("steady", "session.terminated").await;
+    assert_eq!(
+        rec.names("steady"),
+        connected_then(&[
+            "message.dropped",
+            "client.disconnected",
+            "session.terminated"
+        ])
+    );
     server.shutdown().await;
 }
