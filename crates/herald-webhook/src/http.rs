@@ -11,6 +11,7 @@
 //! This module never retries and never decides what a status means: it
 //! reports what happened, and the lane decides.
 
+use crate::conf::{Header, ServerName as Sni, TlsSettings};
 use crate::endpoint::{Endpoint, Host};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -33,45 +34,6 @@ use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName,
 use tokio_rustls::rustls::{
     self, CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
 };
-
-/// The name checked against the server's certificate and sent as SNI.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub enum Sni {
-    /// The URL's host (default).
-    #[default]
-    UrlHost,
-    /// This name instead.
-    Name(String),
-    /// No SNI and no host-name check.
-    Disable,
-}
-
-/// `web.hook.ssl.*` as the HTTP side needs it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TlsSettings {
-    /// PEM CA bundle; `None`: the system's trusted roots.
-    pub ca_file: Option<PathBuf>,
-    /// PEM client certificate chain (mutual TLS).
-    pub cert_file: Option<PathBuf>,
-    /// PEM private key of the client certificate.
-    pub key_file: Option<PathBuf>,
-    /// Verify the server's certificate.
-    pub verify: bool,
-    /// SNI / expected name.
-    pub sni: Sni,
-}
-
-impl Default for TlsSettings {
-    fn default() -> Self {
-        TlsSettings {
-            ca_file: None,
-            cert_file: None,
-            key_file: None,
-            verify: true,
-            sni: Sni::UrlHost,
-        }
-    }
-}
 
 /// Why the HTTP side could not be set up (at start-up).
 #[derive(Debug, thiserror::Error)]
@@ -147,7 +109,7 @@ impl Target {
     pub fn new(
         endpoint: Endpoint,
         tls: &TlsSettings,
-        headers: &[(String, String)],
+        headers: &[Header],
         connect_timeout: Duration,
         request_timeout: Duration,
     ) -> Result<Target, SetupError> {
@@ -157,7 +119,7 @@ impl Target {
             None
         };
         let mut checked = Vec::new();
-        for (name, value) in headers {
+        for Header { name, value } in headers {
             let header = |why: String| SetupError::Header {
                 name: name.clone(),
                 why,
@@ -300,7 +262,7 @@ fn tls_connector(
 ) -> Result<(TlsConnector, ServerName<'static>), SetupError> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = RootCertStore::empty();
-    match &s.ca_file {
+    match &s.cacertfile {
         Some(path) => {
             let key = "web.hook.ssl.cacertfile";
             let certs = CertificateDer::pem_file_iter(path)
@@ -330,13 +292,13 @@ fn tls_connector(
     let verifier = Arc::new(Verifier {
         inner: webpki,
         verify: s.verify,
-        check_name: s.sni != Sni::Disable,
+        check_name: s.server_name != Sni::Disable,
         provider: provider.clone(),
     });
     let builder = builder
         .dangerous()
         .with_custom_certificate_verifier(verifier);
-    let mut config = match (&s.cert_file, &s.key_file) {
+    let mut config = match (&s.certfile, &s.keyfile) {
         (Some(cert), Some(key)) => {
             let chain = CertificateDer::pem_file_iter(cert)
                 .map_err(|e| file_error("web.hook.ssl.certfile", cert, e))?
@@ -360,8 +322,8 @@ fn tls_connector(
             ));
         }
     };
-    config.enable_sni = s.sni != Sni::Disable;
-    let name = match (&s.sni, endpoint.host()) {
+    config.enable_sni = s.server_name != Sni::Disable;
+    let name = match (&s.server_name, endpoint.host()) {
         (Sni::Name(n), _) => n.clone(),
         (_, Host::Name(n)) => n.clone(),
         (_, Host::Ipv4(ip)) => ip.to_string(),

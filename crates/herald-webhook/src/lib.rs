@@ -22,6 +22,10 @@
 //! - [`deliver`]: the lanes that send them, with retries; [`http`]: one
 //!   HTTP/1.1 connection, plain or TLS; [`metrics`]: counters and their
 //!   Prometheus text.
+//! - [`listen`]: a local receiver that prints what it gets (`herald webhook
+//!   listen`), also used by tests and the benchmark sink.
+//! - [`service`]: [`WebHook`], the handler plus the lanes, attached to a
+//!   running broker.
 //!
 //! Everything that runs on the broker's side of the spool (matching rules,
 //! building a body) is synchronous, allocation-light and never blocks: a
@@ -34,9 +38,11 @@ pub mod deliver;
 pub mod endpoint;
 pub mod event;
 pub mod http;
+pub mod listen;
 pub mod metrics;
 pub mod payload;
 pub mod rules;
+pub mod service;
 pub mod spool;
 
 pub use body::{BodyBuilder, Profile};
@@ -44,3 +50,4 @@ pub use conf::{ConfError, Origin, WebhookConfig};
 pub use event::EventKind;
 pub use payload::PayloadEncoding;
 pub use rules::Rules;
+pub use service::WebHook;
