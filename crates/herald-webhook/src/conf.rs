@@ -591,21 +591,30 @@ impl WebhookConfig {
 /// A value with where it was set.
 #[derive(Debug)]
 struct Set<T> {
+    /// The parsed value.
     value: T,
+    /// Where it was set, for errors and warnings about it.
     origin: Origin,
+    /// The key as written (an old name stays the old name).
     key: String,
 }
 
 /// One rule as configured, before deduplication.
 #[derive(Debug)]
 struct RuleEntry {
+    /// The event of `web.hook.rule.<event>.<N>`.
     kind: EventKind,
+    /// The rule's `topic`.
     topic: Option<String>,
+    /// Where it was set.
     origin: Origin,
+    /// The key as written (replacing by key: the last one wins).
     key: String,
 }
 
-/// Settings collected so far; [`Draft::finish`] checks them as a whole.
+/// Settings collected so far, one slot per key (an old name shares its new
+/// name's slot); `None` means not set, so the default applies.
+/// [`Draft::finish`] checks them as a whole.
 #[derive(Debug, Default)]
 struct Draft {
     url: Option<Set<Endpoint>>,
@@ -811,11 +820,7 @@ impl Draft {
         origin: Origin,
     ) -> Result<(), ConfError> {
         let err = |problem| ConfError::key(&origin, key, problem);
-        let name = header_name(name).ok_or_else(|| {
-            err(Problem::Conflict(format!(
-                "`{name}` is not a valid header name"
-            )))
-        })?;
+        let name = header_name(name).ok_or_else(|| err(bad(name, "a valid header name")))?;
         if value.bytes().any(|b| (b < 0x20 && b != b'\t') || b == 0x7F) {
             return Err(err(bad(value, "a header value without control characters")));
         }
