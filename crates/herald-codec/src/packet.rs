@@ -158,6 +158,9 @@ impl Default for DecodeOptions {
 /// 268,435,455 bytes of content.
 pub const MAX_PACKET_SIZE: usize = 1 + 4 + crate::wire::VARINT_MAX;
 
+/// Most a pending packet's header makes [`decode`] reserve at once.
+const RESERVE_STEP: usize = 64 * 1024;
+
 /// Decodes one packet from the front of `buf`.
 ///
 /// - `Ok(Some(packet))`: the packet's bytes were removed from `buf`; string
@@ -187,8 +190,10 @@ pub fn decode(buf: &mut BytesMut, opts: &DecodeOptions) -> Result<Option<Packet>
         });
     }
     if buf.len() < size {
-        // Reserve now so the reader fills the whole packet in few reads.
-        buf.reserve(size - buf.len());
+        // Reserve so the reader fills the packet in few reads, but only in
+        // steps of at most RESERVE_STEP: a header alone must not make a
+        // connection hold a maximum-size buffer before the bytes arrive.
+        buf.reserve((size - buf.len()).min(RESERVE_STEP));
         return Ok(None);
     }
     if packet_type != PacketType::Publish && flags != packet_type.required_flags() {
