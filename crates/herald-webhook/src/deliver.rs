@@ -146,11 +146,7 @@ impl Lane {
             let Some(batch) = self.next_batch().await else {
                 return;
             };
-            let batch = self.drop_old(batch);
-            if batch.is_empty() {
-                continue;
-            }
-            let Some(last) = self.deliver(&batch).await else {
+            let Some(last) = self.deliver(batch).await else {
                 // Stopping: leave the batch in the spool.
                 return;
             };
@@ -206,41 +202,49 @@ impl Lane {
         young
     }
 
-    /// Sends a batch until delivered or failed; returns the last sequence
+    /// Sends a batch until delivered or failed (events that pass the
+    /// maximum age meanwhile are dropped instead); returns the last sequence
     /// number to acknowledge, or `None` if told to stop first.
-    async fn deliver(&mut self, batch: &[Record]) -> Option<u64> {
+    async fn deliver(&mut self, batch: Vec<Record>) -> Option<u64> {
         let last = batch.last().map(|r| r.seq)?;
-        let body = self.body(batch);
-        let ids = batch
-            .iter()
-            .map(|r| format!("{}-{}-{}", self.spool_id, r.lane, r.seq))
-            .collect::<Vec<_>>()
-            .join(",");
-        let id_value = HeaderValue::from_str(&ids).ok()?;
+        let mut batch = batch;
         let mut attempt = 0u32;
         loop {
             if *self.stop.borrow() {
                 return None;
             }
+            batch = self.drop_old(batch);
+            if batch.is_empty() {
+                return Some(last);
+            }
+            // Built for the events still in the batch; the same on every
+            // retry otherwise.
+            let body = self.body(&batch);
+            let ids = batch
+                .iter()
+                .map(|r| format!("{}-{}-{}", self.spool_id, r.lane, r.seq))
+                .collect::<Vec<_>>()
+                .join(",");
+            let id_value = HeaderValue::from_str(&ids).ok()?;
             let started = Instant::now();
-            let outcome = self.attempt(body.clone(), &id_value).await;
+            let outcome = self.attempt(body, &id_value).await;
             self.metrics.observe_latency(started.elapsed());
             match outcome {
                 Attempt::Delivered => {
-                    for r in batch {
+                    for r in &batch {
                         self.metrics.delivered(r.kind);
                     }
                     return Some(last);
                 }
                 Attempt::Failed(why) => {
-                    for r in batch {
+                    for r in &batch {
                         self.metrics.failed(r.kind);
                     }
                     self.log(&why, "not retried");
                     return Some(last);
                 }
                 Attempt::Retry(why, retry_after) => {
-                    for r in batch {
+                    for r in &batch {
                         self.metrics.retried(r.kind);
                     }
                     let delay = retry_after.unwrap_or_else(|| self.backoff(attempt));

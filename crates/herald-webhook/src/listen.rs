@@ -45,6 +45,9 @@ pub enum Reply {
     Delayed(u16, Duration),
     /// Close the connection without answering.
     Close,
+    /// Take the request (hand it over as received), then close the
+    /// connection without answering: the sender cannot know it arrived.
+    LoseAnswer,
     /// Accept but never answer (until the client gives up).
     Hang,
 }
@@ -150,6 +153,10 @@ async fn handle(
             s
         }
         Reply::Close => return Err(std::io::Error::other("closing without an answer")),
+        Reply::LoseAnswer => {
+            deliver(received).await;
+            return Err(std::io::Error::other("answer lost"));
+        }
         Reply::Hang => {
             std::future::pending::<()>().await;
             500
