@@ -75,7 +75,7 @@ async fn unsupported_protocol_level_gets_connack_0x01_and_close() {
 #[tokio::test]
 async fn unknown_protocol_name_gets_connack_0x01_and_close() {
     let server = start().await;
-    for (name, level) in [(&b"MQTX"[..], 4), (b"MQIsdp", 5), (b"HTTP", 5)] {
+    for (name, level) in [(&b"MQTX"[..], 4), (b"MQIsdp", 4), (b"HTTP", 4)] {
         let mut raw = raw_open(&server, Protocol::V3_1_1).await;
         raw.send_bytes(&connect_bytes(name, level, 0x02)).await;
         assert_eq!(read_to_close(&mut raw).await, [0x20, 0x02, 0x00, 0x01]);
@@ -320,9 +320,10 @@ async fn v5_connack_defaults_leave_out_what_is_fully_supported() {
     o.set_session_expiry_interval(Some(60));
     let (_c, _l, ack) = v5_open(o).await;
     let p = ack.properties.expect("CONNACK properties");
-    assert_eq!(p.receive_max, Some(128));
-    assert_eq!(p.max_packet_size, Some(1024 * 1024));
-    assert_eq!(p.topic_alias_max, Some(32));
+    let mqtt = &server.broker.config.mqtt;
+    assert_eq!(p.receive_max, Some(mqtt.receive_maximum));
+    assert_eq!(p.max_packet_size, Some(mqtt.max_packet_size));
+    assert_eq!(p.topic_alias_max, Some(mqtt.topic_alias_maximum));
     // Absent means QoS 2 / available (5.0 §3.2.2.3).
     assert_eq!(p.max_qos, None);
     assert_eq!(p.retain_available, None);
