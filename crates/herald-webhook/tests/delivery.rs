@@ -343,3 +343,55 @@ async fn events_older_than_the_maximum_age_are_dropped_not_sent() {
     );
     hook.shutdown(Duration::from_secs(1)).await;
 }
+
+#[tokio::test]
+async fn refused_connections_and_silent_servers_are_retried_until_delivered() {
+    // Nothing listens on the port at first: connection refused.
+    let port = {
+        let probe = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        probe.local_addr().unwrap()
+    };
+    let (broker, hook) = webhook(
+        port,
+        "web.hook.pool_size = 1\nweb.hook.request.request_timeout = 100ms\n\
+         web.hook.request.connect_timeout = 100ms\n",
+    );
+    publish(&broker, "c", "patient".into());
+    // Wait until at least two attempts failed to connect.
+    let metrics = hook.metrics().clone();
+    let retried = || {
+        metrics
+            .render(None)
+            .lines()
+            .find(|l| {
+                l.starts_with("herald_webhook_events_retried_total{event=\"message.publish\"}")
+            })
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while retried() < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "retries happen");
+        tokio::task::yield_now().await;
+    }
+    // Now a server that accepts but never answers the first request: the
+    // request timeout makes the lane retry; the second answer is 200.
+    let answered = Arc::new(AtomicU64::new(0));
+    let a = answered.clone();
+    let decide = Arc::new(move |_: &Received| {
+        if a.fetch_add(1, Ordering::Relaxed) == 0 {
+            Reply::Hang
+        } else {
+            Reply::Status(200)
+        }
+    });
+    let (_receiver, mut rx) = listen::channel(port, Some(decide)).await.unwrap();
+    let r = recv(&mut rx).await;
+    assert_eq!(body(&r)["payload"], "patient");
+    assert!(
+        answered.load(Ordering::Relaxed) >= 2,
+        "the silent attempt timed out and was retried"
+    );
+    hook.shutdown(Duration::from_secs(1)).await;
+}
