@@ -82,17 +82,23 @@ impl Disconnect {
         Ok(Disconnect { reason, properties })
     }
 
+    // A DISCONNECT with a reason code always carries its property length,
+    // even when 0: the shorter form is valid (5.0 §3.14.2.2.1), but some
+    // clients (rumqttc 0.25) cannot read it and lose the reason.
     pub(crate) fn remaining_len(&self, protocol: Protocol) -> Result<usize, EncodeError> {
-        if protocol.is_v5() {
-            reason_and_properties_len(self.reason, &self.properties)
-        } else {
-            Ok(0)
+        if !protocol.is_v5() {
+            return Ok(0);
         }
+        let n = reason_and_properties_len(self.reason, &self.properties)?;
+        Ok(if n == 1 { 2 } else { n })
     }
 
     pub(crate) fn write(&self, buf: &mut BytesMut, protocol: Protocol) -> Result<(), EncodeError> {
         if protocol.is_v5() {
             write_reason_and_properties(buf, self.reason, &self.properties)?;
+            if self.reason != ReasonCode::SUCCESS && self.properties.encoded_len()? == 0 {
+                buf.put_u8(0);
+            }
         }
         Ok(())
     }

@@ -739,15 +739,23 @@ fn disconnect() {
             Packet::Disconnect(Disconnect::default()),
         );
     }
-    // 5.0 §3.14.2.1: a reason code alone (Remaining Length 1).
+    // 5.0 §3.14.2.1: a reason code alone (Remaining Length 1) decodes;
+    // Herald writes the zero property length too, which more clients read.
+    let will = Packet::Disconnect(Disconnect {
+        reason: ReasonCode::DISCONNECT_WITH_WILL_MESSAGE,
+        properties: Properties::default(),
+    });
+    check_decode(
+        "DISCONNECT 5.0 reason code alone",
+        Protocol::V5,
+        &hex("E0 01 | 04"),
+        will.clone(),
+    );
     check(
         "DISCONNECT 5.0 with will message",
         Protocol::V5,
-        &hex("E0 01 | 04"),
-        Packet::Disconnect(Disconnect {
-            reason: ReasonCode::DISCONNECT_WITH_WILL_MESSAGE,
-            properties: Properties::default(),
-        }),
+        &hex("E0 02 | 04 | 00"),
+        will,
     );
     // Reason code and properties (0x11 Session Expiry Interval = 0, 0x1C
     // Server Reference).
