@@ -3,7 +3,8 @@
 //! Layout, following the data flow (socket → codec → connection → router →
 //! session queue → connection → codec → socket):
 //! - [`listener`]: accept loops, the connection limit, graceful shutdown;
-//!   [`start`] and [`serve`] are the entry points.
+//!   [`start`], [`start_on`] (a broker made beforehand, with hooks attached)
+//!   and [`serve`] are the entry points.
 //! - [`connection`]: framed packet I/O over any `AsyncRead + AsyncWrite`.
 //! - [`protocol`]: one connection's state machine, one file per packet family.
 //! - [`session`]: state that outlives a connection (queue, inflight, expiry).
@@ -24,4 +25,4 @@ pub mod router;
 pub mod session;
 pub mod sys;
 
-pub use listener::{ServeError, Server, serve, start};
+pub use listener::{ServeError, Server, serve, start, start_on};

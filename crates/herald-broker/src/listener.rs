@@ -49,9 +49,16 @@ pub struct Server {
 /// Binds every listener and starts serving.
 pub async fn start(config: Config) -> Result<Server, ServeError> {
     config.validate()?;
-    let max = config.listener.max_connections;
-    let sys_interval = config.sys.interval();
-    let broker = Broker::new(config);
+    start_on(Broker::new(config)).await
+}
+
+/// Binds every listener of a broker made beforehand (so handlers can be
+/// attached to its hooks before the first client connects) and starts
+/// serving.
+pub async fn start_on(broker: Arc<Broker>) -> Result<Server, ServeError> {
+    broker.config.validate()?;
+    let max = broker.config.listener.max_connections;
+    let sys_interval = broker.config.sys.interval();
     let (shutdown, shutdown_rx) = watch::channel(false);
     let slots = Arc::new(Semaphore::new(max as usize));
     let mut local_addrs = Vec::new();
