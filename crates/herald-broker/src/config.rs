@@ -7,11 +7,14 @@
 //! default works on a laptop. This module never reads files or the
 //! environment: loading belongs to the binary, which hands over a `Config`.
 
+use std::collections::BTreeMap;
+use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::router::valid_topic_filter;
 
@@ -41,6 +44,134 @@ pub struct Config {
     pub sys: SysConfig,
     /// Who may connect and which topics are off limits.
     pub authz: AuthzConfig,
+    /// The Prometheus `/metrics` endpoint.
+    pub metrics: MetricsConfig,
+    /// `[webhook]`: WebHook settings under their EMQX names, with or without
+    /// the `web.hook.` prefix (`url`, `"web.hook.url"`, `ssl.verify`,
+    /// `[webhook.headers]`, ...). Merged over the keys of `webhook_conf`;
+    /// the broker only carries them, the WebHook checks them.
+    pub webhook: BTreeMap<String, WebhookValue>,
+}
+
+/// `[metrics]`: where Prometheus text is served.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MetricsConfig {
+    /// Address of the HTTP listener serving `GET /metrics`; `None` (written
+    /// `""`) serves nothing. Loopback by default, so nothing is exposed
+    /// beyond the machine unless asked.
+    #[serde(with = "optional_addr")]
+    pub bind: Option<SocketAddr>,
+}
+
+/// Default `metrics.bind`: loopback, the port Prometheus exporters of the
+/// OpenTelemetry family use.
+pub const DEFAULT_METRICS_BIND: SocketAddr =
+    SocketAddr::new(std::net::IpAddr::V4(Ipv4Addr::LOCALHOST), 9464);
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            bind: Some(DEFAULT_METRICS_BIND),
+        }
+    }
+}
+
+/// `Option<SocketAddr>` as a string, `""` meaning `None` (TOML has no null).
+mod optional_addr {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(addr: &Option<SocketAddr>, s: S) -> Result<S::Ok, S::Error> {
+        match addr {
+            Some(addr) => s.collect_str(addr),
+            None => s.serialize_str(""),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<SocketAddr>, D::Error> {
+        let text = String::deserialize(d)?;
+        let text = text.trim();
+        if text.is_empty() {
+            return Ok(None);
+        }
+        text.parse().map(Some).map_err(de::Error::custom)
+    }
+}
+
+/// One value of the `[webhook]` table: what an EMQX `key = value` line can
+/// hold, or a table of further keys (TOML dotted keys such as
+/// `ssl.verify = false` make tables).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WebhookValue {
+    /// A string, passed on as it is.
+    String(String),
+    /// An integer, passed on in decimal.
+    Integer(i64),
+    /// `true` or `false`.
+    Boolean(bool),
+    /// Keys below this one, joined with `.`.
+    Table(BTreeMap<String, WebhookValue>),
+}
+
+impl WebhookValue {
+    /// The value as the text of an EMQX `key = value` line; `None` for a
+    /// table.
+    pub fn as_text(&self) -> Option<String> {
+        match self {
+            WebhookValue::String(s) => Some(s.clone()),
+            WebhookValue::Integer(i) => Some(i.to_string()),
+            WebhookValue::Boolean(b) => Some(b.to_string()),
+            WebhookValue::Table(_) => None,
+        }
+    }
+}
+
+impl Serialize for WebhookValue {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            WebhookValue::String(v) => s.serialize_str(v),
+            WebhookValue::Integer(v) => s.serialize_i64(*v),
+            WebhookValue::Boolean(v) => s.serialize_bool(*v),
+            WebhookValue::Table(v) => v.serialize(s),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for WebhookValue {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct ValueVisitor;
+        impl<'de> Visitor<'de> for ValueVisitor {
+            type Value = WebhookValue;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string, an integer, a boolean or a table")
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<WebhookValue, E> {
+                Ok(WebhookValue::Boolean(v))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<WebhookValue, E> {
+                Ok(WebhookValue::Integer(v))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<WebhookValue, E> {
+                i64::try_from(v)
+                    .map(WebhookValue::Integer)
+                    .map_err(|_| E::custom(format!("integer {v} is too large")))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<WebhookValue, E> {
+                Ok(WebhookValue::String(v.to_owned()))
+            }
+            fn visit_string<E: de::Error>(self, v: String) -> Result<WebhookValue, E> {
+                Ok(WebhookValue::String(v))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<WebhookValue, A::Error> {
+                let mut table = BTreeMap::new();
+                while let Some((k, v)) = map.next_entry::<String, WebhookValue>()? {
+                    table.insert(k, v);
+                }
+                Ok(WebhookValue::Table(table))
+            }
+        }
+        d.deserialize_any(ValueVisitor)
+    }
 }
 
 /// `[listener]`: the TCP side of the broker.
@@ -137,6 +268,8 @@ impl Default for Config {
             mqtt: MqttConfig::default(),
             sys: SysConfig::default(),
             authz: AuthzConfig::default(),
+            metrics: MetricsConfig::default(),
+            webhook: BTreeMap::new(),
         }
     }
 }
@@ -363,6 +496,55 @@ mod tests {
         assert_eq!(parsed.mqtt.max_inflight, 64);
         assert_eq!(parsed.mqtt.receive_maximum, 128);
         assert_eq!(parsed.listener, ListenerConfig::default());
+    }
+
+    #[test]
+    fn metrics_bind_defaults_to_loopback_and_empty_turns_it_off() {
+        assert_eq!(
+            Config::default().metrics.bind,
+            Some("127.0.0.1:9464".parse().expect("address"))
+        );
+        let parsed: Config = toml::from_str("[metrics]\nbind = \"\"\n").expect("valid");
+        assert_eq!(parsed.metrics.bind, None);
+        let parsed: Config = toml::from_str("[metrics]\nbind = \"[::1]:9000\"\n").expect("valid");
+        assert_eq!(
+            parsed.metrics.bind,
+            Some("[::1]:9000".parse().expect("address"))
+        );
+        let err = toml::from_str::<Config>("[metrics]\nbind = \"nowhere\"\n").expect_err("bad");
+        assert!(err.message().contains("invalid socket address"), "{err}");
+        let text = toml::to_string(&Config {
+            metrics: MetricsConfig { bind: None },
+            ..Config::default()
+        })
+        .expect("serializable");
+        let back: Config = toml::from_str(&text).expect("parses back");
+        assert_eq!(back.metrics.bind, None);
+    }
+
+    #[test]
+    fn webhook_table_holds_strings_integers_booleans_and_tables() {
+        let parsed: Config = toml::from_str(
+            "[webhook]\n\"web.hook.url\" = \"http://h/\"\npool_size = 8\nssl.verify = false\n",
+        )
+        .expect("valid");
+        let w = &parsed.webhook;
+        assert_eq!(
+            w.get("web.hook.url"),
+            Some(&WebhookValue::String("http://h/".into()))
+        );
+        assert_eq!(w.get("pool_size"), Some(&WebhookValue::Integer(8)));
+        let Some(WebhookValue::Table(ssl)) = w.get("ssl") else {
+            panic!("ssl is a table: {w:?}");
+        };
+        assert_eq!(ssl.get("verify"), Some(&WebhookValue::Boolean(false)));
+        let err = toml::from_str::<Config>("[webhook]\npool_size = 1.5\n").expect_err("float");
+        assert!(err.message().contains("a string, an integer"), "{err}");
+        let text = toml::to_string(&parsed).expect("serializable");
+        assert_eq!(
+            toml::from_str::<Config>(&text).expect("parses back"),
+            parsed
+        );
     }
 
     #[test]

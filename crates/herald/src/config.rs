@@ -49,6 +49,11 @@ pub struct Loaded {
     /// set it last (`environment variable HERALD_MQTT__MAX_QOS`); keys left at
     /// their default are absent.
     sources: BTreeMap<String, String>,
+    /// Dotted key path to its 1-based line in the config file, for the
+    /// keys the file set.
+    lines: BTreeMap<String, u32>,
+    /// The config file, if one was read.
+    file: Option<PathBuf>,
 }
 
 impl Loaded {
@@ -61,6 +66,20 @@ impl Loaded {
                 Some(source) => anyhow!("{err} (set by {source})"),
                 None => anyhow!(err),
             })
+    }
+
+    /// Where `key` (a dotted path) was set: `Some((file, Some(line)))` when
+    /// the config file set it and the file is still its source, `Some((what,
+    /// None))` for another source (an environment variable, a flag), `None`
+    /// when it has its default.
+    pub fn location_of(&self, key: &str) -> Option<(String, Option<u32>)> {
+        let source = self.source_of(key)?;
+        if let Some(file) = &self.file
+            && source == file_source(file)
+        {
+            return Some((file.display().to_string(), self.lines.get(key).copied()));
+        }
+        Some((source.to_owned(), None))
     }
 
     /// Which source last set `key`, or a section containing it.
@@ -94,21 +113,20 @@ pub fn load(
 }
 
 /// [`load`] with the file's contents already read.
-fn load_from(
+pub(crate) fn load_from(
     file: Option<(&Path, &str)>,
     env: impl IntoIterator<Item = (OsString, OsString)>,
     flags: &Flags,
 ) -> anyhow::Result<Loaded> {
     let mut sources = BTreeMap::new();
+    let mut lines = BTreeMap::new();
     let mut table = match file {
         Some((path, text)) => {
             let table = parse_file(path, text)?;
-            record_leaves(
-                &table,
-                "",
-                &format!("config file {}", path.display()),
-                &mut sources,
-            );
+            record_leaves(&table, "", &file_source(path), &mut sources);
+            if let Ok(doc) = DeTable::parse(text) {
+                record_lines(doc.get_ref(), text, "", &mut lines);
+            }
             table
         }
         None => Table::new(),
@@ -118,7 +136,39 @@ fn load_from(
         .try_into()
         .map_err(|err: toml::de::Error| anyhow!("configuration: {}", err.message()))?;
     apply_flags(&mut config, flags, &mut sources);
-    Ok(Loaded { config, sources })
+    Ok(Loaded {
+        config,
+        sources,
+        lines,
+        file: file.map(|(path, _)| path.to_owned()),
+    })
+}
+
+/// How the config file is named as a source.
+fn file_source(path: &Path) -> String {
+    format!("config file {}", path.display())
+}
+
+/// Records the 1-based line of every non-table value under `table`, keyed
+/// by its dotted path below `prefix` (as [`record_leaves`] names them).
+fn record_lines(table: &DeTable<'_>, text: &str, prefix: &str, lines: &mut BTreeMap<String, u32>) {
+    for (key, value) in table.iter() {
+        let path = if prefix.is_empty() {
+            key.get_ref().to_string()
+        } else {
+            format!("{prefix}.{}", key.get_ref())
+        };
+        match value.get_ref() {
+            DeValue::Table(inner) => record_lines(inner, text, &path, lines),
+            _ => {
+                let start = key.span().start;
+                let line = text
+                    .get(..start)
+                    .map_or(0, |before| before.matches('\n').count());
+                lines.insert(path, u32::try_from(line + 1).unwrap_or(u32::MAX));
+            }
+        }
+    }
 }
 
 /// Parses a config file into a table, first checking that it deserializes

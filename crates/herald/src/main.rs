@@ -1,36 +1,56 @@
 //! The `herald` command: parses the command line, loads and validates the
-//! configuration, sets up logging and runs the broker until SIGINT or
-//! SIGTERM.
+//! configuration (the broker's and the WebHook's), sets up logging and runs
+//! the broker, the WebHook and `/metrics` until SIGINT or SIGTERM.
+//! `herald webhook listen` runs a local receiver that prints what the
+//! WebHook sends.
 //!
-//! It holds no broker logic; everything it starts lives in the library
-//! crates. Exit status: 0 after a clean shutdown, 2 for a bad flag or
-//! configuration, 1 when the broker fails while running.
+//! It holds no broker or WebHook logic; everything it starts lives in the
+//! library crates. Exit status: 0 after a clean shutdown, 2 for a bad flag
+//! or configuration, 1 when something fails to start or fails while
+//! running.
 
 mod config;
+mod metrics;
+mod webhook;
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
+use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use herald_broker::broker::Broker;
 use herald_broker::config::Config;
+use herald_webhook::conf::DEFAULT_EVENT_ID_HEADER;
+use herald_webhook::service::StartError;
+use herald_webhook::{WebHook, WebhookConfig};
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::LevelFilter;
 
 /// Exit status for a bad flag or configuration, as clap uses for bad flags.
 const EXIT_USAGE: u8 = 2;
 
+/// How long the WebHook may take at shutdown to finish requests in flight;
+/// what is not delivered by then stays in the spool for the next start.
+const WEBHOOK_SHUTDOWN: Duration = Duration::from_secs(5);
+
+/// Where `herald webhook listen` listens by default: the URL of the
+/// shipped `etc/plugins/emqx_web_hook.conf`.
+const LISTEN_DEFAULT: &str = "127.0.0.1:9000";
+
 /// Herald: an MQTT broker (3.1, 3.1.1, 5.0) whose events become WebHook
 /// requests.
 #[derive(Debug, Parser)]
 #[command(name = "herald", version)]
-#[command(after_help = AFTER_HELP)]
+#[command(after_help = AFTER_HELP, args_conflicts_with_subcommands = true)]
 struct Cli {
     /// Settings for running the broker (used when no subcommand is given).
     #[command(flatten)]
     run: RunArgs,
-    /// Something other than running the broker; none yet.
+    /// Something other than running the broker.
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -41,7 +61,12 @@ Settings are read from, each overriding the one before: built-in defaults,
 the --config file (TOML; see etc/herald.toml for every key), environment
 variables HERALD_<SECTION>__<KEY> (e.g. HERALD_MQTT__MAX_INFLIGHT=64,
 HERALD_LISTENER__BIND=127.0.0.1:1883,[::1]:1883, HERALD_DATA_DIR=/var/lib/herald),
-then the flags above. Logging is set with RUST_LOG (default: info).";
+then the flags above. Logging is set with RUST_LOG (default: info).
+
+The WebHook reads an EMQX 4.x emqx_web_hook.conf (--webhook-conf) and the
+[webhook] table of the config file, same keys. Prometheus metrics are served
+at http://127.0.0.1:9464/metrics unless [metrics] bind says otherwise.
+`herald webhook listen` prints what the WebHook sends.";
 
 /// Flags that override the configuration when running the broker.
 #[derive(Debug, Args)]
@@ -64,16 +89,36 @@ struct RunArgs {
     webhook_conf: Option<PathBuf>,
 }
 
-/// Subcommands; reserved (`herald webhook listen` is planned).
+/// Subcommands.
 #[derive(Debug, Subcommand)]
-enum Command {}
+enum Command {
+    /// WebHook tools.
+    Webhook {
+        #[command(subcommand)]
+        command: WebhookCommand,
+    },
+}
+
+/// `herald webhook ...`.
+#[derive(Debug, Subcommand)]
+enum WebhookCommand {
+    /// Receive WebHook requests and print each event; answers 200 to all.
+    /// Point web.hook.url at it to see what the WebHook sends.
+    Listen {
+        /// Address to listen on (IP:PORT).
+        #[arg(long, value_name = "HOST:PORT", default_value = LISTEN_DEFAULT)]
+        bind: SocketAddr,
+    },
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     match cli.command {
         None => run(cli.run),
-        Some(command) => match command {},
+        Some(Command::Webhook {
+            command: WebhookCommand::Listen { bind },
+        }) => listen(bind),
     }
 }
 
@@ -108,6 +153,13 @@ fn run(args: RunArgs) -> ExitCode {
         eprintln!("error: invalid configuration: {err:#}");
         return ExitCode::from(EXIT_USAGE);
     }
+    let webhook = match webhook::load(&loaded) {
+        Ok(webhook) => webhook,
+        Err(err) => {
+            eprintln!("error: WebHook configuration: {err}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
     let config = loaded.config;
     tracing::info!(
         config_file = ?args.config,
@@ -126,28 +178,182 @@ fn run(args: RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run_broker(config)) {
+    match runtime.block_on(run_broker(config, webhook)) {
         Ok(()) => {
             tracing::info!("stopped");
             ExitCode::SUCCESS
         }
-        Err(err) => {
+        Err(Failure::Config(err)) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(EXIT_USAGE)
+        }
+        Err(Failure::Run(err)) => {
             tracing::error!(error = format!("{err:#}"), "broker failed");
+            eprintln!("error: {err:#}");
             ExitCode::FAILURE
         }
     }
 }
 
-/// Runs the broker until a shutdown signal, then lets it drain.
-async fn run_broker(config: Config) -> anyhow::Result<()> {
-    herald_broker::serve(config, shutdown_signal()).await?;
+/// Why running stopped early.
+enum Failure {
+    /// A setting turned out unusable while starting (certificate files,
+    /// header names): exit status 2.
+    Config(anyhow::Error),
+    /// Anything else (a port in use, a spool that cannot be opened): 1.
+    Run(anyhow::Error),
+}
+
+/// Starts the WebHook (attached before the first MQTT connection is
+/// accepted), the broker and `/metrics`; runs until a shutdown signal; then
+/// stops the broker first, so its disconnect events still reach the
+/// WebHook, then the WebHook, which gets [`WEBHOOK_SHUTDOWN`] to finish
+/// requests in flight and leaves the rest in its spool.
+async fn run_broker(config: Config, webhook: Option<WebhookConfig>) -> Result<(), Failure> {
+    let stop = shutdown_signal();
+    let broker = Broker::new(config);
+    let webhook = match webhook {
+        Some(conf) if conf.is_enabled() => {
+            let started = WebHook::start(&conf, &broker.config.data_dir, &broker);
+            Some(started.map_err(|err| match err {
+                StartError::Spool(_) => {
+                    Failure::Run(anyhow::Error::new(err).context("cannot start the WebHook"))
+                }
+                _ => Failure::Config(anyhow::Error::new(err).context("WebHook configuration")),
+            })?)
+        }
+        Some(conf) => {
+            conf.log_warnings();
+            tracing::info!("WebHook off: web.hook.url is not set");
+            None
+        }
+        None => None,
+    };
+    let metrics = match broker.config.metrics.bind {
+        Some(addr) => {
+            let extra = webhook.as_ref().map(|w| {
+                let (counters, spool) = (w.metrics().clone(), w.spool().clone());
+                Arc::new(move || counters.render(Some(&spool))) as metrics::Extra
+            });
+            let server = metrics::serve(addr, broker.clone(), extra)
+                .await
+                .with_context(|| {
+                    format!(
+                        "cannot serve metrics on {addr} (set [metrics] bind, \"\" turns it off)"
+                    )
+                })
+                .map_err(Failure::Run)?;
+            tracing::info!(addr = %server.addr, "serving Prometheus metrics at /metrics");
+            Some(server)
+        }
+        None => None,
+    };
+    let server = match herald_broker::start_on(broker).await {
+        Ok(server) => server,
+        Err(err) => {
+            if let Some(webhook) = webhook {
+                webhook.shutdown(WEBHOOK_SHUTDOWN).await;
+            }
+            return Err(Failure::Run(err.into()));
+        }
+    };
+    stop.await;
+    server.shutdown().await;
+    if let Some(webhook) = webhook {
+        webhook.shutdown(WEBHOOK_SHUTDOWN).await;
+    }
+    drop(metrics);
     Ok(())
 }
 
-/// Resolves on the first SIGINT (Ctrl-C) or SIGTERM. A signal that cannot be
-/// listened for is logged and ignored, never taken as a request to stop.
-async fn shutdown_signal() {
-    let interrupt = async {
+/// `herald webhook listen`: prints every request received on `bind` until
+/// SIGINT or SIGTERM. Never reads Herald's configuration.
+fn listen(bind: SocketAddr) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async {
+        let stop = shutdown_signal();
+        let (receiver, mut requests) = match herald_webhook::listen::channel(bind, None).await {
+            Ok(r) => r,
+            Err(err) => {
+                eprintln!("error: cannot listen on {bind}: {err}");
+                return ExitCode::FAILURE;
+            }
+        };
+        tracing::info!(
+            addr = %receiver.addr,
+            "waiting for WebHook requests on http://{}/ (Ctrl-C stops)",
+            receiver.addr
+        );
+        tokio::pin!(stop);
+        loop {
+            let received = tokio::select! {
+                r = requests.recv() => r,
+                () = &mut stop => return ExitCode::SUCCESS,
+            };
+            let Some(received) = received else {
+                return ExitCode::SUCCESS;
+            };
+            let text = herald_webhook::listen::pretty(&received, DEFAULT_EVENT_ID_HEADER);
+            let mut out = std::io::stdout().lock();
+            // A closed stdout (`| head`) ends the command quietly.
+            if writeln!(out, "{text}\n")
+                .and_then(|()| out.flush())
+                .is_err()
+            {
+                return ExitCode::SUCCESS;
+            }
+        }
+    })
+}
+
+/// Starts listening for SIGINT (Ctrl-C) and SIGTERM now, so a signal that
+/// arrives while things are still starting is not fatal, and returns a
+/// future that resolves on the first of them. Call it inside the runtime
+/// before starting anything. A signal that cannot be listened for is
+/// logged and ignored, never taken as a request to stop.
+#[cfg(unix)]
+fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send {
+    use tokio::signal::unix::{Signal, SignalKind, signal};
+    let listen = |kind: SignalKind, name: &'static str| match signal(kind) {
+        Ok(stream) => Some(stream),
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot listen for {name}");
+            None
+        }
+    };
+    let interrupt = listen(SignalKind::interrupt(), "SIGINT");
+    let terminate = listen(SignalKind::terminate(), "SIGTERM");
+    async fn first(stream: Option<Signal>) {
+        match stream {
+            Some(mut stream) => {
+                if stream.recv().await.is_none() {
+                    std::future::pending::<()>().await;
+                }
+            }
+            None => std::future::pending::<()>().await,
+        }
+    }
+    async move {
+        tokio::select! {
+            () = first(interrupt) => tracing::info!(signal = "SIGINT", "shutting down"),
+            () = first(terminate) => tracing::info!(signal = "SIGTERM", "shutting down"),
+        }
+    }
+}
+
+/// Resolves on the first Ctrl-C (see the Unix version).
+#[cfg(not(unix))]
+fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send {
+    async {
         match tokio::signal::ctrl_c().await {
             Ok(()) => tracing::info!(signal = "SIGINT", "shutting down"),
             Err(err) => {
@@ -155,25 +361,5 @@ async fn shutdown_signal() {
                 std::future::pending::<()>().await;
             }
         }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut stream) => {
-                stream.recv().await;
-                tracing::info!(signal = "SIGTERM", "shutting down");
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = interrupt => {}
-        () = terminate => {}
     }
 }
