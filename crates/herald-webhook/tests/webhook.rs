@@ -522,3 +522,210 @@ async fn a_server_answering_500_does_not_disturb_mqtt() {
 async fn a_server_closing_the_connection_does_not_disturb_mqtt() {
     mqtt_unaffected_while_the_service_fails(Reply::Close).await;
 }
+
+#[tokio::test]
+async fn v4_4_subscription_details_retained_delivery_and_shared_unsubscribe() {
+    use rumqttc::v5::mqttbytes::v5::SubscribeProperties;
+    let mut sink = Sink::http("127.0.0.1:0").await;
+    let extra = format!(
+        "{}\
+web.hook.rule.client.subscribe.1 = {{\"action\": \"on_client_subscribe\"}}
+web.hook.rule.client.unsubscribe.1 = {{\"action\": \"on_client_unsubscribe\"}}
+web.hook.rule.session.subscribed.1 = {{\"action\": \"on_session_subscribed\"}}
+web.hook.rule.session.unsubscribed.1 = {{\"action\": \"on_session_unsubscribed\"}}
+web.hook.rule.message.publish.1 = {{\"action\": \"on_message_publish\"}}
+web.hook.rule.message.delivered.1 = {{\"action\": \"on_message_delivered\"}}
+",
+        Profile::V44.conf()
+    );
+    let hooked = start(&sink.base("http"), &extra, |_| {}, |_| {}).await;
+    let t0 = harness::now_ms();
+    let mut c1 = Mqtt5::connect(options5(hooked.mqtt(), "c1")).await;
+    // A retained message, then a subscription with an identifier: the
+    // retained copy is delivered with RETAIN set.
+    c1.client
+        .publish("r/1", QoS::AtLeastOnce, true, "keep")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    c1.wait(|p| matches!(p, Packet::PubAck(_)).then_some(()))
+        .await;
+    let props = SubscribeProperties {
+        id: Some(7),
+        user_properties: Vec::new(),
+    };
+    c1.client
+        .subscribe_with_properties("r/#", QoS::AtLeastOnce, props)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert!(c1.publish_received().await.retain);
+    // The same filter again: not new.
+    c1.client
+        .subscribe("r/#", QoS::AtMostOnce)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    c1.suback().await;
+    c1.client
+        .subscribe("$share/g/s/1", QoS::AtLeastOnce)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    c1.suback().await;
+    c1.client
+        .unsubscribe("$share/g/s/1")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    c1.unsuback().await;
+    c1.client
+        .unsubscribe("r/#")
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    c1.unsuback().await;
+    let got = sink.take(12).await;
+    let t1 = harness::now_ms();
+    let who = json!({"clientid": "c1", "username": null, "node": "herald@127.0.0.1"});
+    let body = |action: &str, pairs: &[(&str, serde_json::Value)]| {
+        let mut b = who.clone();
+        b["action"] = json!(action);
+        for (k, v) in pairs {
+            b[*k] = v.clone();
+        }
+        b
+    };
+    let message = |action: &str, qos: u8| {
+        let mut b = json!({"action": action, "from_client_id": "c1", "from_username": null,
+                           "topic": "r/1", "qos": qos, "retain": true, "payload": "keep",
+                           "ts": "<ms>", "node": "herald@127.0.0.1"});
+        if action == "message_delivered" {
+            b["clientid"] = json!("c1");
+            b["username"] = serde_json::Value::Null;
+        }
+        b
+    };
+    let opts7 = json!({"qos": 1, "nl": 0, "rap": 0, "rh": 0, "subid": 7});
+    let opts0 = json!({"qos": 0, "nl": 0, "rap": 0, "rh": 0});
+    let shared = json!({"qos": 1, "nl": 0, "rap": 0, "rh": 0, "share": "g"});
+    let with_new = |o: &serde_json::Value, new: bool| {
+        let mut o = o.clone();
+        o["is_new"] = json!(new);
+        o
+    };
+    let expected = [
+        message("message_publish", 1),
+        body(
+            "client_subscribe",
+            &[("topic", json!("r/#")), ("opts", opts7.clone())],
+        ),
+        body(
+            "session_subscribed",
+            &[("topic", json!("r/#")), ("opts", with_new(&opts7, true))],
+        ),
+        message("message_delivered", 1),
+        body(
+            "client_subscribe",
+            &[("topic", json!("r/#")), ("opts", opts0.clone())],
+        ),
+        body(
+            "session_subscribed",
+            &[("topic", json!("r/#")), ("opts", with_new(&opts0, false))],
+        ),
+        // Retain Handling 0: the retained message is sent again.
+        message("message_delivered", 0),
+        body(
+            "client_subscribe",
+            &[("topic", json!("s/1")), ("opts", shared.clone())],
+        ),
+        body(
+            "session_subscribed",
+            &[("topic", json!("s/1")), ("opts", with_new(&shared, true))],
+        ),
+        body(
+            "client_unsubscribe",
+            &[("topic", json!("s/1")), ("opts", json!({"share": "g"}))],
+        ),
+        body("session_unsubscribed", &[("topic", json!("s/1"))]),
+        body(
+            "client_unsubscribe",
+            &[("topic", json!("r/#")), ("opts", json!({}))],
+        ),
+    ];
+    let actions: Vec<&str> = got.iter().map(|g| g.action()).collect();
+    let wanted: Vec<&str> = expected
+        .iter()
+        .map(|e| e["action"].as_str().unwrap_or(""))
+        .collect();
+    assert_eq!(actions, wanted);
+    for (g, e) in got.iter().zip(&expected) {
+        harness::check_body(&g.json, e, t0, t1);
+    }
+    let last = sink.next().await;
+    harness::check_body(
+        &last.json,
+        &body("session_unsubscribed", &[("topic", json!("r/#"))]),
+        t0,
+        t1,
+    );
+    hooked.stop().await;
+}
+
+#[tokio::test]
+async fn an_ipv4_mapped_peer_is_written_as_ipv4_and_an_assigned_id_after_connect() {
+    let mut sink = Sink::http("127.0.0.1:0").await;
+    let hooked = start(
+        &sink.base("http"),
+        CONNECT_RULES,
+        // Dual stack: an IPv4 client's address is ::ffff:127.0.0.1.
+        |c| c.listener.bind = vec!["[::]:0".parse().unwrap_or_else(|e| panic!("{e}"))],
+        |_| {},
+    )
+    .await;
+    let port = hooked.mqtt().port();
+    let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    // An empty client id: the broker assigns one.
+    let _c = Mqtt5::connect(options5(addr, "")).await;
+    let mut got = sink.take(3).await;
+    // client_connect is in the lane of "", the others in the assigned id's.
+    got.sort_by_key(|g| g.action().to_owned());
+    let actions: Vec<&str> = got.iter().map(|g| g.action()).collect();
+    assert_eq!(
+        actions,
+        ["client_connack", "client_connect", "client_connected"]
+    );
+    for g in &got {
+        assert_eq!(g.json["ipaddress"], "127.0.0.1", "{}", g.json);
+    }
+    assert_eq!(got[1].json["clientid"], "");
+    let assigned = got[0].json["clientid"].as_str().unwrap_or("");
+    assert!(!assigned.is_empty(), "{}", got[0].json);
+    assert_eq!(got[2].json["clientid"], assigned);
+    hooked.stop().await;
+}
+
+#[tokio::test]
+async fn a_taken_over_clients_disconnect_arrives_before_its_successors_connected() {
+    let mut sink = Sink::http("127.0.0.1:0").await;
+    let extra = "\
+web.hook.rule.client.connected.1 = {\"action\": \"on_client_connected\"}
+web.hook.rule.client.disconnected.1 = {\"action\": \"on_client_disconnected\"}
+web.hook.rule.session.terminated.1 = {\"action\": \"on_session_terminated\"}
+";
+    let hooked = start(&sink.base("http"), extra, |_| {}, |_| {}).await;
+    let _first = Mqtt5::connect(options5(hooked.mqtt(), "dup")).await;
+    let got = sink.next().await;
+    assert_eq!(got.action(), "client_connected");
+    let _second = Mqtt5::connect(options5(hooked.mqtt(), "dup")).await;
+    let got = sink.take(3).await;
+    let seen: Vec<(&str, &str)> = got
+        .iter()
+        .map(|g| (g.action(), g.json["reason"].as_str().unwrap_or("")))
+        .collect();
+    assert_eq!(seen[2], ("client_connected", ""), "{seen:?}");
+    let mut before = seen[..2].to_vec();
+    before.sort();
+    assert_eq!(
+        before,
+        [
+            ("client_disconnected", "takeovered"),
+            ("session_terminated", "discarded")
+        ]
+    );
+    hooked.stop().await;
+}
