@@ -317,10 +317,6 @@ impl Broker {
     /// The authorization point: the `client.check_acl` handlers decide; if
     /// none does, the `authz.deny_publish` / `authz.deny_subscribe` lists.
     pub async fn authorize(&self, client: &ClientInfo, action: AclAction, topic: &str) -> bool {
-        let denied = match action {
-            AclAction::Publish => &self.config.authz.deny_publish,
-            AclAction::Subscribe => &self.config.authz.deny_subscribe,
-        };
         if self.hooks.has_authorizers() {
             let request = AclRequest {
                 client,
@@ -333,6 +329,16 @@ impl Broker {
                 Decision::Ignore => {}
             }
         }
+        self.authorized_by_config(action, topic)
+    }
+
+    /// The configured part of the authorization point alone: the
+    /// `authz.deny_publish` / `authz.deny_subscribe` lists.
+    pub fn authorized_by_config(&self, action: AclAction, topic: &str) -> bool {
+        let denied = match action {
+            AclAction::Publish => &self.config.authz.deny_publish,
+            AclAction::Subscribe => &self.config.authz.deny_subscribe,
+        };
         !Broker::denied(denied, topic)
     }
 

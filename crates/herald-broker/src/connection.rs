@@ -15,8 +15,10 @@ use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 /// bound on a connection's memory.
 pub const WRITE_HIGH_WATER: usize = 64 * 1024;
 
-/// Read size: the read buffer grows by this much when it is full.
-pub const READ_CHUNK: usize = 4 * 1024;
+/// Smallest read buffer: what an idle connection holds.
+const READ_MIN: usize = 64;
+/// Largest read size a busy connection grows to.
+const READ_MAX: usize = 64 * 1024;
 
 /// A client socket with its buffers.
 pub struct Io<S> {
@@ -30,6 +32,10 @@ pub struct Io<S> {
     pub wbuf: BytesMut,
     /// Protocol level and maximum packet size for decoding.
     pub opts: DecodeOptions,
+    /// How much to read next: doubles while reads fill the buffer, halves
+    /// while they come back small, so an idle connection holds a few dozen
+    /// bytes and a busy one reads in large chunks.
+    read_hint: usize,
 }
 
 impl<S: AsyncRead + AsyncWrite> Io<S> {
@@ -45,6 +51,7 @@ impl<S: AsyncRead + AsyncWrite> Io<S> {
                 protocol: Protocol::V5,
                 max_packet_size,
             },
+            read_hint: READ_MIN * 4,
         }
     }
 
@@ -58,15 +65,34 @@ impl<S: AsyncRead + AsyncWrite> Io<S> {
         packet.encode(self.opts.protocol, &mut self.wbuf)
     }
 
-    /// Makes room for the next read; releases a large, empty buffer so an
-    /// idle connection holds little memory.
+    /// Makes room for the next read, sized by how full recent reads were;
+    /// releases buffers grown larger than needed once they are empty, so
+    /// an idle connection holds little memory.
     pub fn prepare_read(&mut self) {
-        if self.rbuf.is_empty() && self.rbuf.capacity() > 4 * READ_CHUNK {
+        if self.rbuf.is_empty() && self.rbuf.capacity() > 2 * self.read_hint {
             self.rbuf = BytesMut::new();
         }
-        if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 {
-            self.rbuf.reserve(READ_CHUNK);
+        if self.wbuf.is_empty() && self.wbuf.capacity() > READ_MAX {
+            self.wbuf = BytesMut::new();
         }
+        if self.rbuf.capacity() - self.rbuf.len() < self.read_hint / 2 {
+            self.rbuf.reserve(self.read_hint);
+        }
+    }
+
+    /// Adapts the next read size to a read of `n` bytes into a buffer that
+    /// had `spare` bytes free.
+    pub fn record_read(&mut self, n: usize, spare: usize) {
+        if n >= spare {
+            self.read_hint = (self.read_hint * 2).min(READ_MAX);
+        } else if n < self.read_hint / 4 {
+            self.read_hint = (self.read_hint / 2).max(READ_MIN);
+        }
+    }
+
+    /// Free space in the read buffer.
+    pub fn read_spare(&self) -> usize {
+        self.rbuf.capacity() - self.rbuf.len()
     }
 
     /// Writes everything buffered (used when closing).

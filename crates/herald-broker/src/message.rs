@@ -24,7 +24,9 @@ pub struct Message {
     /// Properties forwarded unchanged to 5.0 subscribers: payload format
     /// indicator, content type, response topic, correlation data, user
     /// properties. Never a topic alias, subscription identifier or expiry.
-    pub properties: Properties,
+    /// Boxed and `None` when there are none: most messages have none, and
+    /// every queued message carries this field.
+    pub properties: Option<Box<Properties>>,
     /// Client id of the publisher (for No Local and the WebHook).
     pub from_client_id: ByteStr,
     /// User name of the publisher, if it gave one (for the WebHook).
@@ -52,6 +54,7 @@ impl Message {
             .map(|s| Instant::now() + std::time::Duration::from_secs(s.into()));
         properties.topic_alias = None;
         properties.subscription_identifiers.clear();
+        let properties = (!properties.is_empty()).then(|| Box::new(properties));
         Message {
             topic,
             payload,

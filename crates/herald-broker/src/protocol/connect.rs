@@ -257,7 +257,7 @@ where
         session: attached.session,
         info,
         keep_alive: Duration::from_secs(a.keep_alive.into()),
-        will: connect.will,
+        will: connect.will.map(Box::new),
         session_expiry: a.session_expiry,
         connect_expiry_zero: a.session_expiry == 0,
         send_window: usize::from(p.receive_maximum.unwrap_or(u16::MAX).min(cfg.max_inflight)),

@@ -134,7 +134,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
         if let Some(will) = will {
             let delay = will.properties.will_delay_interval.unwrap_or(0);
             let wait = delay.min(self.session_expiry);
-            let message = will_message(will, &self.info);
+            let message = will_message(*will, &self.info);
             if wait == 0 || ends_now {
                 publish_will(&self.broker, &self.info, message).await;
             } else {

@@ -27,6 +27,10 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{oneshot, watch};
 use tokio::time::{Instant, sleep_until};
 
+/// Packet handling that has to wait (see [`Client::handle`]).
+type Waiting<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<(), Close>> + Send + 'a>>;
+
 /// A connected client after a successful CONNECT.
 pub struct Client<S> {
     /// Shared broker state.
@@ -43,7 +47,7 @@ pub struct Client<S> {
     /// Keep alive in force (after any Server Keep Alive); zero: none.
     pub(crate) keep_alive: Duration,
     /// The will message, cleared by a normal DISCONNECT.
-    pub(crate) will: Option<Will>,
+    pub(crate) will: Option<Box<Will>>,
     /// Session Expiry Interval in force (seconds).
     pub(crate) session_expiry: u32,
     /// Whether CONNECT asked for expiry 0 (5.0 forbids raising it later).
@@ -79,7 +83,11 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
             while self.io.wbuf.len() < WRITE_HIGH_WATER {
                 match self.io.next_packet() {
                     Ok(Some(packet)) => {
-                        if let Err(close) = self.handle(packet).await {
+                        let done = match self.handle(packet) {
+                            Ok(Some(waiting)) => waiting.await,
+                            other => other.map(|_| ()),
+                        };
+                        if let Err(close) = done {
                             return close;
                         }
                     }
@@ -89,6 +97,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
             }
             self.drain_queue();
             self.io.prepare_read();
+            let spare = self.io.read_spare();
             let reading = self.io.wbuf.len() < WRITE_HIGH_WATER;
             let writing = !self.io.wbuf.is_empty();
             tokio::select! {
@@ -106,6 +115,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
                     Ok(0) | Err(_) => return Close::TcpClosed,
                     Ok(n) => {
                         Metrics::add(&self.broker.metrics.bytes_received, n as u64);
+                        self.io.record_read(n, spare);
                         deadline = Instant::now() + grace;
                     }
                 },
@@ -117,15 +127,24 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
         }
     }
 
-    /// Dispatches one packet received after CONNECT.
-    async fn handle(&mut self, packet: Packet) -> Result<(), Close> {
+    /// Handles one packet received after CONNECT. Everything is done here,
+    /// synchronously, except work that may wait for a `client.check_acl`
+    /// handler (SUBSCRIBE; PUBLISH when such handlers exist): that comes
+    /// back as a boxed future for the loop to await. Boxing keeps the large
+    /// packets out of the connection task's own state, which is what an
+    /// idle connection costs.
+    #[allow(clippy::type_complexity)]
+    fn handle(&mut self, packet: Packet) -> Result<Option<Waiting<'_>>, Close> {
         match packet {
-            Packet::Publish(p) => self.handle_publish(p).await,
+            Packet::Publish(p) if self.broker.hooks.has_authorizers() => {
+                return Ok(Some(Box::pin(self.handle_publish(p))));
+            }
+            Packet::Publish(p) => self.handle_publish_now(p),
             Packet::PubAck(p) => self.handle_puback(p),
             Packet::PubRec(p) => self.handle_pubrec(p),
             Packet::PubRel(p) => self.handle_pubrel(p),
             Packet::PubComp(p) => self.handle_pubcomp(p),
-            Packet::Subscribe(p) => self.handle_subscribe(p).await,
+            Packet::Subscribe(p) => return Ok(Some(Box::pin(self.handle_subscribe(p)))),
             Packet::Unsubscribe(p) => self.handle_unsubscribe(p),
             Packet::PingReq => self.handle_pingreq(),
             Packet::Disconnect(p) => Err(self.handle_disconnect(p)),
@@ -134,6 +153,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
                 format!("unexpected {:?} from a client", other.packet_type()),
             )),
         }
+        .map(|()| None)
     }
 
     /// Queues a packet for sending. Encoding only fails for values the broker
@@ -155,11 +175,15 @@ pub async fn serve_connection<S>(
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let io = Io::new(stream, broker.config.mqtt.max_packet_size as usize);
-    let Some((mut client, kick, done)) = connect::handshake(broker, io, peer).await else {
+    // The handshake and the cleanup run once and hold large state while
+    // they do; boxed, they cost an allocation instead of enlarging every
+    // idle connection's task by their size.
+    let Some((mut client, kick, done)) = Box::pin(connect::handshake(broker, io, peer)).await
+    else {
         return;
     };
     let close = client.run(kick, shutdown).await;
-    client.finish(close).await;
+    Box::pin(client.finish(close)).await;
     drop(done);
 }
 
@@ -172,9 +196,10 @@ pub(crate) async fn read_one<S: AsyncRead + AsyncWrite>(
             return Ok(Some(p));
         }
         io.prepare_read();
+        let spare = io.read_spare();
         match io.reader.read_buf(&mut io.rbuf).await {
             Ok(0) | Err(_) => return Ok(None),
-            Ok(_) => {}
+            Ok(n) => io.record_read(n, spare),
         }
     }
 }

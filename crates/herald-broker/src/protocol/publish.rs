@@ -20,11 +20,43 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
 
 impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
-    pub(crate) async fn handle_publish(&mut self, mut p: Publish) -> Result<(), Close> {
+    /// A PUBLISH from the client: checked, authorized (asking the
+    /// `client.check_acl` handlers, which may wait), routed, answered.
+    pub(crate) async fn handle_publish(&mut self, p: Publish) -> Result<(), Close> {
+        let Some((message, packet_id, qos)) = self.accept_publish(p)? else {
+            return Ok(());
+        };
+        let allowed = self
+            .broker
+            .authorize(&self.info, AclAction::Publish, &message.topic)
+            .await;
+        self.route_publish(message, packet_id, qos, allowed);
+        Ok(())
+    }
+
+    /// [`Client::handle_publish`] when no `client.check_acl` handler is
+    /// registered: the configured deny list decides, nothing waits.
+    pub(crate) fn handle_publish_now(&mut self, p: Publish) -> Result<(), Close> {
+        let Some((message, packet_id, qos)) = self.accept_publish(p)? else {
+            return Ok(());
+        };
+        let allowed = self
+            .broker
+            .authorized_by_config(AclAction::Publish, &message.topic);
+        self.route_publish(message, packet_id, qos, allowed);
+        Ok(())
+    }
+
+    /// Checks a PUBLISH against the protocol rules and resolves its topic
+    /// alias; `None` when there is nothing more to do (a QoS 2 resend).
+    #[allow(clippy::type_complexity)]
+    fn accept_publish(
+        &mut self,
+        mut p: Publish,
+    ) -> Result<Option<(Arc<Message>, u16, QoS)>, Close> {
         let metrics = &self.broker.metrics;
         Metrics::add(&metrics.messages_received, 1);
         let cfg = &self.broker.config.mqtt;
-        let v5 = self.protocol.is_v5();
         if let Some(alias) = p.properties.topic_alias {
             if alias == 0 || alias > cfg.topic_alias_maximum {
                 return Err(Close::Protocol(
@@ -89,7 +121,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
         if duplicate_or_full == Some(true) {
             // A resend of a message already routed: acknowledge only.
             self.send(&Packet::PubRec(PubResp::new(p.packet_id)));
-            return Ok(());
+            return Ok(None);
         }
         let packet_id = p.packet_id;
         let qos = p.qos;
@@ -110,14 +142,16 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
                 "more unacknowledged QoS 2 messages than Receive Maximum".into(),
             ));
         }
-        let allowed = self
-            .broker
-            .authorize(&self.info, AclAction::Publish, &message.topic)
-            .await;
+        Ok(Some((Arc::new(message), packet_id, qos)))
+    }
+
+    /// Routes an accepted PUBLISH (or drops it, if not allowed) and answers.
+    fn route_publish(&mut self, message: Arc<Message>, packet_id: u16, qos: QoS, allowed: bool) {
+        let v5 = self.protocol.is_v5();
         let reason = if !allowed {
             self.broker.dropped(&message, DropReason::NotAuthorized);
             ReasonCode::NOT_AUTHORIZED
-        } else if self.broker.publish(Arc::new(message)).matched {
+        } else if self.broker.publish(message).matched {
             ReasonCode::SUCCESS
         } else {
             ReasonCode::NO_MATCHING_SUBSCRIBERS
@@ -136,7 +170,6 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
                 self.send(&Packet::PubRec(ack));
             }
         }
-        Ok(())
     }
 
     pub(crate) fn handle_puback(&mut self, p: PubResp) -> Result<(), Close> {
@@ -322,7 +355,12 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
 /// The message's forwarded properties plus what belongs to this delivery:
 /// the remaining expiry and the subscription identifiers.
 fn outgoing_properties(delivery: &Delivery, now: Instant) -> Properties {
-    let mut props = delivery.message.properties.clone();
+    let mut props = delivery
+        .message
+        .properties
+        .as_deref()
+        .cloned()
+        .unwrap_or_default();
     props.message_expiry_interval = delivery.message.remaining_expiry(now);
     props.subscription_identifiers = delivery.subscription_ids.clone();
     props

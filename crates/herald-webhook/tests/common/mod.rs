@@ -6,7 +6,7 @@
 use bytes::Bytes;
 use herald_broker::hooks::{ClientInfo, SubscriptionInfo};
 use herald_broker::message::Message;
-use herald_codec::{ByteStr, Properties, Protocol, QoS, SubOptions};
+use herald_codec::{ByteStr, Protocol, QoS, SubOptions};
 
 /// `connected_at` of [`c1`]: 1700000000 s (+ 123 ms).
 pub const CONNECTED_AT_MS: u64 = 1_700_000_000_123;
@@ -46,7 +46,7 @@ pub fn message(topic: &str) -> Message {
         payload: Bytes::from_static(b"Payload..."),
         qos: QoS::ExactlyOnce,
         retain: false,
-        properties: Properties::default(),
+        properties: None,
         from_client_id: ByteStr::from("c1"),
         from_username: None,
         received_at_ms: RECEIVED_AT_MS,
