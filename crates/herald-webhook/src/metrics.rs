@@ -119,8 +119,7 @@ impl WebhookMetrics {
             ("dropped", "events dropped (too old)", |k| &k.dropped),
         ];
         for (name, help, get) in series {
-            let _ = writeln!(out, "# HELP herald_webhook_events_{name}_total {help}");
-            let _ = writeln!(out, "# TYPE herald_webhook_events_{name}_total counter");
+            header(&mut out, &format!("events_{name}_total"), "counter", help);
             for kind in EventKind::ALL {
                 let v = get(&self.kinds[kind.index()]).load(Ordering::Relaxed);
                 let _ = writeln!(
@@ -132,31 +131,32 @@ impl WebhookMetrics {
         }
         if let Some(spool) = spool {
             let stats = spool.stats();
-            let _ = writeln!(
-                out,
-                "# HELP herald_webhook_spool_bytes bytes held by the spool"
-            );
-            let _ = writeln!(out, "# TYPE herald_webhook_spool_bytes gauge");
-            let _ = writeln!(
-                out,
-                "herald_webhook_spool_bytes {}",
-                stats.bytes.load(Ordering::Relaxed)
-            );
-            let _ = writeln!(
-                out,
-                "# HELP herald_webhook_spool_dropped_total events dropped because the spool was full"
-            );
-            let _ = writeln!(out, "# TYPE herald_webhook_spool_dropped_total counter");
-            let _ = writeln!(
-                out,
-                "herald_webhook_spool_dropped_total {}",
-                stats.dropped.load(Ordering::Relaxed)
-            );
-            let _ = writeln!(
-                out,
-                "# HELP herald_webhook_queue_depth events waiting per lane"
-            );
-            let _ = writeln!(out, "# TYPE herald_webhook_queue_depth gauge");
+            let single: [(&str, &str, &str, &AtomicU64); 3] = [
+                (
+                    "spool_bytes",
+                    "gauge",
+                    "bytes held by the spool",
+                    &stats.bytes,
+                ),
+                (
+                    "spool_committed_total",
+                    "counter",
+                    "events written to the spool (fsynced per policy)",
+                    &stats.committed,
+                ),
+                (
+                    "spool_dropped_total",
+                    "counter",
+                    "events dropped because the spool was full",
+                    &stats.dropped,
+                ),
+            ];
+            for (name, kind, help, value) in single {
+                header(&mut out, name, kind, help);
+                let v = value.load(Ordering::Relaxed);
+                let _ = writeln!(out, "herald_webhook_{name} {v}");
+            }
+            header(&mut out, "queue_depth", "gauge", "events waiting per lane");
             for lane in 0..spool.lanes() {
                 let _ = writeln!(
                     out,
@@ -165,8 +165,7 @@ impl WebhookMetrics {
                 );
             }
         }
-        let _ = writeln!(out, "# HELP herald_webhook_request_seconds request latency");
-        let _ = writeln!(out, "# TYPE herald_webhook_request_seconds histogram");
+        header(&mut out, "request_seconds", "histogram", "request latency");
         let mut cumulative = 0u64;
         for (i, bound) in BUCKETS.iter().enumerate() {
             cumulative += self.latency[i].load(Ordering::Relaxed);
@@ -189,4 +188,10 @@ impl WebhookMetrics {
         );
         out
     }
+}
+
+/// The `# HELP` and `# TYPE` lines of metric `herald_webhook_<name>`.
+fn header(out: &mut String, name: &str, kind: &str, help: &str) {
+    let _ = writeln!(out, "# HELP herald_webhook_{name} {help}");
+    let _ = writeln!(out, "# TYPE herald_webhook_{name} {kind}");
 }

@@ -119,6 +119,9 @@ pub struct SpoolStats {
     pub dropped: AtomicU64,
     /// Records accepted.
     pub accepted: AtomicU64,
+    /// Records committed: written (and fsynced per policy) and visible to
+    /// the lanes. After a crash, every one of these is still there.
+    pub committed: AtomicU64,
 }
 
 /// A segment file as the lane's bookkeeping knows it.
@@ -646,6 +649,7 @@ impl Writer {
                 let n = records.len() as u64;
                 let bytes: u64 = records.iter().map(|r| (HEADER + r.body.len()) as u64).sum();
                 lane.committed += n;
+                shared.stats.committed.fetch_add(n, Ordering::Relaxed);
                 if !on_disk[lane_no] {
                     // Memory mode, or a disk write that failed (the segment
                     // bytes were counted by `append` otherwise).

@@ -1,0 +1,159 @@
+//! Shared by the tests that run the real `herald` binary: temp folders, a
+//! child process whose output lines arrive on channels (so tests wait on
+//! lines, never sleep), and a plain HTTP/1.1 exchange.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Longest any single wait may take.
+pub const WAIT: Duration = Duration::from_secs(15);
+
+/// Runs `herald` to completion with only the environment in `env`.
+
+/// A fresh, empty folder under the system temp dir.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("herald-bin-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    if let Err(e) = std::fs::create_dir_all(&dir) {
+        panic!("{}: {e}", dir.display());
+    }
+    dir
+}
+
+pub fn write(path: &Path, text: &str) {
+    if let Err(e) = std::fs::write(path, text) {
+        panic!("{}: {e}", path.display());
+    }
+}
+
+/// A child process whose stdout and stderr lines arrive on channels.
+pub struct Running {
+    pub child: Child,
+    pub stdout: mpsc::Receiver<String>,
+    pub stderr: mpsc::Receiver<String>,
+    /// Every stderr line so far, for failure messages.
+    pub log: Vec<String>,
+}
+
+impl Running {
+    pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> Running {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
+        cmd.env_clear()
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot run herald: {e}"));
+        let lines = |r: Box<dyn Read + Send>| {
+            let (tx, rx) = mpsc::channel();
+            std::thread::spawn(move || {
+                for line in BufReader::new(r).lines() {
+                    let Ok(line) = line else { return };
+                    if tx.send(line).is_err() {
+                        return;
+                    }
+                }
+            });
+            rx
+        };
+        let stdout = lines(Box::new(child.stdout.take().expect("piped stdout")));
+        let stderr = lines(Box::new(child.stderr.take().expect("piped stderr")));
+        Running {
+            child,
+            stdout,
+            stderr,
+            log: Vec::new(),
+        }
+    }
+
+    /// Waits for a stderr line containing `needle`.
+    pub fn stderr_line(&mut self, needle: &str) -> String {
+        let until = Instant::now() + WAIT;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            match self.stderr.recv_timeout(left) {
+                Ok(line) => {
+                    self.log.push(line.clone());
+                    if line.contains(needle) {
+                        return line;
+                    }
+                }
+                Err(_) => panic!("no {needle:?} on stderr; so far:\n{}", self.log.join("\n")),
+            }
+        }
+    }
+
+    /// The next stdout line.
+    pub fn stdout_line(&mut self) -> String {
+        self.stdout
+            .recv_timeout(WAIT)
+            .unwrap_or_else(|_| panic!("no stdout line within {WAIT:?}"))
+    }
+
+    /// Sends SIGTERM and waits for the exit status.
+    pub fn terminate(mut self) -> std::process::ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap_or_else(|e| panic!("kill: {e}"));
+        assert!(status.success());
+        let until = Instant::now() + WAIT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap_or_else(|e| panic!("{e}")) {
+                return status;
+            }
+            // Drain stderr while waiting; a closed pipe means it exited.
+            match self
+                .stderr
+                .recv_timeout(until.saturating_duration_since(Instant::now()))
+            {
+                Ok(line) => self.log.push(line),
+                Err(mpsc::RecvTimeoutError::Disconnected) => {
+                    return self.child.wait().unwrap_or_else(|e| panic!("{e}"));
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {
+                    let _ = self.child.kill();
+                    panic!("herald did not stop; log:\n{}", self.log.join("\n"));
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The address after `addr=` in a log line.
+pub fn logged_addr(line: &str) -> SocketAddr {
+    line.split_whitespace()
+        .find_map(|w| w.strip_prefix("addr=")?.parse().ok())
+        .unwrap_or_else(|| panic!("no addr= in {line:?}"))
+}
+
+/// A plain HTTP/1.1 exchange; returns the whole answer.
+pub fn http(addr: SocketAddr, request: &str) -> String {
+    let mut stream = TcpStream::connect(addr).unwrap_or_else(|e| panic!("{addr}: {e}"));
+    stream
+        .set_read_timeout(Some(WAIT))
+        .unwrap_or_else(|e| panic!("{e}"));
+    stream
+        .write_all(request.as_bytes())
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer
+}
