@@ -69,10 +69,10 @@ async fn publish_all(mqtt: SocketAddr) {
             }
             let mut acked = 0;
             while acked < MESSAGES {
-                let event = tokio::time::timeout(WAIT, eventloop.poll())
-                    .await
-                    .unwrap_or_else(|_| panic!("no PUBACK within {WAIT:?}"))
-                    .unwrap_or_else(|e| panic!("{e}"));
+                let Ok(polled) = tokio::time::timeout(WAIT, eventloop.poll()).await else {
+                    panic!("no PUBACK within {WAIT:?}");
+                };
+                let event = polled.expect("the connection stays up");
                 if let Event::Incoming(Packet::PubAck(_)) = event {
                     acked += 1;
                 }

@@ -14,6 +14,7 @@ use herald_webhook::listen;
 mod support;
 use support::*;
 
+/// Runs `herald` to completion with only the environment in `env`.
 fn herald(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
     cmd.env_clear().args(args);

@@ -13,8 +13,6 @@ use std::time::{Duration, Instant};
 /// Longest any single wait may take.
 pub const WAIT: Duration = Duration::from_secs(15);
 
-/// Runs `herald` to completion with only the environment in `env`.
-
 /// A fresh, empty folder under the system temp dir.
 pub fn temp_dir(name: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("herald-bin-test-{}-{name}", std::process::id()));
