@@ -43,6 +43,8 @@ pub enum Reply {
     Status(u16),
     /// Answer with this status after a delay.
     Delayed(u16, Duration),
+    /// Answer with this status and a `Retry-After` of this many seconds.
+    RetryAfter(u16, u64),
     /// Close the connection without answering.
     Close,
     /// Take the request (hand it over as received), then close the
@@ -146,8 +148,13 @@ async fn handle(
         peer,
     };
     let reply = decide(&received);
+    let mut retry_after = None;
     let status = match reply {
         Reply::Status(s) => s,
+        Reply::RetryAfter(s, secs) => {
+            retry_after = Some(secs);
+            s
+        }
         Reply::Delayed(s, wait) => {
             tokio::time::sleep(wait).await;
             s
@@ -168,10 +175,11 @@ async fn handle(
         deliver(received).await;
     }
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-    Ok(Response::builder()
-        .status(status)
-        .body(Full::new(Bytes::new()))
-        .unwrap_or_default())
+    let mut response = Response::builder().status(status);
+    if let Some(secs) = retry_after {
+        response = response.header(hyper::header::RETRY_AFTER, secs);
+    }
+    Ok(response.body(Full::new(Bytes::new())).unwrap_or_default())
 }
 
 /// Formats one request for a person: a header line per event and the event

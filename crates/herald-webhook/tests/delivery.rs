@@ -395,3 +395,35 @@ async fn refused_connections_and_silent_servers_are_retried_until_delivered() {
     );
     hook.shutdown(Duration::from_secs(1)).await;
 }
+
+#[tokio::test]
+async fn retry_after_is_honoured() {
+    // The first answer is 429 with Retry-After: 1; the backoff alone
+    // (1 ms to 5 ms here) would retry at once.
+    let times: Arc<Mutex<Vec<std::time::Instant>>> = Arc::default();
+    let t = times.clone();
+    let decide = Arc::new(move |_: &Received| {
+        let mut t = t.lock().unwrap();
+        t.push(std::time::Instant::now());
+        if t.len() == 1 {
+            Reply::RetryAfter(429, 1)
+        } else {
+            Reply::Status(200)
+        }
+    });
+    let (receiver, mut rx) = listen::channel("127.0.0.1:0".parse().unwrap(), Some(decide))
+        .await
+        .unwrap();
+    let (broker, hook) = webhook(receiver.addr, "web.hook.pool_size = 1\n");
+    publish(&broker, "c", "later".into());
+    assert_eq!(body(&recv(&mut rx).await)["payload"], "later");
+    let times = times.lock().unwrap().clone();
+    assert_eq!(times.len(), 2);
+    // A lower bound only: the retry cannot come before the server asked.
+    assert!(
+        times[1] - times[0] >= Duration::from_millis(1000),
+        "retried after {:?}",
+        times[1] - times[0]
+    );
+    hook.shutdown(Duration::from_secs(1)).await;
+}
