@@ -161,6 +161,9 @@ struct SinkArgs {
     /// Milliseconds to wait before answering.
     #[arg(long, default_value_t = 0, value_name = "MS")]
     delay: u64,
+    /// Accept requests but never answer them (a hung web service).
+    #[arg(long, conflicts_with_all = ["delay", "fail_ratio"])]
+    hang: bool,
     /// Header carrying the event ids.
     #[arg(long, default_value = "x-herald-event-id")]
     event_id_header: String,
@@ -316,6 +319,7 @@ async fn run_sink(a: SinkArgs) -> Result<()> {
         status: a.status,
         fail_ratio: a.fail_ratio,
         delay: Duration::from_millis(a.delay),
+        hang: a.hang,
         event_id_header: a.event_id_header,
         duration: a.duration.map(|d| seconds("--duration", d)).transpose()?,
         expect: a.expect,
@@ -428,6 +432,8 @@ mod tests {
                 .is_err()
         );
         assert!(Cli::try_parse_from(["herald-bench", "fan-in", "--proto", "6"]).is_err());
+        assert!(Cli::try_parse_from(["herald-bench", "sink", "--hang"]).is_ok());
+        assert!(Cli::try_parse_from(["herald-bench", "sink", "--hang", "--delay", "5"]).is_err());
         assert!(parse_sources("127.0.0.5-127.0.0.1").is_err());
     }
 }

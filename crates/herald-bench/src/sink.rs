@@ -11,8 +11,12 @@
 //! the previous one. Only requests answered with a 2xx count: anything else
 //! the WebHook must send again.
 //!
-//! It can answer with another status, fail a fraction of requests with 500
-//! and delay answers, to exercise retries.
+//! It can answer with another status, fail a fraction of requests with 500,
+//! delay answers or never answer at all, to exercise retries.
+//!
+//! The report carries a timeline (distinct events every 100 ms) and each
+//! lane's lowest sequence number, so scripts can compute rates over a
+//! window and stitch the reports of two sink runs (an outage) together.
 
 use crate::error::BenchError;
 use crate::live::thousands;
@@ -38,6 +42,8 @@ pub struct SinkSettings {
     pub fail_ratio: f64,
     /// Wait this long before answering.
     pub delay: Duration,
+    /// Accept requests but never answer them.
+    pub hang: bool,
     /// Header holding the event ids.
     pub event_id_header: String,
     /// Stop after this long (`None`: until interrupted or `expect`).
@@ -65,6 +71,8 @@ pub struct LaneReport {
     pub missing: u64,
     /// One past the highest sequence number seen.
     pub next_seq: Option<u64>,
+    /// The lowest sequence number seen.
+    pub first_seq: Option<u64>,
 }
 
 /// The figures of a sink run.
@@ -102,6 +110,10 @@ pub struct SinkReport {
     pub events_per_s: f64,
     /// Highest one-second event count.
     pub peak_events_per_s: u64,
+    /// Wall-clock time the sink started, seconds since the Unix epoch.
+    pub started_unix_s: f64,
+    /// `[seconds since start, distinct events so far]`, every 100 ms.
+    pub timeline: Vec<(f64, u64)>,
     /// Per lane.
     pub lanes: Vec<LaneReport>,
 }
@@ -148,6 +160,8 @@ struct ClientMark {
 pub struct Accounts {
     /// Per `<spool>-<lane>`.
     lanes: HashMap<String, SeqTracker>,
+    /// Per `<spool>-<lane>`, the lowest sequence number seen.
+    first: HashMap<String, u64>,
     /// Per client id, its latest event.
     clients: HashMap<String, ClientMark>,
     /// Accepted requests.
@@ -181,6 +195,10 @@ impl Accounts {
             let Some(id) = id else { continue };
             self.events += 1;
             let lane = format!("{}-{}", id.spool, id.lane);
+            self.first
+                .entry(lane.clone())
+                .and_modify(|f| *f = (*f).min(id.seq))
+                .or_insert(id.seq);
             let seen = self
                 .lanes
                 .entry(lane.clone())
@@ -226,6 +244,7 @@ impl Accounts {
                 gaps: t.gaps,
                 missing: t.missing(),
                 next_seq: t.next_expected(),
+                first_seq: self.first.get(lane).copied(),
             })
             .collect();
         lanes.sort_by(|a, b| a.lane.cmp(&b.lane));
@@ -263,12 +282,15 @@ pub async fn run(
     let seed = Arc::new(AtomicU64::new(
         u64::from(std::process::id()) ^ crate::payload::now_ns().rotate_left(17),
     ));
-    let (status, fail_ratio, delay) = (s.status, s.fail_ratio, s.delay);
+    let (status, fail_ratio, delay, hang) = (s.status, s.fail_ratio, s.delay, s.hang);
     let decide: Decide = {
         let requests = requests.clone();
         let refused = refused.clone();
         Arc::new(move |_r: &Received| {
             requests.fetch_add(1, Ordering::Relaxed);
+            if hang {
+                return Reply::Hang;
+            }
             let code = if fail_ratio > 0.0 && random_unit(&seed) < fail_ratio {
                 500
             } else {
@@ -303,6 +325,11 @@ pub async fn run(
         })?;
     eprintln!("sink: listening on http://{}", receiver.addr);
     let start = Instant::now();
+    let started_unix_s = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0);
+    let mut timeline = Vec::new();
     let deadline = s.duration.map(|d| start + d);
     let mut tick = tokio::time::interval(Duration::from_millis(100));
     let mut last_print = start;
@@ -326,6 +353,7 @@ pub async fn run(
             }
             Err(_) => break,
         };
+        timeline.push((start.elapsed().as_secs_f64(), unique));
         if last_print.elapsed() >= Duration::from_secs(1) {
             let secs = last_print.elapsed().as_secs_f64();
             let per_s = ((unique - last_unique) as f64 / secs) as u64;
@@ -378,6 +406,8 @@ pub async fn run(
             0.0
         },
         peak_events_per_s: peak,
+        started_unix_s,
+        timeline,
         lanes,
     })
 }
