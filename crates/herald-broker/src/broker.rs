@@ -149,18 +149,20 @@ impl Broker {
                     )),
                 }
             });
-            subs.shared.for_each_match(
-                &message.topic,
-                |key| key.0.lock().online,
-                |_, _, key, entry| {
-                    targets.push((
-                        key.clone(),
-                        entry.options.qos,
-                        entry.options.retain_as_published,
-                        entry.id.into_iter().collect(),
-                    ))
-                },
-            );
+            if !subs.shared.is_empty() {
+                subs.shared.for_each_match(
+                    &message.topic,
+                    |key| key.0.lock().online,
+                    |_, _, key, entry| {
+                        targets.push((
+                            key.clone(),
+                            entry.options.qos,
+                            entry.options.retain_as_published,
+                            entry.id.into_iter().collect(),
+                        ))
+                    },
+                );
+            }
         }
         let mut outcome = RouteOutcome {
             matched: !targets.is_empty(),

@@ -290,7 +290,7 @@ impl Default for MqttConfig {
             max_packet_size: 1024 * 1024,
             max_keepalive: 0,
             receive_maximum: 128,
-            max_inflight: 32,
+            max_inflight: 128,
             max_queued_messages: 1000,
             queue_qos0: true,
             max_session_expiry: 7200,

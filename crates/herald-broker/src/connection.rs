@@ -18,7 +18,7 @@ pub const WRITE_HIGH_WATER: usize = 64 * 1024;
 /// Smallest read buffer: what an idle connection holds.
 const READ_MIN: usize = 64;
 /// Largest read size a busy connection grows to.
-const READ_MAX: usize = 64 * 1024;
+const READ_MAX: usize = 16 * 1024;
 
 /// A client socket with its buffers.
 pub struct Io<S> {

@@ -9,7 +9,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpSocket};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
@@ -64,9 +64,7 @@ pub async fn start_on(broker: Arc<Broker>) -> Result<Server, ServeError> {
     let mut local_addrs = Vec::new();
     let mut tasks = Vec::new();
     for &addr in &broker.config.listener.bind {
-        let listener = TcpListener::bind(addr)
-            .await
-            .map_err(|source| ServeError::Bind { addr, source })?;
+        let listener = bind(addr).map_err(|source| ServeError::Bind { addr, source })?;
         let local = listener.local_addr().unwrap_or(addr);
         tracing::info!(addr = %local, "listening for MQTT");
         local_addrs.push(local);
@@ -91,6 +89,23 @@ pub async fn start_on(broker: Arc<Broker>) -> Result<Server, ServeError> {
         tasks,
         slots,
     })
+}
+
+/// How many connections may wait in the kernel for `accept`: bursts of
+/// connects (thousands of devices after a network outage) would otherwise
+/// overflow the default of 128 and wait a second for a SYN retry.
+const BACKLOG: u32 = 4096;
+
+/// A listening socket with address reuse and a deep accept backlog.
+fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        TcpSocket::new_v4()?
+    } else {
+        TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
 }
 
 async fn accept_loop(

@@ -90,6 +90,11 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
                         if let Err(close) = done {
                             return close;
                         }
+                        // One unit of the scheduler's budget per packet: a
+                        // publisher with a full read buffer yields now and
+                        // then, so the subscribers it feeds get to run
+                        // instead of their queues overflowing.
+                        tokio::task::coop::consume_budget().await;
                     }
                     Ok(None) => break,
                     Err(e) => return Close::Decode(e),

@@ -11,7 +11,11 @@
 //! recurse over levels (a client controls how many levels a topic has) and
 //! never keep empty nodes after a removal.
 
-use std::collections::HashMap;
+use std::collections::HashMap as StdHashMap;
+
+/// Maps with foldhash: several times faster than SipHash on short topic
+/// levels, and still seeded per process against crafted collisions.
+type HashMap<K, V> = StdHashMap<K, V, foldhash::fast::RandomState>;
 use std::str::Split;
 
 /// The retained message `M` of each topic.
@@ -41,7 +45,7 @@ struct Node<M> {
 impl<M> Node<M> {
     fn new() -> Self {
         Node {
-            children: HashMap::new(),
+            children: HashMap::default(),
             stored: None,
         }
     }
