@@ -95,20 +95,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
         } else {
             None
         };
-        if let Some(close) = broken {
-            let message = Message::new(
-                p.topic,
-                p.payload,
-                p.qos,
-                p.retain,
-                p.properties,
-                self.info.client_id.clone(),
-                self.info.username.clone(),
-            );
-            self.broker.dropped(&message, DropReason::ProtocolError);
-            return Err(close);
-        }
-        let duplicate_or_full = if p.qos == QoS::ExactlyOnce {
+        let duplicate_or_full = if p.qos == QoS::ExactlyOnce && broken.is_none() {
             let st = self.session.lock();
             if st.incoming_qos2.contains(&p.packet_id) {
                 Some(true)
@@ -134,6 +121,10 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
             self.info.client_id.clone(),
             self.info.username.clone(),
         );
+        if let Some(close) = broken {
+            self.broker.dropped(&message, DropReason::ProtocolError);
+            return Err(close);
+        }
         if duplicate_or_full == Some(false) {
             self.broker
                 .dropped(&message, DropReason::ReceiveMaximumExceeded);
