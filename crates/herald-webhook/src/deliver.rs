@@ -16,7 +16,7 @@
 //!
 //! Lanes never touch the MQTT side; the MQTT side never waits for them.
 
-use crate::http::{Connection, SendError, Target};
+use crate::http::{Connection, Target};
 use crate::metrics::WebhookMetrics;
 use crate::spool::{LaneReader, Record, Spool};
 use bytes::{BufMut, Bytes, BytesMut};
@@ -284,10 +284,8 @@ impl Lane {
                     _ => Attempt::Failed(format!("HTTP {status}")),
                 }
             }
-            // The connection is in an unknown state: drop it.
-            Err(e @ (SendError::RequestTimeout(_) | SendError::Http(_))) => {
-                Attempt::Retry(e.to_string(), None)
-            }
+            // Any failure: the connection is in an unknown state, so it is
+            // dropped (not put back) and the next attempt reconnects.
             Err(e) => Attempt::Retry(e.to_string(), None),
         }
     }

@@ -9,7 +9,7 @@
 use crate::body::BodyBuilder;
 use crate::conf::{FsyncPolicy, SpoolMode, WebhookConfig};
 use crate::deliver::{self, Delivery, DeliveryOptions, Signing};
-use crate::event::{EventKind, client_id};
+use crate::event::client_id;
 use crate::http::{SetupError, Target};
 use crate::metrics::WebhookMetrics;
 use crate::rules::Rules;
@@ -238,11 +238,6 @@ impl WebHook {
         let _ = tokio::task::spawn_blocking(move || spool.close()).await;
         tracing::info!("webhook stopped");
     }
-}
-
-/// Delivered count for a kind (convenience for tests and the bench).
-pub fn delivered(metrics: &WebhookMetrics, kind: EventKind) -> u64 {
-    metrics.delivered_count(kind)
 }
 
 #[cfg(test)]
