@@ -1,0 +1,77 @@
+//! WebHook body encoding: the JSON the hook handler writes on the
+//! connection's task for each matching event, in both profiles and with
+//! each payload encoding.
+//!
+//! Run: `cargo bench -p herald-webhook --bench body`.
+
+use bytes::Bytes;
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use herald_broker::hooks::{ClientInfo, Event};
+use herald_broker::message::Message;
+use herald_codec::{ByteStr, Properties, Protocol, QoS, ReasonCode};
+use herald_webhook::{BodyBuilder, PayloadEncoding, Profile};
+use std::hint::black_box;
+
+fn bodies(c: &mut Criterion) {
+    let client = ClientInfo {
+        client_id: ByteStr::from("device-00042"),
+        username: Some(ByteStr::from("fleet")),
+        peer: "10.1.2.3:50000".parse().expect("address"),
+        protocol: Protocol::V5,
+        keepalive: 60,
+        clean_start: true,
+        connected_at_ms: 1_700_000_000_000,
+    };
+    let message = Message::new(
+        ByteStr::from("site/512/dev/42/temp"),
+        Bytes::from(vec![b'7'; 64]),
+        QoS::AtLeastOnce,
+        false,
+        Properties::default(),
+        ByteStr::from("device-00042"),
+        Some(ByteStr::from("fleet")),
+    );
+    let mut group = c.benchmark_group("webhook_body");
+    group.throughput(Throughput::Elements(1));
+    for (name, profile, encoding) in [
+        ("publish_v4.0_plain", Profile::V4_0, PayloadEncoding::Plain),
+        (
+            "publish_v4.4_base64",
+            Profile::V4_4,
+            PayloadEncoding::Base64,
+        ),
+        (
+            "publish_v4.0_base62",
+            Profile::V4_0,
+            PayloadEncoding::Base62,
+        ),
+    ] {
+        let builder = BodyBuilder::new(profile, encoding, "herald@127.0.0.1");
+        let event = Event::MessagePublish { message: &message };
+        group.bench_function(name, |b| {
+            let mut out = Vec::with_capacity(512);
+            b.iter(|| {
+                out.clear();
+                builder.write(black_box(&event), 1_700_000_000_000, &mut out);
+                black_box(out.len())
+            })
+        });
+    }
+    let builder = BodyBuilder::new(Profile::V4_0, PayloadEncoding::Plain, "herald@127.0.0.1");
+    let connack = Event::ClientConnack {
+        client: &client,
+        reason: ReasonCode::SUCCESS,
+    };
+    group.bench_function("client_connack_v4.0", |b| {
+        let mut out = Vec::with_capacity(512);
+        b.iter(|| {
+            out.clear();
+            builder.write(black_box(&connack), 1_700_000_000_000, &mut out);
+            black_box(out.len())
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, bodies);
+criterion_main!(benches);
