@@ -45,6 +45,8 @@ const HEADER: usize = 4 + 4 + 8 + 8 + 1;
 const LEN_FIXED: usize = 8 + 8 + 1;
 /// Refuse records claiming more than this (a corrupt length field).
 const MAX_RECORD: usize = 64 * 1024 * 1024;
+/// Most bytes accepted and waiting in memory for the writer thread.
+const PENDING_MAX: u64 = 64 << 20;
 /// How often the writer persists lane cursors and trims at the latest.
 const HOUSEKEEPING: Duration = Duration::from_millis(100);
 
@@ -186,6 +188,9 @@ struct Shared {
     stats: SpoolStats,
     /// Size of a segment before a new one is started.
     segment_bytes: u64,
+    /// Most bytes waiting in memory for the writer: if the disk cannot keep
+    /// up, memory stays bounded and the oldest pending events are dropped.
+    pending_limit: u64,
 }
 
 #[derive(Default)]
@@ -223,6 +228,7 @@ impl Spool {
             None => random_id(),
         };
         let stats = SpoolStats::default();
+        let pending_limit = options.max_bytes.min(PENDING_MAX);
         let total: u64 = lanes.iter().map(|l| l.bytes).sum();
         stats.bytes.store(total, Ordering::Relaxed);
         let shared = Arc::new(Shared {
@@ -235,6 +241,7 @@ impl Spool {
             closing: AtomicBool::new(false),
             stats,
             segment_bytes,
+            pending_limit,
         });
         let readers = (0..lanes_n)
             .map(|lane| {
@@ -263,8 +270,9 @@ impl Spool {
 
     /// Accepts an event for `lane` (taken modulo the lane count): a
     /// non-blocking append to the pending list. If the pending list alone
-    /// exceeds the size limit (the disk cannot keep up), its oldest entry
-    /// is dropped and counted.
+    /// exceeds the smaller of the size limit and 64 MiB (the disk cannot
+    /// keep up), its oldest entries are dropped and counted, so memory stays
+    /// bounded whatever the disk does.
     pub fn push(&self, lane: usize, kind: u8, enqueued_ms: u64, body: Bytes) {
         let shared = &self.shared;
         let size = (HEADER + body.len()) as u64;
@@ -277,7 +285,7 @@ impl Spool {
                 enqueued_ms,
                 body,
             });
-            while pending.bytes > shared.options.max_bytes && pending.items.len() > 1 {
+            while pending.bytes > shared.pending_limit && pending.items.len() > 1 {
                 if let Some(old) = pending.items.pop_front() {
                     pending.bytes -= (HEADER + old.body.len()) as u64;
                 }
