@@ -48,7 +48,7 @@ struct Subscriptions {
 }
 
 /// What routing one message did.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Default, Clone)]
 pub struct RouteOutcome {
     /// Sessions the message was queued for.
     pub delivered: usize,
@@ -56,6 +56,9 @@ pub struct RouteOutcome {
     pub dropped: usize,
     /// Whether any subscription matched at all.
     pub matched: bool,
+    /// An online session the message pushed above its high-water mark:
+    /// the publisher should pause reading until it drains.
+    pub congested: Option<Arc<Session>>,
 }
 
 /// The broker's shared state.
@@ -176,7 +179,12 @@ impl Broker {
                 message: message.clone(),
             };
             match key.0.enqueue(delivery) {
-                Ok(()) => outcome.delivered += 1,
+                Ok(congested) => {
+                    outcome.delivered += 1;
+                    if congested && outcome.congested.is_none() {
+                        outcome.congested = Some(key.0.clone());
+                    }
+                }
                 Err(reason) => {
                     outcome.dropped += 1;
                     self.dropped(&message, reason);

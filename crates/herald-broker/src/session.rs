@@ -10,6 +10,7 @@ use crate::hooks::DropReason;
 use crate::message::Delivery;
 use herald_codec::{ByteStr, QoS, SubOptions};
 use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::{Notify, oneshot};
 
@@ -84,6 +85,12 @@ pub struct Session {
     state: Mutex<SessionState>,
     /// Wakes the owning connection when something was queued.
     pub wake: Notify,
+    /// Set while an online session's queue is above its high-water mark;
+    /// publishers feeding it pause reading until it drains (backpressure).
+    congested: AtomicBool,
+    /// Wakes paused publishers when the queue drained below low water, or
+    /// the session went offline (offline sessions never push back).
+    pub drained: Notify,
     /// Notified (all waiters) when the session ends, so a delayed will is
     /// published then rather than after its full delay.
     pub ended: Notify,
@@ -111,6 +118,8 @@ impl Session {
                 username: None,
             }),
             wake: Notify::new(),
+            congested: AtomicBool::new(false),
+            drained: Notify::new(),
             ended: Notify::new(),
             max_queued,
             queue_qos0,
@@ -126,9 +135,10 @@ impl Session {
 
     /// Queues a delivery and wakes the connection; refuses when full
     /// ([`DropReason::QueueFull`]) or for QoS 0 while offline
-    /// ([`DropReason::Qos0Offline`]).
-    pub fn enqueue(&self, delivery: Delivery) -> Result<(), DropReason> {
-        {
+    /// ([`DropReason::Qos0Offline`]). `Ok(true)`: the session is online and
+    /// its queue is above high water: the publisher should pause.
+    pub fn enqueue(&self, delivery: Delivery) -> Result<bool, DropReason> {
+        let congested = {
             let mut st = self.lock();
             if !st.online && delivery.qos == QoS::AtMostOnce && !self.queue_qos0 {
                 return Err(DropReason::Qos0Offline);
@@ -137,9 +147,46 @@ impl Session {
                 return Err(DropReason::QueueFull);
             }
             st.queue.push_back(delivery);
+            st.online && st.queue.len() >= self.high_water()
+        };
+        if congested {
+            self.congested.store(true, Ordering::Release);
         }
         self.wake.notify_one();
-        Ok(())
+        Ok(congested)
+    }
+
+    /// Queue length from which publishers are asked to pause.
+    fn high_water(&self) -> usize {
+        (self.max_queued - self.max_queued / 4).max(1)
+    }
+
+    /// Whether publishers feeding this session should pause.
+    pub fn is_congested(&self) -> bool {
+        self.congested.load(Ordering::Acquire)
+    }
+
+    /// Called by the owning connection after taking messages from the queue
+    /// (`queued` left), or with 0 when it goes offline: below low water
+    /// (a quarter), paused publishers are released.
+    pub fn relieve(&self, queued: usize) {
+        if queued <= self.max_queued / 4 && self.congested.swap(false, Ordering::AcqRel) {
+            self.drained.notify_waiters();
+        }
+    }
+
+    /// Resolves once the session is not congested (checked after
+    /// registering for the wake-up, so none is missed).
+    pub async fn until_drained(&self) {
+        loop {
+            let notified = self.drained.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if !self.is_congested() {
+                return;
+            }
+            notified.await;
+        }
     }
 }
 

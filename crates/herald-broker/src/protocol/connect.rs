@@ -266,6 +266,8 @@ where
         out_aliases: HashMap::new(),
         in_aliases: HashMap::new(),
         generation: attached.generation,
+        pressure: None,
+        ignored: None,
     };
     let mut props = Properties::default();
     if connect.protocol.is_v5() {

@@ -65,6 +65,12 @@ pub struct Client<S> {
     pub(crate) in_aliases: HashMap<u16, ByteStr>,
     /// The session generation this connection owns.
     pub(crate) generation: u64,
+    /// Backpressure: a congested session this client feeds, and until when
+    /// to wait for it (see `push_back` in publish.rs).
+    pub(crate) pressure: Option<(Arc<Session>, Instant)>,
+    /// A congested session waited on in vain; not waited on again until it
+    /// has drained.
+    pub(crate) ignored: Option<std::sync::Weak<Session>>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
@@ -80,7 +86,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
         let mut deadline = Instant::now() + grace;
         let mut kick_live = true;
         loop {
-            while self.io.wbuf.len() < WRITE_HIGH_WATER {
+            while self.io.wbuf.len() < WRITE_HIGH_WATER && self.paused_on().is_none() {
                 match self.io.next_packet() {
                     Ok(Some(packet)) => {
                         let done = match self.handle(packet) {
@@ -89,6 +95,11 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
                         };
                         if let Err(close) = done {
                             return close;
+                        }
+                        // A subscriber this client feeds is congested:
+                        // leave the rest of the read buffer for later.
+                        if self.pressure.is_some() {
+                            break;
                         }
                         // One unit of the scheduler's budget per packet: a
                         // publisher with a full read buffer yields now and
@@ -103,7 +114,14 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
             self.drain_queue();
             self.io.prepare_read();
             let spare = self.io.read_spare();
-            let reading = self.io.wbuf.len() < WRITE_HIGH_WATER;
+            let paused_on = self.paused_on();
+            let reading = self.io.wbuf.len() < WRITE_HIGH_WATER && paused_on.is_none();
+            let wake_at = match &self.pressure {
+                Some((_, until)) if paused_on.is_some() && self.keep_alive.is_zero() => *until,
+                Some((_, until)) if paused_on.is_some() => (*until).min(deadline),
+                _ => deadline,
+            };
+            let timers = !self.keep_alive.is_zero() || paused_on.is_some();
             let writing = !self.io.wbuf.is_empty();
             tokio::select! {
                 biased;
@@ -125,10 +143,39 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
                     }
                 },
                 _ = self.session.wake.notified() => {}
-                _ = sleep_until(deadline), if !self.keep_alive.is_zero() => {
-                    return Close::KeepAliveTimeout;
+                _ = async { if let Some(s) = &paused_on { s.until_drained().await } }, if paused_on.is_some() => {
+                    self.pressure = None;
+                }
+                _ = sleep_until(wake_at), if timers => {
+                    let now = Instant::now();
+                    if paused_on.is_some() {
+                        // Not reading was our doing, not the client's
+                        // silence: the keep alive starts again.
+                        deadline = deadline.max(now + grace);
+                    } else if !self.keep_alive.is_zero() && now >= deadline {
+                        return Close::KeepAliveTimeout;
+                    }
+                    // The pause ran out: stop waiting on that session.
+                    if let Some((s, _)) = self.pressure.take() {
+                        self.ignored = Some(Arc::downgrade(&s));
+                    }
                 }
             }
+        }
+    }
+
+    /// The session this connection is paused on, if the pause still holds.
+    fn paused_on(&mut self) -> Option<Arc<Session>> {
+        match &self.pressure {
+            Some((s, until)) if s.is_congested() && Instant::now() < *until => Some(s.clone()),
+            Some((s, until)) => {
+                if Instant::now() >= *until {
+                    self.ignored = Some(Arc::downgrade(s));
+                }
+                self.pressure = None;
+                None
+            }
+            None => None,
         }
     }
 

@@ -13,11 +13,15 @@ use crate::connection::WRITE_HIGH_WATER;
 use crate::hooks::{AclAction, DropReason, Event};
 use crate::message::{Delivery, Message};
 use crate::metrics::Metrics;
-use crate::session::Inflight;
+use crate::session::{Inflight, Session};
 use herald_codec::{ByteStr, Packet, Properties, PubResp, Publish, QoS, ReasonCode};
 use std::sync::Arc;
+use std::sync::Weak;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::time::Instant;
+
+/// Longest a publisher is paused for one congested subscriber.
+pub(crate) const PRESSURE_MAX: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
     /// A PUBLISH from the client: checked, authorized (asking the
@@ -142,10 +146,16 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
         let reason = if !allowed {
             self.broker.dropped(&message, DropReason::NotAuthorized);
             ReasonCode::NOT_AUTHORIZED
-        } else if self.broker.publish(message).matched {
-            ReasonCode::SUCCESS
         } else {
-            ReasonCode::NO_MATCHING_SUBSCRIBERS
+            let outcome = self.broker.publish(message);
+            if let Some(congested) = outcome.congested {
+                self.push_back(congested);
+            }
+            if outcome.matched {
+                ReasonCode::SUCCESS
+            } else {
+                ReasonCode::NO_MATCHING_SUBSCRIBERS
+            }
         };
         let mut ack = PubResp::new(packet_id);
         if v5 {
@@ -305,6 +315,30 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
                     released: false,
                 });
             }
+        }
+        let queued = st.queue.len();
+        drop(st);
+        session.relieve(queued);
+    }
+
+    /// Backpressure: a session this client's message pushed above high
+    /// water makes this connection stop reading until it drains, for at
+    /// most [`PRESSURE_MAX`] per episode. A session that did not drain in
+    /// that time is not waited on again until it has: one stuck subscriber
+    /// must not stall a publisher's other subscribers for ever (messages
+    /// beyond its queue limit are dropped and counted, as before).
+    fn push_back(&mut self, congested: Arc<Session>) {
+        if self
+            .ignored
+            .as_ref()
+            .and_then(Weak::upgrade)
+            .is_some_and(|s| Arc::ptr_eq(&s, &congested) && s.is_congested())
+        {
+            return;
+        }
+        self.ignored = None;
+        if self.pressure.is_none() {
+            self.pressure = Some((congested, Instant::now() + PRESSURE_MAX));
         }
     }
 

@@ -1,7 +1,7 @@
 //! Shared helpers for the broker's integration tests: start a broker on
 //! `127.0.0.1:0` in-process, connect real `rumqttc` clients (3.1.1 and 5.0)
 //! and wait for their events without sleeping.
-#![allow(dead_code)]
+#![allow(dead_code, unused_imports)]
 
 use herald_broker::Server;
 use herald_broker::config::Config;
