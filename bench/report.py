@@ -312,7 +312,11 @@ def compare(outdir, target):
     lines.append("```\n")
     lines.append("Brokers, each started fresh for every run:\n")
     lines.append("```sh")
-    lines.append((out / "broker-commands.txt").read_text().rstrip())
+    for cmd in (out / "broker-commands.txt").read_text().splitlines():
+        word = cmd.split()[0] if cmd.split() else ""
+        if word in ("mosquitto", "rumqttd", "rmqttd") and word not in brokers:
+            continue
+        lines.append(cmd)
     lines.append("```\n")
     for name in ("mosquitto.conf", "rumqttd.toml"):
         if (out / name).exists() and name.split(".")[0] in brokers:

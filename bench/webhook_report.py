@@ -118,16 +118,19 @@ def render(out, target, read_env, load_json, read_meta, med, fmt_num, fmt_cell, 
                     f"message to the sink. *Events/s* is what the sink received while the MQTT "
                     f"load ran (its 100 ms timeline from 1 s after the warm-up to the end of the "
                     f"load); the spool takes the rest and delivers it later.\n")
-        body.append("| Variant | MQTT delivered, msg/s | ÷ WebHook off | WebHook events/s to the sink "
+        body.append("| Variant | MQTT delivered, msg/s | ÷ WebHook off | MQTT lost (all rounds) "
+                    "| WebHook events/s to the sink "
                     "| sink peak, events/s in 1 s | events still spooled at the end | dup / missing "
                     "/ order violations | broker peak RSS, MiB |")
-        body.append("|---|---|---|---|---|---|---|---|")
+        body.append("|---|---|---|---|---|---|---|---|---|")
         for n in names:
             r_on = med(vals(res, n, recv))
+            lost_n = sum(x or 0 for x in vals(res, n, lambda r: r["load"]["lost"]))
             rr = {"off": "1.00×", "single-at-aim": "—", "batch-at-aim": "—"}.get(
                 n, fmt_ratio(ratio(r_on, off)))
             if n == "off":
-                body.append(f"| {label[n]} | {fmt_cell(vals(res, n, recv))} | {rr} | — | — | — | — "
+                body.append(f"| {label[n]} | {fmt_cell(vals(res, n, recv))} | {rr} | {lost_n:,} "
+                            f"| — | — | — | — "
                             f"| {fmt_cell(vals(res, n, lambda r: float(r['meta']['hwm_kib']) / 1024))} |")
                 continue
             dmo = vals(res, n, lambda r: (r["sink"]["duplicates"], r["sink"]["missing"],
@@ -135,7 +138,7 @@ def render(out, target, read_env, load_json, read_meta, med, fmt_num, fmt_cell, 
             dmo = [x for x in dmo if x]
             dmo_s = " / ".join(str(sum(x[i] for x in dmo)) for i in range(3)) if dmo else "—"
             body.append(
-                f"| {label[n]} | {fmt_cell(vals(res, n, recv))} | {rr} | "
+                f"| {label[n]} | {fmt_cell(vals(res, n, recv))} | {rr} | {lost_n:,} | "
                 f"{fmt_cell(vals(res, n, ev_rate))} | "
                 f"{fmt_cell(vals(res, n, lambda r: r['sink']['peak_events_per_s']))} | "
                 f"{fmt_cell(vals(res, n, backlog))} | {dmo_s} | "
@@ -144,6 +147,9 @@ def render(out, target, read_env, load_json, read_meta, med, fmt_num, fmt_cell, 
         body.append("The fixed-rate rows ask whether the WebHook keeps up with the MQTT load at "
                     "the issue's aims: if it does, events/s to the sink matches the MQTT rate "
                     "and little is left in the spool at the end.\n")
+        body.append("*MQTT lost* are QoS 1 messages the broker dropped at the subscriber's queue "
+                    "(`herald_messages_dropped_total{reason=\"queue_full\"}`, 1,000,000 "
+                    "messages) because the subscriber fell behind the publishers.\n")
         body.append("Duplicates, missing and order violations are summed over the rounds, as the "
                     "sink counted them (events still in the spool when the broker stopped are "
                     "neither: they were not sent yet).\n")
@@ -189,7 +195,7 @@ def render(out, target, read_env, load_json, read_meta, med, fmt_num, fmt_cell, 
                     f"throughput. Ratios are to (a); the aim is (b), (c), (d) within 10% of (a) "
                     f"(p99 ≤ 1.10×, throughput ≥ 0.90×).\n")
         body.append("| Web server | p50 at 5,000/s, µs | p99 at 5,000/s, µs | p99 ÷ (a) | flat-out "
-                    "delivered, msg/s | ÷ (a) | MQTT lost | sink got (fixed / flat) |")
+                    "delivered, msg/s | ÷ (a) | MQTT lost (all rounds) | sink got (fixed / flat) |")
         body.append("|---|---|---|---|---|---|---|---|")
         worst = []
         for m in modes:
@@ -200,6 +206,7 @@ def render(out, target, read_env, load_json, read_meta, med, fmt_num, fmt_cell, 
             if m != "fast":
                 worst.append((m, rp, rt))
             lost_total = sum(x or 0 for x in vals(res, f"fixed-{m}", lost) + vals(res, f"flat-{m}", lost))
+            lost_total = f"{lost_total:,}"
             got = []
             for k in ("fixed", "flat"):
                 g = med(vals(res, f"{k}-{m}", lambda r: r["sink"]["unique"] if r["sink"] else 0))
