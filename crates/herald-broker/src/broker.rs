@@ -266,7 +266,7 @@ impl Broker {
             st.incoming_qos2.clear();
             (
                 std::mem::take(&mut st.queue),
-                std::mem::take(&mut st.inflight),
+                st.take_all_inflight(),
                 st.username.clone(),
             )
         };

@@ -10,7 +10,7 @@ use crate::hooks::DropReason;
 use crate::message::Delivery;
 use herald_codec::{ByteStr, QoS, SubOptions};
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::{Notify, oneshot};
 
@@ -59,7 +59,12 @@ pub struct SessionState {
     /// Messages waiting for the connection (or for a window slot).
     pub queue: VecDeque<Delivery>,
     /// Sent QoS 1/2 messages awaiting acknowledgement, in send order.
+    /// Read freely; change only through `push_inflight`, `take_inflight`
+    /// and `take_all_inflight`, which keep `ids_in_use` in step.
     pub inflight: VecDeque<Inflight>,
+    /// Packet ids of `inflight`, so finding a free id does not scan a
+    /// window that may hold tens of thousands of messages.
+    ids_in_use: HashSet<u16, foldhash::fast::RandomState>,
     /// Inbound QoS 2 packet ids PUBREC'd and awaiting PUBREL.
     pub incoming_qos2: HashSet<u16>,
     /// Next packet identifier to try.
@@ -88,6 +93,8 @@ pub struct Session {
     /// Set while an online session's queue is above its high-water mark;
     /// publishers feeding it pause reading until it drains (backpressure).
     congested: AtomicBool,
+    /// Messages taken from the queue so far (see [`Session::taken`]).
+    taken: AtomicU64,
     /// Wakes paused publishers when the queue drained below low water, or
     /// the session went offline (offline sessions never push back).
     pub drained: Notify,
@@ -109,6 +116,7 @@ impl Session {
                 subscriptions: HashMap::new(),
                 queue: VecDeque::new(),
                 inflight: VecDeque::new(),
+                ids_in_use: HashSet::default(),
                 incoming_qos2: HashSet::new(),
                 next_packet_id: 1,
                 conn: None,
@@ -119,6 +127,7 @@ impl Session {
             }),
             wake: Notify::new(),
             congested: AtomicBool::new(false),
+            taken: AtomicU64::new(0),
             drained: Notify::new(),
             ended: Notify::new(),
             max_queued,
@@ -161,15 +170,24 @@ impl Session {
         (self.max_queued - self.max_queued / 4).max(1)
     }
 
+    /// Messages taken from the queue so far: a paused publisher tells a
+    /// slow subscriber (this grows) from a stuck one (it does not).
+    pub fn taken(&self) -> u64 {
+        self.taken.load(Ordering::Relaxed)
+    }
+
     /// Whether publishers feeding this session should pause.
     pub fn is_congested(&self) -> bool {
         self.congested.load(Ordering::Acquire)
     }
 
-    /// Called by the owning connection after taking messages from the queue
-    /// (`queued` left), or with 0 when it goes offline: below low water
-    /// (a quarter), paused publishers are released.
-    pub fn relieve(&self, queued: usize) {
+    /// Called by the owning connection after taking `taken` messages from
+    /// the queue (`queued` left), or with 0 left when it goes offline:
+    /// below low water (a quarter), paused publishers are released.
+    pub fn relieve(&self, queued: usize, taken: u64) {
+        if taken > 0 {
+            self.taken.fetch_add(taken, Ordering::Relaxed);
+        }
         if queued <= self.max_queued / 4 && self.congested.swap(false, Ordering::AcqRel) {
             self.drained.notify_waiters();
         }
@@ -197,18 +215,34 @@ impl SessionState {
         loop {
             let id = self.next_packet_id;
             self.next_packet_id = self.next_packet_id.checked_add(1).unwrap_or(1);
-            if id != 0 && !self.inflight.iter().any(|m| m.packet_id == id) {
+            if id != 0 && !self.ids_in_use.contains(&id) {
                 return id;
             }
         }
     }
 
-    /// Removes the inflight entry for `packet_id`.
+    /// Adds a sent message to the inflight window.
+    pub fn push_inflight(&mut self, message: Inflight) {
+        self.ids_in_use.insert(message.packet_id);
+        self.inflight.push_back(message);
+    }
+
+    /// Removes the inflight entry for `packet_id` (acknowledgements come
+    /// mostly in order, so the search from the front is short).
     pub fn take_inflight(&mut self, packet_id: u16) -> Option<Inflight> {
+        if !self.ids_in_use.remove(&packet_id) {
+            return None;
+        }
         let pos = self
             .inflight
             .iter()
             .position(|m| m.packet_id == packet_id)?;
         self.inflight.remove(pos)
+    }
+
+    /// Empties the inflight window.
+    pub fn take_all_inflight(&mut self) -> VecDeque<Inflight> {
+        self.ids_in_use.clear();
+        std::mem::take(&mut self.inflight)
     }
 }

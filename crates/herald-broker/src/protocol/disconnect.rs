@@ -125,7 +125,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
             ours
         };
         // Offline sessions never push back: release paused publishers.
-        self.session.relieve(0);
+        self.session.relieve(0, 0);
         let will = if matches!(close, Close::Normal) {
             None
         } else {

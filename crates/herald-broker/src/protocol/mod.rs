@@ -19,6 +19,7 @@ use crate::metrics::Metrics;
 use crate::session::{Kick, Session};
 use disconnect::Close;
 use herald_codec::{ByteStr, Packet, Protocol, ReasonCode, Will};
+use publish::PRESSURE_MAX;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -67,7 +68,8 @@ pub struct Client<S> {
     pub(crate) generation: u64,
     /// Backpressure: a congested session this client feeds, and until when
     /// to wait for it (see `push_back` in publish.rs).
-    pub(crate) pressure: Option<(Arc<Session>, Instant)>,
+    /// Also the count of messages it had taken when the pause began.
+    pub(crate) pressure: Option<(Arc<Session>, Instant, u64)>,
     /// A congested session waited on in vain; not waited on again until it
     /// has drained.
     pub(crate) ignored: Option<std::sync::Weak<Session>>,
@@ -117,8 +119,8 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
             let paused_on = self.paused_on();
             let reading = self.io.wbuf.len() < WRITE_HIGH_WATER && paused_on.is_none();
             let wake_at = match &self.pressure {
-                Some((_, until)) if paused_on.is_some() && self.keep_alive.is_zero() => *until,
-                Some((_, until)) if paused_on.is_some() => (*until).min(deadline),
+                Some((_, until, _)) if paused_on.is_some() && self.keep_alive.is_zero() => *until,
+                Some((_, until, _)) if paused_on.is_some() => (*until).min(deadline),
                 _ => deadline,
             };
             let timers = !self.keep_alive.is_zero() || paused_on.is_some();
@@ -155,9 +157,8 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
                     } else if !self.keep_alive.is_zero() && now >= deadline {
                         return Close::KeepAliveTimeout;
                     }
-                    // The pause ran out: stop waiting on that session.
-                    if let Some((s, _)) = self.pressure.take() {
-                        self.ignored = Some(Arc::downgrade(&s));
+                    if self.pressure.as_ref().is_some_and(|(_, until, _)| now >= *until) {
+                        self.pause_expired();
                     }
                 }
             }
@@ -166,16 +167,29 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
 
     /// The session this connection is paused on, if the pause still holds.
     fn paused_on(&mut self) -> Option<Arc<Session>> {
-        match &self.pressure {
-            Some((s, until)) if s.is_congested() && Instant::now() < *until => Some(s.clone()),
-            Some((s, until)) => {
-                if Instant::now() >= *until {
-                    self.ignored = Some(Arc::downgrade(s));
-                }
-                self.pressure = None;
-                None
-            }
-            None => None,
+        let (s, until, _) = self.pressure.as_ref()?;
+        if !s.is_congested() {
+            self.pressure = None;
+            return None;
+        }
+        if Instant::now() >= *until {
+            self.pause_expired();
+        }
+        self.pressure.as_ref().map(|(s, _, _)| s.clone())
+    }
+
+    /// A pause ran its time: a subscriber that took messages meanwhile is
+    /// slow but alive, so the pause goes on; one that took none is stuck,
+    /// and is not waited on again until it drains.
+    fn pause_expired(&mut self) {
+        let Some((s, _, taken)) = self.pressure.take() else {
+            return;
+        };
+        let now_taken = s.taken();
+        if now_taken > taken {
+            self.pressure = Some((s, Instant::now() + PRESSURE_MAX, now_taken));
+        } else {
+            self.ignored = Some(Arc::downgrade(&s));
         }
     }
 

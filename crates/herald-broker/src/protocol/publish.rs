@@ -252,6 +252,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
         let metrics = &broker.metrics;
         let session = self.session.clone();
         let mut st = session.lock();
+        let mut taken = 0u64;
         while self.io.wbuf.len() < WRITE_HIGH_WATER {
             let Some(front) = st.queue.front() else {
                 break;
@@ -262,6 +263,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
             let Some(delivery) = st.queue.pop_front() else {
                 break;
             };
+            taken += 1;
             if delivery.message.is_expired(now) {
                 broker.dropped(&delivery.message, DropReason::Expired);
                 continue;
@@ -309,7 +311,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
             }
             Metrics::add(&metrics.messages_sent, 1);
             if packet_id != 0 {
-                st.inflight.push_back(Inflight {
+                st.push_inflight(Inflight {
                     packet_id,
                     delivery,
                     released: false,
@@ -318,15 +320,16 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
         }
         let queued = st.queue.len();
         drop(st);
-        session.relieve(queued);
+        session.relieve(queued, taken);
     }
 
     /// Backpressure: a session this client's message pushed above high
-    /// water makes this connection stop reading until it drains, for at
-    /// most [`PRESSURE_MAX`] per episode. A session that did not drain in
-    /// that time is not waited on again until it has: one stuck subscriber
-    /// must not stall a publisher's other subscribers for ever (messages
-    /// beyond its queue limit are dropped and counted, as before).
+    /// water makes this connection stop reading until it drains. Every
+    /// [`PRESSURE_MAX`] the pause is renewed if the subscriber took messages
+    /// meanwhile; one that took none is not waited on again until it has
+    /// drained: one stuck subscriber must not stall a publisher's other
+    /// subscribers for ever (beyond its queue limit messages are dropped
+    /// and counted, as before).
     fn push_back(&mut self, congested: Arc<Session>) {
         if self
             .ignored
@@ -338,7 +341,8 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
         }
         self.ignored = None;
         if self.pressure.is_none() {
-            self.pressure = Some((congested, Instant::now() + PRESSURE_MAX));
+            let taken = congested.taken();
+            self.pressure = Some((congested, Instant::now() + PRESSURE_MAX, taken));
         }
     }
 
