@@ -44,8 +44,15 @@ impl PayloadEncoding {
     pub fn write_json(self, payload: &[u8], out: &mut Vec<u8>) {
         out.push(b'"');
         match self {
+            // As `String::from_utf8_lossy` would (one U+FFFD per invalid
+            // sequence), without building the string first.
             PayloadEncoding::Plain => {
-                crate::body::escape_into(&String::from_utf8_lossy(payload), out)
+                for chunk in payload.utf8_chunks() {
+                    crate::body::escape_into(chunk.valid(), out);
+                    if !chunk.invalid().is_empty() {
+                        out.extend_from_slice("\u{FFFD}".as_bytes());
+                    }
+                }
             }
             PayloadEncoding::Base64 => base64_encode(payload, out),
             PayloadEncoding::Base62 => base62_encode(payload, out),

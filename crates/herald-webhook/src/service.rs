@@ -13,7 +13,7 @@ use crate::event::client_id;
 use crate::http::{SetupError, Target};
 use crate::metrics::WebhookMetrics;
 use crate::rules::Rules;
-use crate::spool::{Fsync, Spool, SpoolError, SpoolOptions};
+use crate::spool::{self, Fsync, Spool, SpoolError, SpoolOptions};
 use bytes::Bytes;
 use herald_broker::broker::Broker;
 use herald_broker::hooks::{Event, Handler, HookId};
@@ -151,6 +151,7 @@ impl WebHook {
                 FsyncPolicy::Interval => Fsync::Interval(FSYNC_INTERVAL),
                 FsyncPolicy::Never => Fsync::Never,
             },
+            cache_bytes: spool::CACHE_BYTES.min(config.spool.max_bytes / 4),
         })?;
         let signing = match &config.sign.secret {
             Some(secret) => Some(Signing {

@@ -32,7 +32,7 @@
 use bytes::{Buf, Bytes};
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
+use std::io::{self, BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -47,8 +47,17 @@ const LEN_FIXED: usize = 8 + 8 + 1;
 const MAX_RECORD: usize = 64 * 1024 * 1024;
 /// Most bytes accepted and waiting in memory for the writer thread.
 const PENDING_MAX: u64 = 64 << 20;
-/// How often the writer persists lane cursors and trims at the latest.
+/// How long the writer lets events gather after a commit before it takes
+/// the next group: a bound on the commits per second, so each carries many
+/// events under load.
+const GROUP_COMMIT: Duration = Duration::from_millis(1);
+/// How often the writer trims delivered segments at the latest.
 const HOUSEKEEPING: Duration = Duration::from_millis(100);
+/// How often the writer persists lane cursors (and at close). A cursor
+/// lost in a crash only means resending what was delivered since.
+const CURSOR_INTERVAL: Duration = Duration::from_secs(1);
+/// The default for [`SpoolOptions::cache_bytes`].
+pub const CACHE_BYTES: u64 = 16 << 20;
 
 /// When the writer calls fsync.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,6 +84,11 @@ pub struct SpoolOptions {
     pub max_bytes: u64,
     /// fsync policy (disk mode).
     pub fsync: Fsync,
+    /// Disk mode: most bytes of the newest committed records the lanes
+    /// together also keep in memory, so a lane that keeps up never reads
+    /// its records back from the disk (each lane gets an equal share, at
+    /// least 4 KiB); a lane that falls further behind reads the disk.
+    pub cache_bytes: u64,
 }
 
 /// Why the spool could not open.
@@ -150,8 +164,14 @@ struct Lane {
     committed: u64,
     /// Disk mode: segments, oldest first; the last is the one being written.
     segments: VecDeque<Segment>,
-    /// Memory mode: committed records not yet delivered.
+    /// Memory mode (or a failed disk write): committed records not yet
+    /// delivered, held only here.
     memory: VecDeque<Record>,
+    /// Disk mode: the newest committed records, also on disk, so readers
+    /// that keep up need not read them back; bounded by `cache_bytes`.
+    cache: VecDeque<Record>,
+    /// Bytes held by `cache`.
+    cache_bytes: u64,
     /// Bytes held by this lane (undelivered records, as encoded).
     bytes: u64,
     /// Readers skip records below this (dropped for space).
@@ -191,12 +211,17 @@ struct Shared {
     /// Most bytes waiting in memory for the writer: if the disk cannot keep
     /// up, memory stays bounded and the oldest pending events are dropped.
     pending_limit: u64,
+    /// Most bytes of a lane's read cache (disk mode).
+    cache_limit: u64,
 }
 
 #[derive(Default)]
 struct PendingList {
     items: VecDeque<Pending>,
     bytes: u64,
+    /// The writer is waiting for work: the next push must wake it. While
+    /// it works (or lingers to gather a group), pushes need not.
+    idle: bool,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -229,6 +254,7 @@ impl Spool {
         };
         let stats = SpoolStats::default();
         let pending_limit = options.max_bytes.min(PENDING_MAX);
+        let cache_limit = (options.cache_bytes / lanes_n as u64).max(4096);
         let total: u64 = lanes.iter().map(|l| l.bytes).sum();
         stats.bytes.store(total, Ordering::Relaxed);
         let shared = Arc::new(Shared {
@@ -242,6 +268,7 @@ impl Spool {
             stats,
             segment_bytes,
             pending_limit,
+            cache_limit,
         });
         let readers = (0..lanes_n)
             .map(|lane| {
@@ -276,8 +303,9 @@ impl Spool {
     pub fn push(&self, lane: usize, kind: u8, enqueued_ms: u64, body: Bytes) {
         let shared = &self.shared;
         let size = (HEADER + body.len()) as u64;
-        {
+        let wake = {
             let mut pending = lock(&shared.pending);
+            let wake = std::mem::take(&mut pending.idle);
             pending.bytes += size;
             pending.items.push_back(Pending {
                 lane: lane % shared.lanes.len(),
@@ -291,9 +319,14 @@ impl Spool {
                 }
                 shared.stats.dropped.fetch_add(1, Ordering::Relaxed);
             }
-        }
+            wake
+        };
         shared.stats.accepted.fetch_add(1, Ordering::Relaxed);
-        shared.writer_wake.notify_one();
+        // The writer looks at the list before it sleeps, so only a push
+        // that finds it asleep wakes it: no system call per event.
+        if wake {
+            shared.writer_wake.notify_one();
+        }
     }
 
     /// This spool's id (part of every event id).
@@ -350,7 +383,7 @@ fn spool_id(dir: &Path) -> Result<String, SpoolError> {
         Ok(s) if !s.trim().is_empty() => Ok(s.trim().to_owned()),
         _ => {
             let id = random_id();
-            write_atomically(&path, id.as_bytes()).map_err(io_err(&path))?;
+            write_atomically(&path, id.as_bytes(), true).map_err(io_err(&path))?;
             Ok(id)
         }
     }
@@ -372,12 +405,16 @@ fn random_id() -> String {
     format!("{:012x}", h.finish() & 0xFFFF_FFFF_FFFF)
 }
 
-fn write_atomically(path: &Path, data: &[u8]) -> io::Result<()> {
+/// Replaces `path` with `data` (write a temporary file, rename it over);
+/// `sync` fsyncs the data first.
+fn write_atomically(path: &Path, data: &[u8], sync: bool) -> io::Result<()> {
     let tmp = path.with_extension("tmp");
     {
         let mut f = File::create(&tmp)?;
         f.write_all(data)?;
-        f.sync_all()?;
+        if sync {
+            f.sync_all()?;
+        }
     }
     fs::rename(&tmp, path)
 }
@@ -511,29 +548,10 @@ fn encode_record(out: &mut Vec<u8>, seq: u64, enqueued_ms: u64, kind: u8, body: 
     out[start + 4..start + 8].copy_from_slice(&crc.to_be_bytes());
 }
 
-/// CRC-32 (IEEE 802.3, reflected, as zlib computes it).
+/// CRC-32 (IEEE 802.3, reflected, as zlib computes it), hardware-assisted
+/// where the CPU has it (the writer checksums every record it writes).
 pub fn crc32(data: &[u8]) -> u32 {
-    static TABLE: std::sync::OnceLock<[u32; 256]> = std::sync::OnceLock::new();
-    let table = TABLE.get_or_init(|| {
-        let mut t = [0u32; 256];
-        for (i, slot) in t.iter_mut().enumerate() {
-            let mut c = i as u32;
-            for _ in 0..8 {
-                c = if c & 1 != 0 {
-                    0xEDB8_8320 ^ (c >> 1)
-                } else {
-                    c >> 1
-                };
-            }
-            *slot = c;
-        }
-        t
-    });
-    let mut crc = !0u32;
-    for &b in data {
-        crc = table[((crc ^ u32::from(b)) & 0xFF) as usize] ^ (crc >> 8);
-    }
-    !crc
+    crc32fast::hash(data)
 }
 
 /// The writer thread's own state: open segment files per lane.
@@ -545,6 +563,7 @@ struct Writer {
     dirty: Vec<bool>,
     last_fsync: Instant,
     last_housekeeping: Instant,
+    last_cursor: Instant,
     /// Reused encoding buffers, one per lane.
     buffers: Vec<Vec<u8>>,
     /// One failure log line per interval, not per write.
@@ -560,16 +579,21 @@ impl Writer {
             dirty: vec![false; n],
             last_fsync: Instant::now(),
             last_housekeeping: Instant::now(),
+            last_cursor: Instant::now(),
             buffers: (0..n).map(|_| Vec::new()).collect(),
             last_error_log: None,
         }
     }
 
     fn run(mut self) {
+        // The list being committed; swapped with the pushers' list so
+        // neither side allocates a new one per group.
+        let mut batch = VecDeque::new();
         loop {
-            let batch = {
+            {
                 let mut pending = lock(&self.shared.pending);
                 while pending.items.is_empty() && !self.shared.closing.load(Ordering::Acquire) {
+                    pending.idle = true;
                     let (guard, _) = self
                         .shared
                         .writer_wake
@@ -580,12 +604,14 @@ impl Writer {
                         break;
                     }
                 }
+                pending.idle = false;
                 pending.bytes = 0;
-                std::mem::take(&mut pending.items)
-            };
+                std::mem::swap(&mut pending.items, &mut batch);
+            }
             let closing = self.shared.closing.load(Ordering::Acquire);
-            if !batch.is_empty() {
-                self.commit(batch, closing);
+            let worked = !batch.is_empty();
+            if worked {
+                self.commit(&mut batch, closing);
             }
             self.housekeeping(closing);
             if closing && lock(&self.shared.pending).items.is_empty() {
@@ -593,17 +619,25 @@ impl Writer {
                 self.housekeeping(true);
                 return;
             }
+            if worked && !closing {
+                // Let the next group gather (pushes meanwhile do not wake
+                // us): under load, one write and one wake-up per lane per
+                // interval instead of per event.
+                std::thread::sleep(GROUP_COMMIT);
+            }
         }
     }
 
     /// Appends a batch: assigns sequence numbers, writes each lane's part
     /// with one write, fsyncs per policy, then publishes the records.
-    fn commit(&mut self, batch: VecDeque<Pending>, closing: bool) {
+    fn commit(&mut self, batch: &mut VecDeque<Pending>, closing: bool) {
         let shared = self.shared.clone();
         let disk = shared.options.dir.clone();
         let mut committed: Vec<Vec<Record>> = (0..shared.lanes.len()).map(|_| Vec::new()).collect();
-        for p in batch {
-            let seq = lock(&shared.lanes[p.lane]).committed + committed[p.lane].len() as u64;
+        // Only this thread moves `committed`.
+        let base: Vec<u64> = shared.lanes.iter().map(|l| lock(l).committed).collect();
+        for p in batch.drain(..) {
+            let seq = base[p.lane] + committed[p.lane].len() as u64;
             if disk.is_some() {
                 encode_record(
                     &mut self.buffers[p.lane],
@@ -658,7 +692,18 @@ impl Writer {
                 let bytes: u64 = records.iter().map(|r| (HEADER + r.body.len()) as u64).sum();
                 lane.committed += n;
                 shared.stats.committed.fetch_add(n, Ordering::Relaxed);
-                if !on_disk[lane_no] {
+                if on_disk[lane_no] {
+                    // Also kept in the lane's read cache, newest first to
+                    // stay when the cache is full.
+                    lane.cache_bytes += bytes;
+                    lane.cache.extend(records);
+                    while lane.cache_bytes > shared.cache_limit {
+                        match lane.cache.pop_front() {
+                            Some(r) => lane.cache_bytes -= (HEADER + r.body.len()) as u64,
+                            None => break,
+                        }
+                    }
+                } else {
                     // Memory mode, or a disk write that failed (the segment
                     // bytes were counted by `append` otherwise).
                     lane.bytes += bytes;
@@ -746,8 +791,9 @@ impl Writer {
         }
     }
 
-    /// Deletes delivered segments and persists lane cursors; at most every
-    /// [`HOUSEKEEPING`] unless `now`.
+    /// Deletes delivered segments (at most every [`HOUSEKEEPING`]) and
+    /// persists lane cursors (at most every [`CURSOR_INTERVAL`]), both
+    /// right away if `now` (closing: then the cursors are also fsynced).
     fn housekeeping(&mut self, now: bool) {
         if !now && self.last_housekeeping.elapsed() < HOUSEKEEPING {
             return;
@@ -756,6 +802,10 @@ impl Writer {
         let Some(dir) = self.shared.options.dir.clone() else {
             return;
         };
+        let cursors = now || self.last_cursor.elapsed() >= CURSOR_INTERVAL;
+        if cursors {
+            self.last_cursor = Instant::now();
+        }
         for lane_no in 0..self.shared.lanes.len() {
             let (doomed, cursor) = {
                 let mut lane = lock(&self.shared.lanes[lane_no]);
@@ -772,8 +822,10 @@ impl Writer {
                         doomed.push(s.path);
                     }
                 }
-                let cursor = lane.cursor_dirty.then_some(lane.acked);
-                lane.cursor_dirty = false;
+                let cursor = (cursors && lane.cursor_dirty).then_some(lane.acked);
+                if cursors {
+                    lane.cursor_dirty = false;
+                }
                 (doomed, cursor)
             };
             for path in doomed {
@@ -781,7 +833,7 @@ impl Writer {
             }
             if let Some(acked) = cursor {
                 let path = lane_dir(&dir, lane_no).join("cursor");
-                if let Err(e) = write_atomically(&path, acked.to_string().as_bytes()) {
+                if let Err(e) = write_atomically(&path, acked.to_string().as_bytes(), now) {
                     self.log_error(&e);
                 }
             }
@@ -863,9 +915,51 @@ pub struct LaneReader {
     lane: usize,
     /// Sequence number of the next record to hand out.
     next: u64,
-    /// Disk mode: the open segment (its first seq) and a reader positioned
-    /// at the record `next`.
-    file: Option<(u64, BufReader<File>)>,
+    /// Disk mode: the segment being read.
+    file: Option<SegmentReader>,
+}
+
+/// An open segment and where in it the reader is.
+struct SegmentReader {
+    /// The segment's first sequence number (which segment this is).
+    first_seq: u64,
+    /// Sequence number of the record at the read position.
+    at: u64,
+    reader: BufReader<File>,
+}
+
+impl SegmentReader {
+    /// Moves forward, record by record without reading bodies, to `seq`.
+    fn skip_to(&mut self, seq: u64) -> io::Result<()> {
+        while self.at < seq {
+            let mut head = [0u8; 8];
+            self.reader.read_exact(&mut head)?;
+            let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
+            self.reader.seek_relative(i64::from(len))?;
+            self.at += 1;
+        }
+        Ok(())
+    }
+}
+
+/// The record numbered `seq` in a lane's in-memory list (sorted by seq).
+fn find(records: &VecDeque<Record>, seq: u64) -> Option<Record> {
+    records
+        .binary_search_by_key(&seq, |r| r.seq)
+        .ok()
+        .and_then(|i| records.get(i).cloned())
+}
+
+/// Drops records below `seq` from the front of an in-memory list; returns
+/// the bytes they held.
+fn trim_front(records: &mut VecDeque<Record>, seq: u64) -> u64 {
+    let mut freed = 0;
+    while records.front().is_some_and(|r| r.seq < seq) {
+        if let Some(r) = records.pop_front() {
+            freed += (HEADER + r.body.len()) as u64;
+        }
+    }
+    freed
 }
 
 impl LaneReader {
@@ -924,14 +1018,11 @@ impl LaneReader {
             if self.next >= lane.committed {
                 return Ok(None);
             }
-            while lane
-                .memory
-                .front()
-                .is_some_and(|r| r.seq < lane.acked.max(lane.floor))
-            {
-                lane.memory.pop_front();
-            }
-            let in_memory = lane.memory.iter().find(|r| r.seq == self.next).cloned();
+            let done = lane.acked.max(lane.floor);
+            trim_front(&mut lane.memory, done);
+            let freed = trim_front(&mut lane.cache, done);
+            lane.cache_bytes -= freed;
+            let in_memory = find(&lane.memory, self.next).or_else(|| find(&lane.cache, self.next));
             let segment = lane
                 .segments
                 .iter()
@@ -947,27 +1038,26 @@ impl LaneReader {
             self.next += 1;
             return Ok(None);
         };
-        if self.file.as_ref().is_none_or(|(f, _)| *f != first_seq) {
-            let mut reader = BufReader::new(File::open(&path)?);
-            // Skip to `next` from the segment's start.
-            let mut seq = first_seq;
-            let mut offset = 0u64;
-            while seq < self.next {
-                match read_record(&mut reader, self.lane)? {
-                    Some(r) => {
-                        offset += (HEADER + r.body.len()) as u64;
-                        seq = r.seq + 1;
-                    }
-                    None => break,
-                }
-            }
-            reader.seek(SeekFrom::Start(offset))?;
-            self.file = Some((first_seq, reader));
+        // Reuse the open segment if it is this one and not past `next`
+        // (records served from memory meanwhile only move `next` forward).
+        let reusable = self
+            .file
+            .as_ref()
+            .is_some_and(|f| f.first_seq == first_seq && f.at <= self.next);
+        if !reusable {
+            self.file = Some(SegmentReader {
+                first_seq,
+                at: first_seq,
+                reader: BufReader::new(File::open(&path)?),
+            });
         }
-        let Some((_, reader)) = self.file.as_mut() else {
+        let Some(file) = self.file.as_mut() else {
             return Ok(None);
         };
-        match read_record(reader, self.lane)? {
+        file.skip_to(self.next)?;
+        let read = read_record(&mut file.reader, self.lane)?;
+        file.at += 1;
+        match read {
             Some(record) if record.seq == self.next => Ok(Some(record)),
             Some(other) => Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -1019,12 +1109,9 @@ impl LaneReader {
         }
         lane.acked = seq + 1;
         lane.cursor_dirty = true;
-        let mut freed = 0u64;
-        while lane.memory.front().is_some_and(|r| r.seq <= seq) {
-            if let Some(r) = lane.memory.pop_front() {
-                freed += (HEADER + r.body.len()) as u64;
-            }
-        }
+        let freed = trim_front(&mut lane.memory, seq + 1);
+        let cached = trim_front(&mut lane.cache, seq + 1);
+        lane.cache_bytes -= cached;
         lane.bytes = lane.bytes.saturating_sub(freed);
         drop(lane);
         sub(&self.shared.stats.bytes, freed);

@@ -33,6 +33,7 @@ fn options(dir: Option<PathBuf>, lanes: usize) -> SpoolOptions {
         lanes,
         max_bytes: 64 << 20,
         fsync: Fsync::Always,
+        cache_bytes: 16 << 20,
     }
 }
 
@@ -182,4 +183,40 @@ async fn full_spool_drops_oldest_and_counts() {
         assert!(first.unwrap() > 0, "the oldest went first");
         spool.close();
     }
+}
+
+/// A lane that falls behind the in-memory cache of recent records reads
+/// the rest from its segment files, and switches between the two as it
+/// catches up and falls behind again, without losing or reordering any.
+#[tokio::test]
+async fn lanes_read_the_disk_where_the_cache_ends() {
+    let dir = TempDir::new("cache");
+    let mut opts = options(Some(dir.0.clone()), 1);
+    // About 100 of these records.
+    opts.cache_bytes = 4096;
+    let (spool, mut readers) = Spool::open(opts).unwrap();
+    let (mut pushed, mut read) = (0usize, 0usize);
+    // Bursts bigger and smaller than the cache, each partly read.
+    for (burst, take) in [(200, 10), (5, 100), (300, 50), (1, 346)] {
+        for _ in 0..burst {
+            spool.push(0, 1, 0, body(0, pushed));
+            pushed += 1;
+        }
+        for _ in 0..take {
+            let r = next(&mut readers[0]).await;
+            assert_eq!(r.seq, read as u64);
+            assert_eq!(r.body, body(0, read));
+            read += 1;
+            if read % 7 == 0 {
+                readers[0].ack(r.seq);
+            }
+        }
+    }
+    assert_eq!(read, pushed);
+    assert_eq!(
+        readers[0].try_next().unwrap(),
+        None,
+        "nothing more than was pushed"
+    );
+    spool.close();
 }
