@@ -1,7 +1,16 @@
 //! Delivery lanes: each lane takes its events from the spool in order and
-//! POSTs them, one request at a time, retrying what can succeed, so one
-//! client's events (always in the same lane) reach the web service in the
-//! order they happened, also across retries and restarts.
+//! POSTs them, retrying what can succeed, so one client's events (always in
+//! the same lane) reach the web service in the order they happened, also
+//! across retries and restarts.
+//!
+//! With pipelining (`web.hook.enable_pipelining`, the default) a lane
+//! writes up to [`PIPELINE_WINDOW`] requests at once on its connection and
+//! reads the answers in order, but never two requests about the same
+//! client: if one fails, the later ones that succeeded are other clients',
+//! and the failed one is retried before anything newer is sent, so each
+//! client's order holds. (Across clients of a lane, a retried event may
+//! then arrive after newer events of other clients.) Without pipelining a
+//! lane sends one request at a time, in lane order.
 //!
 //! Outcomes: any 2xx is delivered; a connection error, a timeout, 408, 429
 //! or 5xx is retried after a capped exponential backoff with jitter (or the
@@ -21,6 +30,7 @@ use crate::metrics::WebhookMetrics;
 use crate::spool::{LaneReader, Record, Spool};
 use bytes::{BufMut, Bytes, BytesMut};
 use hyper::header::{HeaderName, HeaderValue};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
@@ -45,6 +55,9 @@ impl std::fmt::Debug for Signing {
     }
 }
 
+/// Most requests a pipelining lane has in flight on its connection.
+pub const PIPELINE_WINDOW: usize = 16;
+
 /// How lanes deliver.
 #[derive(Debug, Clone)]
 pub struct DeliveryOptions {
@@ -59,6 +72,8 @@ pub struct DeliveryOptions {
     pub batch_size: usize,
     /// How long a lane waits to fill a batch.
     pub batch_interval: Duration,
+    /// Most requests in flight per lane (1: no pipelining).
+    pub window: usize,
     /// Optional signature header.
     pub signing: Option<Signing>,
     /// Header carrying the event id(s).
@@ -94,6 +109,8 @@ pub fn start(
                 stop: stop_rx.clone(),
                 rng: seed(),
                 last_log: None,
+                held: None,
+                clients: HashSet::new(),
             };
             tokio::spawn(lane.run())
         })
@@ -138,16 +155,23 @@ struct Lane {
     rng: u64,
     /// One log line per interval for repeated failures.
     last_log: Option<Instant>,
+    /// A request read while filling a window but not sent with it (its
+    /// client had one in flight): it goes first next time.
+    held: Option<Vec<Record>>,
+    /// Clients with a request in the window being filled.
+    clients: HashSet<u32>,
 }
 
 impl Lane {
     async fn run(mut self) {
         loop {
-            let Some(batch) = self.next_batch().await else {
+            let Some(first) = self.next_batch().await else {
                 return;
             };
-            let Some(last) = self.deliver(batch).await else {
-                // Stopping: leave the batch in the spool.
+            let mut window = vec![first];
+            self.fill(&mut window);
+            let Some(last) = self.send_window(window).await else {
+                // Stopping: what was not delivered stays in the spool.
                 return;
             };
             self.reader.ack(last);
@@ -157,6 +181,9 @@ impl Lane {
     /// Waits for the next record, then (in batch mode) gathers more until
     /// the batch is full or the batch interval passes. `None`: stopping.
     async fn next_batch(&mut self) -> Option<Vec<Record>> {
+        if let Some(held) = self.held.take() {
+            return Some(held);
+        }
         let first = tokio::select! {
             r = self.reader.next() => r?,
             _ = self.stop.changed() => return None,
@@ -178,6 +205,39 @@ impl Lane {
         Some(batch)
     }
 
+    /// Pipelining: adds to the window requests made of records already
+    /// committed (no waiting), while it has room and none of them is about
+    /// a client already in it. The first that is goes back to `held`.
+    fn fill(&mut self, window: &mut Vec<Vec<Record>>) {
+        if self.options.window <= 1 {
+            return;
+        }
+        self.clients.clear();
+        for batch in window.iter() {
+            if !add_clients(&mut self.clients, batch) {
+                return;
+            }
+        }
+        while window.len() < self.options.window {
+            let mut batch = Vec::new();
+            // A read error is left for `next` to report and skip.
+            while batch.len() < self.options.batch_size {
+                match self.reader.try_next() {
+                    Ok(Some(r)) => batch.push(r),
+                    _ => break,
+                }
+            }
+            if batch.is_empty() {
+                return;
+            }
+            if !add_clients(&mut self.clients, &batch) {
+                self.held = Some(batch);
+                return;
+            }
+            window.push(batch);
+        }
+    }
+
     /// Drops (acknowledging them) events older than the maximum age.
     fn drop_old(&mut self, batch: Vec<Record>) -> Vec<Record> {
         let Some(max_age) = self.options.max_event_age else {
@@ -188,11 +248,10 @@ impl Lane {
         let (old, young): (Vec<_>, Vec<_>) = batch
             .into_iter()
             .partition(|r| now.saturating_sub(r.enqueued_ms) > max);
-        if let Some(last) = old.last() {
+        if !old.is_empty() {
             for r in &old {
                 self.metrics.dropped(r.kind);
             }
-            self.reader.ack(last.seq);
             tracing::warn!(
                 lane = self.reader.lane(),
                 count = old.len(),
@@ -202,92 +261,171 @@ impl Lane {
         young
     }
 
-    /// Sends a batch until delivered or failed (events that pass the
-    /// maximum age meanwhile are dropped instead); returns the last sequence
-    /// number to acknowledge, or `None` if told to stop first.
-    async fn deliver(&mut self, batch: Vec<Record>) -> Option<u64> {
-        let last = batch.last().map(|r| r.seq)?;
+    /// Sends a window of requests (pipelined), then retries, oldest first,
+    /// those that can succeed, until each is delivered or failed. Returns
+    /// the last sequence number to acknowledge, or `None` if told to stop
+    /// first (having acknowledged what was settled in order before).
+    async fn send_window(&mut self, window: Vec<Vec<Record>>) -> Option<u64> {
+        let last = window.last()?.last()?.seq;
+        let window: Vec<Vec<Record>> = window
+            .into_iter()
+            .map(|b| self.drop_old(b))
+            .filter(|b| !b.is_empty())
+            .collect();
+        if window.is_empty() {
+            return Some(last);
+        }
+        let outcomes = self.attempt(&window).await;
+        // Everything up to here is settled in order (may be acknowledged
+        // even if stopping during the retries).
+        let mut settled = None;
+        let mut retry = Vec::new();
+        for (batch, outcome) in window.into_iter().zip(outcomes) {
+            let wait = self.record(&batch, outcome, 0);
+            match wait {
+                None if retry.is_empty() => settled = batch.last().map(|r| r.seq),
+                None => {}
+                Some(wait) => retry.push((batch, wait)),
+            }
+        }
+        for (batch, wait) in retry {
+            if self.deliver(batch, wait).await.is_none() {
+                if let Some(seq) = settled {
+                    self.reader.ack(seq);
+                }
+                return None;
+            }
+        }
+        Some(last)
+    }
+
+    /// Retries one request, after `wait`, until delivered or failed
+    /// (events that pass the maximum age meanwhile are dropped instead).
+    /// `None`: told to stop first.
+    async fn deliver(&mut self, batch: Vec<Record>, wait: Duration) -> Option<()> {
         let mut batch = batch;
-        let mut attempt = 0u32;
+        let mut wait = wait;
+        let mut attempt = 1u32;
         loop {
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = self.stop.changed() => return None,
+            }
             if *self.stop.borrow() {
                 return None;
             }
             batch = self.drop_old(batch);
             if batch.is_empty() {
-                return Some(last);
+                return Some(());
             }
-            // Built for the events still in the batch; the same on every
-            // retry otherwise.
-            let body = self.body(&batch);
+            let outcome = self
+                .attempt(std::slice::from_ref(&batch))
+                .await
+                .pop()
+                .unwrap_or(Attempt::Retry("no answer".into(), None));
+            match self.record(&batch, outcome, attempt) {
+                None => return Some(()),
+                Some(next) => wait = next,
+            }
+            attempt = attempt.saturating_add(1);
+        }
+    }
+
+    /// Counts and logs an outcome; for one to retry, returns the delay
+    /// before the next attempt (`attempt` attempts were made before).
+    fn record(&mut self, batch: &[Record], outcome: Attempt, attempt: u32) -> Option<Duration> {
+        match outcome {
+            Attempt::Delivered => {
+                for r in batch {
+                    self.metrics.delivered(r.kind);
+                }
+                None
+            }
+            Attempt::Failed(why) => {
+                for r in batch {
+                    self.metrics.failed(r.kind);
+                }
+                self.log(&why, "not retried");
+                None
+            }
+            Attempt::Retry(why, retry_after) => {
+                for r in batch {
+                    self.metrics.retried(r.kind);
+                }
+                self.log(&why, "retrying");
+                Some(retry_after.unwrap_or_else(|| self.backoff(attempt)))
+            }
+        }
+    }
+
+    /// Writes one request per batch on the connection (opening one if
+    /// needed) and reads their answers in order: one outcome per batch.
+    async fn attempt(&mut self, window: &[Vec<Record>]) -> Vec<Attempt> {
+        let all = |why: String| {
+            window
+                .iter()
+                .map(|_| Attempt::Retry(why.clone(), None))
+                .collect()
+        };
+        let mut conn = match self.conn.take() {
+            Some(c) if !c.is_closed() => c,
+            _ => match self.target.connect().await {
+                Ok(c) => c,
+                Err(e) => return all(e.to_string()),
+            },
+        };
+        for batch in window {
+            let body = self.body(batch);
             let ids = batch
                 .iter()
                 .map(|r| format!("{}-{}-{}", self.spool_id, r.lane, r.seq))
                 .collect::<Vec<_>>()
                 .join(",");
-            let id_value = HeaderValue::from_str(&ids).ok()?;
-            let started = Instant::now();
-            let outcome = self.attempt(body, &id_value).await;
-            self.metrics.observe_latency(started.elapsed());
-            match outcome {
-                Attempt::Delivered => {
-                    for r in &batch {
-                        self.metrics.delivered(r.kind);
+            let Ok(id) = HeaderValue::from_str(&ids) else {
+                return all("invalid event id".into());
+            };
+            let mut extra = vec![(self.options.event_id_header.clone(), id)];
+            if let Some(signing) = &self.options.signing {
+                extra.push((signing.header.clone(), sign(&signing.secret, &body)));
+            }
+            self.target.queue(&mut conn, &body, &extra);
+        }
+        let started = Instant::now();
+        if let Err(e) = self.target.flush(&mut conn).await {
+            // The connection is in an unknown state: dropped, not reused.
+            return all(e.to_string());
+        }
+        let mut out = Vec::with_capacity(window.len());
+        while out.len() < window.len() {
+            match self.target.answer(&mut conn).await {
+                Ok(answer) => {
+                    self.metrics.observe_latency(started.elapsed());
+                    let status = answer.status.as_u16();
+                    out.push(match status {
+                        200..=299 => Attempt::Delivered,
+                        408 | 429 | 500..=599 => {
+                            Attempt::Retry(format!("HTTP {status}"), answer.retry_after)
+                        }
+                        _ => Attempt::Failed(format!("HTTP {status}")),
+                    });
+                    if answer.close && out.len() < window.len() {
+                        let why = "the server closed the connection".to_string();
+                        out.resize_with(window.len(), || Attempt::Retry(why.clone(), None));
                     }
-                    return Some(last);
                 }
-                Attempt::Failed(why) => {
-                    for r in &batch {
-                        self.metrics.failed(r.kind);
-                    }
-                    self.log(&why, "not retried");
-                    return Some(last);
-                }
-                Attempt::Retry(why, retry_after) => {
-                    for r in &batch {
-                        self.metrics.retried(r.kind);
-                    }
-                    let delay = retry_after.unwrap_or_else(|| self.backoff(attempt));
-                    attempt = attempt.saturating_add(1);
-                    self.log(&why, "retrying");
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = self.stop.changed() => return None,
-                    }
+                Err(e) => {
+                    // No answer: the request may or may not have been
+                    // processed; it is sent again (a duplicate at worst).
+                    let why = e.to_string();
+                    out.resize_with(window.len(), || Attempt::Retry(why.clone(), None));
+                    return out;
                 }
             }
         }
-    }
-
-    async fn attempt(&mut self, body: Bytes, id: &HeaderValue) -> Attempt {
-        let conn = match self.conn.take() {
-            Some(c) => c,
-            None => match self.target.connect().await {
-                Ok(c) => c,
-                Err(e) => return Attempt::Retry(e.to_string(), None),
-            },
-        };
-        let mut conn = conn;
-        let mut extra = vec![(self.options.event_id_header.clone(), id.clone())];
-        if let Some(signing) = &self.options.signing {
-            extra.push((signing.header.clone(), sign(&signing.secret, &body)));
+        if !conn.is_closed() {
+            self.conn = Some(conn);
         }
-        match self.target.post(&mut conn, body, &extra).await {
-            Ok(answer) => {
-                self.conn = Some(conn);
-                let status = answer.status.as_u16();
-                match status {
-                    200..=299 => Attempt::Delivered,
-                    408 | 429 | 500..=599 => {
-                        Attempt::Retry(format!("HTTP {status}"), answer.retry_after)
-                    }
-                    _ => Attempt::Failed(format!("HTTP {status}")),
-                }
-            }
-            // Any failure: the connection is in an unknown state, so it is
-            // dropped (not put back) and the next attempt reconnects.
-            Err(e) => Attempt::Retry(e.to_string(), None),
-        }
+        out
     }
 
     /// The request body: the event's JSON object, or in batch mode a JSON
@@ -335,6 +473,19 @@ impl Lane {
             self.last_log = Some(Instant::now());
         }
     }
+}
+
+/// Adds a request's clients to the window's; `false` (adding none) if one
+/// of them is there already or unknown (which counts as anyone's).
+fn add_clients(clients: &mut HashSet<u32>, batch: &[Record]) -> bool {
+    if batch
+        .iter()
+        .any(|r| r.client.is_none_or(|c| clients.contains(&c)))
+    {
+        return false;
+    }
+    clients.extend(batch.iter().filter_map(|r| r.client));
+    true
 }
 
 /// The signature header value for `body` at the current time.

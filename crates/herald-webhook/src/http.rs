@@ -1,6 +1,16 @@
 //! One HTTP/1.1 connection to the web service, plain or TLS (rustls), and
-//! one POST over it. A delivery lane owns one of these and reconnects when
-//! it breaks.
+//! POSTs over it: one at a time, or several pipelined (written together,
+//! answered in order). A delivery lane owns one of these and reconnects
+//! when it breaks.
+//!
+//! The client side of HTTP/1.1 is small enough to do here rather than
+//! through hyper's client, which sends one request at a time: requests are
+//! written as `POST <path> HTTP/1.1` with `host`, `content-type`,
+//! `content-length` and the configured headers; answers are parsed with
+//! `httparse`, their bodies (`content-length`, `chunked`, or up to the end
+//! of the connection) skipped, interim `1xx` answers ignored, and
+//! `connection: close` (or an HTTP/1.0 answer without keep-alive) ends the
+//! connection after that answer.
 //!
 //! TLS follows `web.hook.ssl.*`: a CA bundle (else the system's roots), a
 //! client certificate and key for mutual TLS, verification on (default) or
@@ -13,16 +23,14 @@
 
 use crate::conf::{Header, ServerName as Sni, TlsSettings};
 use crate::endpoint::{Endpoint, Host};
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1::SendRequest;
+use bytes::{Buf, BytesMut};
+use hyper::StatusCode;
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderName, HeaderValue};
-use hyper::{Method, Request, StatusCode};
-use hyper_util::rt::TokioIo;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::client::WebPkiServerVerifier;
@@ -90,9 +98,34 @@ pub struct Target {
     request_timeout: Duration,
 }
 
+/// A byte stream to the web service: TCP, or TLS over TCP.
+trait Stream: AsyncRead + AsyncWrite + Send + Unpin {}
+impl<T: AsyncRead + AsyncWrite + Send + Unpin> Stream for T {}
+
 /// An open HTTP/1.1 connection.
 pub struct Connection {
-    sender: SendRequest<Full<Bytes>>,
+    io: Box<dyn Stream>,
+    /// Bytes read and not parsed yet.
+    input: BytesMut,
+    /// Requests queued and not written yet.
+    output: Vec<u8>,
+    /// Requests queued or written whose answers were not read yet.
+    waiting: usize,
+    /// The server said it closes the connection after an answer already
+    /// read: no more answers come, nothing more may be sent.
+    closed: bool,
+}
+
+impl Connection {
+    /// Requests sent (or queued) and not answered yet.
+    pub fn waiting(&self) -> usize {
+        self.waiting
+    }
+
+    /// Whether the server closes the connection: it must not be reused.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
 }
 
 /// What the server answered.
@@ -102,7 +135,13 @@ pub struct Answer {
     pub status: StatusCode,
     /// `Retry-After` in seconds, if given as a number.
     pub retry_after: Option<Duration>,
+    /// The server closes the connection after this answer.
+    pub close: bool,
 }
+
+/// Most bytes one answer may take (head and body): a server sending more
+/// is treated as broken rather than buffered without bound.
+const MAX_ANSWER: usize = 8 << 20;
 
 impl Target {
     /// Prepares the target: loads certificate files, checks headers.
@@ -163,88 +202,240 @@ impl Target {
             }
             .map_err(|e| SendError::Connect(e.to_string()))?;
             let _ = tcp.set_nodelay(true);
-            match &self.tls {
-                None => handshake(TokioIo::new(tcp)).await,
-                Some((connector, name)) => {
-                    let stream = connector
+            let io: Box<dyn Stream> = match &self.tls {
+                None => Box::new(tcp),
+                Some((connector, name)) => Box::new(
+                    connector
                         .connect(name.clone(), tcp)
                         .await
-                        .map_err(|e| SendError::Connect(format!("TLS: {e}")))?;
-                    handshake(TokioIo::new(stream)).await
-                }
-            }
+                        .map_err(|e| SendError::Connect(format!("TLS: {e}")))?,
+                ),
+            };
+            Ok(Connection {
+                io,
+                input: BytesMut::with_capacity(4096),
+                output: Vec::with_capacity(4096),
+                waiting: 0,
+                closed: false,
+            })
         };
         tokio::time::timeout(self.connect_timeout, connecting)
             .await
             .map_err(|_| SendError::ConnectTimeout(self.connect_timeout))?
     }
 
-    /// POSTs `body` with the configured headers plus `extra`, waiting at
-    /// most the request timeout for the whole answer.
-    pub async fn post(
-        &self,
-        conn: &mut Connection,
-        body: Bytes,
-        extra: &[(HeaderName, HeaderValue)],
-    ) -> Result<Answer, SendError> {
-        let mut request = Request::builder()
-            .method(Method::POST)
-            .uri(self.endpoint.path_and_query())
-            .header(HOST, self.host_header.clone())
-            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    /// Queues a POST of `body` with the configured headers plus `extra`;
+    /// [`Target::flush`] sends what is queued.
+    pub fn queue(&self, conn: &mut Connection, body: &[u8], extra: &[(HeaderName, HeaderValue)]) {
+        let out = &mut conn.output;
+        out.extend_from_slice(b"POST ");
+        out.extend_from_slice(self.endpoint.path_and_query().as_bytes());
+        out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
+        out.extend_from_slice(self.host_header.as_bytes());
+        out.extend_from_slice(b"\r\ncontent-type: application/json\r\ncontent-length: ");
+        out.extend_from_slice(body.len().to_string().as_bytes());
+        out.extend_from_slice(b"\r\n");
         for (n, v) in self.headers.iter().chain(extra) {
-            request = request.header(n, v);
+            out.extend_from_slice(n.as_str().as_bytes());
+            out.extend_from_slice(b": ");
+            out.extend_from_slice(v.as_bytes());
+            out.extend_from_slice(b"\r\n");
         }
-        let request = request
-            .body(Full::new(body))
-            .map_err(|e| SendError::Http(e.to_string()))?;
-        let exchange = async {
-            conn.sender
-                .ready()
-                .await
-                .map_err(|e| SendError::Http(e.to_string()))?;
-            let response = conn
-                .sender
-                .send_request(request)
-                .await
-                .map_err(|e| SendError::Http(e.to_string()))?;
-            let status = response.status();
-            let retry_after = response
-                .headers()
-                .get(hyper::header::RETRY_AFTER)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok())
-                .map(Duration::from_secs);
-            // Read the whole body so the connection can be reused.
-            response
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| SendError::Http(e.to_string()))?;
-            Ok(Answer {
-                status,
-                retry_after,
-            })
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(body);
+        conn.waiting += 1;
+    }
+
+    /// Writes the queued requests, within the request timeout.
+    pub async fn flush(&self, conn: &mut Connection) -> Result<(), SendError> {
+        if conn.closed {
+            return Err(SendError::Http("the server closed the connection".into()));
+        }
+        let writing = async {
+            conn.io.write_all(&conn.output).await?;
+            conn.io.flush().await
         };
-        tokio::time::timeout(self.request_timeout, exchange)
+        let written = tokio::time::timeout(self.request_timeout, writing)
+            .await
+            .map_err(|_| SendError::RequestTimeout(self.request_timeout))?;
+        conn.output.clear();
+        written.map_err(|e| SendError::Http(e.to_string()))
+    }
+
+    /// Reads the answer to the oldest request not answered yet, waiting at
+    /// most the request timeout.
+    pub async fn answer(&self, conn: &mut Connection) -> Result<Answer, SendError> {
+        tokio::time::timeout(self.request_timeout, read_answer(conn))
             .await
             .map_err(|_| SendError::RequestTimeout(self.request_timeout))?
     }
+
+    /// POSTs `body` and waits for its answer (each step within the request
+    /// timeout).
+    pub async fn post(
+        &self,
+        conn: &mut Connection,
+        body: &[u8],
+        extra: &[(HeaderName, HeaderValue)],
+    ) -> Result<Answer, SendError> {
+        self.queue(conn, body, extra);
+        self.flush(conn).await?;
+        self.answer(conn).await
+    }
 }
 
-async fn handshake<T>(io: TokioIo<T>) -> Result<Connection, SendError>
-where
-    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Send + Unpin + 'static,
-{
-    let (sender, connection) = hyper::client::conn::http1::handshake(io)
-        .await
-        .map_err(|e| SendError::Connect(e.to_string()))?;
-    tokio::spawn(async move {
-        if let Err(e) = connection.await {
-            tracing::debug!(error = %e, "webhook connection closed");
+async fn read_answer(conn: &mut Connection) -> Result<Answer, SendError> {
+    let mut eof = false;
+    loop {
+        match parse_answer(&conn.input, eof).map_err(SendError::Http)? {
+            Some((answer, used)) => {
+                conn.input.advance(used);
+                conn.waiting = conn.waiting.saturating_sub(1);
+                conn.closed |= answer.close;
+                return Ok(answer);
+            }
+            None if eof => {
+                return Err(SendError::Http(
+                    "the server closed the connection before answering".into(),
+                ));
+            }
+            None if conn.input.len() > MAX_ANSWER => {
+                return Err(SendError::Http(format!(
+                    "answer larger than {MAX_ANSWER} bytes"
+                )));
+            }
+            None => {}
         }
-    });
-    Ok(Connection { sender })
+        conn.input.reserve(8192);
+        let n = conn
+            .io
+            .read_buf(&mut conn.input)
+            .await
+            .map_err(|e| SendError::Http(e.to_string()))?;
+        eof = n == 0;
+    }
+}
+
+/// Parses one answer at the start of `buf`: `Ok(None)` if more bytes are
+/// needed, else the answer and how many bytes it took. `eof`: nothing more
+/// will come (an answer without a length ends there).
+pub fn parse_answer(buf: &[u8], eof: bool) -> Result<Option<(Answer, usize)>, String> {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut res = httparse::Response::new(&mut headers);
+    let head = match res.parse(buf) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(e) => return Err(format!("invalid HTTP answer: {e}")),
+    };
+    let code = res.code.unwrap_or(0);
+    if (100..200).contains(&code) && code != 101 {
+        // Interim answer (100 Continue, 103 Early Hints): the real one
+        // follows.
+        return Ok(parse_answer(&buf[head..], eof)?.map(|(a, n)| (a, head + n)));
+    }
+    let status = StatusCode::from_u16(code).map_err(|_| format!("invalid HTTP status {code}"))?;
+    let mut length: Option<usize> = None;
+    let mut chunked = false;
+    let mut close = res.version == Some(0);
+    let mut retry_after = None;
+    for h in res.headers.iter() {
+        let value = std::str::from_utf8(h.value).unwrap_or("").trim();
+        if h.name.eq_ignore_ascii_case("content-length") {
+            let n: usize = value
+                .parse()
+                .map_err(|_| format!("invalid content-length {value:?}"))?;
+            if length.is_some_and(|l| l != n) {
+                return Err("conflicting content-length headers".into());
+            }
+            length = Some(n);
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            chunked = value
+                .rsplit(',')
+                .next()
+                .is_some_and(|c| c.trim().eq_ignore_ascii_case("chunked"));
+        } else if h.name.eq_ignore_ascii_case("connection") {
+            for token in value.split(',').map(str::trim) {
+                if token.eq_ignore_ascii_case("close") {
+                    close = true;
+                } else if token.eq_ignore_ascii_case("keep-alive") && res.version == Some(0) {
+                    close = false;
+                }
+            }
+        } else if h.name.eq_ignore_ascii_case("retry-after") {
+            retry_after = value.parse::<u64>().ok().map(Duration::from_secs);
+        }
+    }
+    let body = &buf[head..];
+    let used = if code == 204 || code == 304 {
+        0
+    } else if chunked {
+        match chunked_len(body)? {
+            Some(n) => n,
+            None => return Ok(None),
+        }
+    } else if let Some(n) = length {
+        if body.len() < n {
+            return Ok(None);
+        }
+        n
+    } else if eof {
+        // Delimited by the end of the connection.
+        close = true;
+        body.len()
+    } else {
+        return Ok(None);
+    };
+    Ok(Some((
+        Answer {
+            status,
+            retry_after,
+            close,
+        },
+        head + used,
+    )))
+}
+
+/// Length of a complete chunked body at the start of `b` (trailers
+/// included), `None` if incomplete.
+fn chunked_len(b: &[u8]) -> Result<Option<usize>, String> {
+    let line_end = |from: usize| {
+        b[from..]
+            .windows(2)
+            .position(|w| w == b"\r\n")
+            .map(|i| from + i)
+    };
+    let mut pos = 0;
+    loop {
+        let Some(eol) = line_end(pos) else {
+            return Ok(None);
+        };
+        let line = std::str::from_utf8(&b[pos..eol]).map_err(|_| "invalid chunk size line")?;
+        let hex = line.split(';').next().unwrap_or("").trim();
+        let size = usize::from_str_radix(hex, 16)
+            .ok()
+            .filter(|_| hex.len() <= 8)
+            .ok_or_else(|| format!("invalid chunk size {hex:?}"))?;
+        pos = eol + 2;
+        if size == 0 {
+            // Trailer lines up to an empty one.
+            loop {
+                let Some(eol) = line_end(pos) else {
+                    return Ok(None);
+                };
+                if eol == pos {
+                    return Ok(Some(pos + 2));
+                }
+                pos = eol + 2;
+            }
+        }
+        if b.len() < pos + size + 2 {
+            return Ok(None);
+        }
+        if &b[pos + size..pos + size + 2] != b"\r\n" {
+            return Err("chunk not followed by CRLF".into());
+        }
+        pos += size + 2;
+    }
 }
 
 fn file_error(key: &'static str, path: &Path, why: impl ToString) -> SetupError {
@@ -397,5 +588,70 @@ impl ServerCertVerifier for Verifier {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.inner.supported_verify_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_answer;
+    use std::time::Duration;
+
+    /// Status, close and bytes used, or `None` when incomplete.
+    fn parse(text: &str, eof: bool) -> Option<(u16, bool, usize)> {
+        parse_answer(text.as_bytes(), eof)
+            .expect("valid")
+            .map(|(a, n)| (a.status.as_u16(), a.close, n))
+    }
+
+    #[test]
+    fn content_length_bodies_end_where_they_say() {
+        let one = "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello";
+        let two = format!("{one}HTTP/1.1 503 Busy\r\ncontent-length: 0\r\n\r\n");
+        assert_eq!(parse(&two, false), Some((200, false, one.len())));
+        assert_eq!(parse(&two[one.len()..], false).map(|a| a.0), Some(503));
+        assert_eq!(parse(&one[..one.len() - 1], false), None, "body incomplete");
+        assert_eq!(parse("HTTP/1.1 200 OK\r\ncontent-le", false), None);
+    }
+
+    #[test]
+    fn chunked_bodies_with_extensions_and_trailers() {
+        let text = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+                    5;ext=1\r\nhello\r\nA\r\n0123456789\r\n0\r\nx-trailer: 1\r\n\r\n";
+        assert_eq!(parse(text, false), Some((200, false, text.len())));
+        for cut in [text.len() - 1, text.len() - 3, text.len() - 20] {
+            assert_eq!(parse(&text[..cut], false), None, "cut at {cut}");
+        }
+        let bad = "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\n";
+        assert!(parse_answer(bad.as_bytes(), false).is_err());
+    }
+
+    #[test]
+    fn interim_answers_are_skipped() {
+        let text = "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n";
+        assert_eq!(parse(text, false), Some((204, false, text.len())));
+    }
+
+    #[test]
+    fn connection_close_and_http_1_0() {
+        let close = "HTTP/1.1 200 OK\r\nConnection: close\r\ncontent-length: 0\r\n\r\n";
+        assert_eq!(parse(close, false).map(|a| a.1), Some(true));
+        let old = "HTTP/1.0 200 OK\r\ncontent-length: 0\r\n\r\n";
+        assert_eq!(parse(old, false).map(|a| a.1), Some(true));
+        let kept = "HTTP/1.0 200 OK\r\nconnection: keep-alive\r\ncontent-length: 0\r\n\r\n";
+        assert_eq!(parse(kept, false).map(|a| a.1), Some(false));
+        // No length: the body runs to the end of the connection.
+        let open = "HTTP/1.1 200 OK\r\n\r\nuntil the end";
+        assert_eq!(parse(open, false), None);
+        assert_eq!(parse(open, true), Some((200, true, open.len())));
+    }
+
+    #[test]
+    fn retry_after_and_garbage() {
+        let text = "HTTP/1.1 429 Too Many\r\nretry-after: 7\r\ncontent-length: 0\r\n\r\n";
+        let (answer, _) = parse_answer(text.as_bytes(), false).unwrap().unwrap();
+        assert_eq!(answer.retry_after, Some(Duration::from_secs(7)));
+        assert!(parse_answer(b"SSH-2.0-OpenSSH\r\n\r\n", false).is_err());
+        let two = "HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\nab";
+        assert!(parse_answer(two.as_bytes(), false).is_err());
     }
 }

@@ -80,24 +80,30 @@ impl Handler for Enqueue {
             return;
         };
         let body = Bytes::from(out);
-        let lane = lane_of(client_id(event), self.spool.lanes());
+        let key = client_key(client_id(event));
         let tag = kind.index() as u8;
         for _ in 0..copies {
-            self.spool.push(lane, tag, now, body.clone());
+            self.spool.push(key, tag, now, body.clone());
             self.metrics.matched(tag);
         }
     }
 }
 
-/// The lane of a client: FNV-1a of its id, so it is the same on every run
-/// (the spool keeps lanes across restarts).
-pub fn lane_of(client_id: &str, lanes: usize) -> usize {
+/// A client's key in the spool: FNV-1a of its id, so it is the same on
+/// every run (the spool keeps lanes across restarts).
+pub fn client_key(client_id: &str) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for b in client_id.bytes() {
         h ^= u64::from(b);
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
-    (h % lanes.max(1) as u64) as usize
+    h
+}
+
+/// The lane of a client: its key modulo the lane count (what the spool
+/// does with the key).
+pub fn lane_of(client_id: &str, lanes: usize) -> usize {
+    (client_key(client_id) % lanes.max(1) as u64) as usize
 }
 
 fn now_ms() -> u64 {
@@ -166,6 +172,11 @@ impl WebHook {
             max_event_age: config.max_event_age,
             batch_size: config.batch.size.max(1),
             batch_interval: config.batch.interval,
+            window: if config.enable_pipelining {
+                deliver::PIPELINE_WINDOW
+            } else {
+                1
+            },
             signing,
             event_id_header: header_name("web.hook.event_id_header", &config.event_id_header)?,
         };

@@ -7,9 +7,11 @@
 //! (`lane-007/00000000000000000042.seg`, named by their first sequence
 //! number) and a `cursor` file holding the first sequence number not yet
 //! delivered. A record is `len u32 | crc32 u32 | seq u64 | enqueued_ms u64 |
-//! kind u8 | body`, all big-endian; `len` counts from `seq` to the end and
-//! the CRC covers the same bytes, so a torn write at a crash is found and
-//! cut off at the next start.
+//! kind u8 | [client u32] | body`, all big-endian; `client` is there when
+//! the top bit of `kind` is set (records written before it existed lack
+//! it); `len` counts from `seq` to the end and the CRC covers the same
+//! bytes, so a torn write at a crash is found and cut off at the next
+//! start.
 //!
 //! Who does what:
 //! - [`Spool::push`] (the MQTT path, via the WebHook handler) only appends
@@ -41,8 +43,12 @@ use tokio::sync::Notify;
 
 /// Bytes of a record before its body: len, crc, seq, enqueued_ms, kind.
 const HEADER: usize = 4 + 4 + 8 + 8 + 1;
-/// Bytes covered by `len` besides the body.
+/// Bytes covered by `len` besides the body (and the client).
 const LEN_FIXED: usize = 8 + 8 + 1;
+/// Bytes of the client field.
+const CLIENT: usize = 4;
+/// Set in the stored `kind` byte when the client field follows.
+const HAS_CLIENT: u8 = 0x80;
 /// Refuse records claiming more than this (a corrupt length field).
 const MAX_RECORD: usize = 64 * 1024 * 1024;
 /// Most bytes accepted and waiting in memory for the writer thread.
@@ -120,10 +126,22 @@ pub struct Record {
     pub seq: u64,
     /// When it was accepted, ms since the epoch (for a maximum event age).
     pub enqueued_ms: u64,
-    /// The caller's event kind tag (for per-kind metrics).
+    /// The caller's event kind tag (for per-kind metrics), below 0x80.
     pub kind: u8,
+    /// Identifies the client the event is about (a hash: two clients may
+    /// share one; `None` for records from before it was kept, which must
+    /// be taken as anyone's).
+    pub client: Option<u32>,
     /// The request body.
     pub body: Bytes,
+}
+
+impl Record {
+    /// Bytes the record takes in a segment file.
+    pub fn stored_len(&self) -> u64 {
+        let client = if self.client.is_some() { CLIENT } else { 0 };
+        (HEADER + client + self.body.len()) as u64
+    }
 }
 
 /// Counters the spool keeps.
@@ -185,8 +203,15 @@ struct Lane {
 struct Pending {
     lane: usize,
     kind: u8,
+    client: u32,
     enqueued_ms: u64,
     body: Bytes,
+}
+
+impl Pending {
+    fn stored_len(&self) -> u64 {
+        (HEADER + CLIENT + self.body.len()) as u64
+    }
 }
 
 /// State shared by the pushers, the writer thread and the readers.
@@ -295,27 +320,30 @@ impl Spool {
         ))
     }
 
-    /// Accepts an event for `lane` (taken modulo the lane count): a
+    /// Accepts an event about the client whose hash is `key`: it goes to
+    /// lane `key` modulo the lane count, tagged with the client (so a
+    /// pipelining lane never has two of one client's requests in flight). A
     /// non-blocking append to the pending list. If the pending list alone
     /// exceeds the smaller of the size limit and 64 MiB (the disk cannot
     /// keep up), its oldest entries are dropped and counted, so memory stays
     /// bounded whatever the disk does.
-    pub fn push(&self, lane: usize, kind: u8, enqueued_ms: u64, body: Bytes) {
+    pub fn push(&self, key: u64, kind: u8, enqueued_ms: u64, body: Bytes) {
         let shared = &self.shared;
-        let size = (HEADER + body.len()) as u64;
+        let size = (HEADER + CLIENT + body.len()) as u64;
         let wake = {
             let mut pending = lock(&shared.pending);
             let wake = std::mem::take(&mut pending.idle);
             pending.bytes += size;
             pending.items.push_back(Pending {
-                lane: lane % shared.lanes.len(),
-                kind,
+                lane: (key % shared.lanes.len() as u64) as usize,
+                kind: kind & !HAS_CLIENT,
+                client: (key ^ (key >> 32)) as u32,
                 enqueued_ms,
                 body,
             });
             while pending.bytes > shared.pending_limit && pending.items.len() > 1 {
                 if let Some(old) = pending.items.pop_front() {
-                    pending.bytes -= (HEADER + old.body.len()) as u64;
+                    pending.bytes -= old.stored_len();
                 }
                 shared.stats.dropped.fetch_add(1, Ordering::Relaxed);
             }
@@ -480,7 +508,7 @@ fn scan_segment(path: &Path, first_seq: u64) -> Result<(u64, u64), SpoolError> {
             break;
         }
         expected += 1;
-        good_len += (HEADER + record.body.len()) as u64;
+        good_len += record.stored_len();
     }
     let actual = fs::metadata(path).map_err(io_err(path))?.len();
     if actual != good_len {
@@ -526,22 +554,35 @@ fn read_record(r: &mut impl Read, lane: usize) -> io::Result<Option<Record>> {
     let seq = data.get_u64();
     let enqueued_ms = data.get_u64();
     let kind = data.get_u8();
+    let client = if kind & HAS_CLIENT != 0 {
+        if data.len() < CLIENT {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "record too short for its client field",
+            ));
+        }
+        Some(data.get_u32())
+    } else {
+        None
+    };
     Ok(Some(Record {
         lane,
         seq,
         enqueued_ms,
-        kind,
+        kind: kind & !HAS_CLIENT,
+        client,
         body: data,
     }))
 }
 
-fn encode_record(out: &mut Vec<u8>, seq: u64, enqueued_ms: u64, kind: u8, body: &[u8]) {
+fn encode_record(out: &mut Vec<u8>, seq: u64, p: &Pending) {
     let start = out.len();
     out.extend_from_slice(&[0; 8]);
     out.extend_from_slice(&seq.to_be_bytes());
-    out.extend_from_slice(&enqueued_ms.to_be_bytes());
-    out.push(kind);
-    out.extend_from_slice(body);
+    out.extend_from_slice(&p.enqueued_ms.to_be_bytes());
+    out.push(p.kind | HAS_CLIENT);
+    out.extend_from_slice(&p.client.to_be_bytes());
+    out.extend_from_slice(&p.body);
     let len = (out.len() - start - 8) as u32;
     let crc = crc32(&out[start + 8..]);
     out[start..start + 4].copy_from_slice(&len.to_be_bytes());
@@ -639,19 +680,14 @@ impl Writer {
         for p in batch.drain(..) {
             let seq = base[p.lane] + committed[p.lane].len() as u64;
             if disk.is_some() {
-                encode_record(
-                    &mut self.buffers[p.lane],
-                    seq,
-                    p.enqueued_ms,
-                    p.kind,
-                    &p.body,
-                );
+                encode_record(&mut self.buffers[p.lane], seq, &p);
             }
             committed[p.lane].push(Record {
                 lane: p.lane,
                 seq,
                 enqueued_ms: p.enqueued_ms,
                 kind: p.kind,
+                client: Some(p.client),
                 body: p.body,
             });
         }
@@ -689,7 +725,7 @@ impl Writer {
             {
                 let mut lane = lock(&shared.lanes[lane_no]);
                 let n = records.len() as u64;
-                let bytes: u64 = records.iter().map(|r| (HEADER + r.body.len()) as u64).sum();
+                let bytes: u64 = records.iter().map(Record::stored_len).sum();
                 lane.committed += n;
                 shared.stats.committed.fetch_add(n, Ordering::Relaxed);
                 if on_disk[lane_no] {
@@ -699,7 +735,7 @@ impl Writer {
                     lane.cache.extend(records);
                     while lane.cache_bytes > shared.cache_limit {
                         match lane.cache.pop_front() {
-                            Some(r) => lane.cache_bytes -= (HEADER + r.body.len()) as u64,
+                            Some(r) => lane.cache_bytes -= r.stored_len(),
                             None => break,
                         }
                     }
@@ -860,7 +896,7 @@ impl Writer {
             let (records, bytes, path) = if let Some(r) = lane.memory.pop_front() {
                 lane.floor = lane.floor.max(r.seq + 1);
                 let lost = u64::from(r.seq >= lane.read);
-                (lost, (HEADER + r.body.len()) as u64, None)
+                (lost, r.stored_len(), None)
             } else if lane.segments.len() > 1 {
                 match lane.segments.pop_front() {
                     Some(s) => {
@@ -956,7 +992,7 @@ fn trim_front(records: &mut VecDeque<Record>, seq: u64) -> u64 {
     let mut freed = 0;
     while records.front().is_some_and(|r| r.seq < seq) {
         if let Some(r) = records.pop_front() {
-            freed += (HEADER + r.body.len()) as u64;
+            freed += r.stored_len();
         }
     }
     freed

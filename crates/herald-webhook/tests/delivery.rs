@@ -17,6 +17,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -426,4 +427,91 @@ async fn retry_after_is_honoured() {
         times[1] - times[0]
     );
     hook.shutdown(Duration::from_secs(1)).await;
+}
+
+/// Complete requests at the start of `buf`: how many, and the bytes they
+/// take (parsed with httparse, bodies by content-length).
+fn complete_requests(buf: &[u8]) -> (usize, usize) {
+    let (mut count, mut pos) = (0, 0);
+    loop {
+        let mut headers = [httparse::EMPTY_HEADER; 32];
+        let mut req = httparse::Request::new(&mut headers);
+        let Ok(httparse::Status::Complete(head)) = req.parse(&buf[pos..]) else {
+            return (count, pos);
+        };
+        let len: usize = req
+            .headers
+            .iter()
+            .find(|h| h.name.eq_ignore_ascii_case("content-length"))
+            .map(|h| std::str::from_utf8(h.value).unwrap().parse().unwrap())
+            .unwrap_or(0);
+        if buf.len() < pos + head + len {
+            return (count, pos);
+        }
+        pos += head + len;
+        count += 1;
+    }
+}
+
+/// Five events of five clients, all committed before the web server takes
+/// its first request; it answers whatever complete requests it has read,
+/// and reports the most it ever held unanswered at once.
+async fn most_requests_in_flight(pipelining: bool) -> usize {
+    const EVENTS: usize = 5;
+    // Bound but not accepting yet: the lane's connection completes in the
+    // backlog and its first request waits there.
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (broker, hook) = webhook(
+        addr,
+        &format!("web.hook.pool_size = 1\nweb.hook.enable_pipelining = {pipelining}\n"),
+    );
+    for c in 0..EVENTS {
+        publish(&broker, &format!("client-{c}"), c.to_string());
+    }
+    let committed = async {
+        while hook.spool().stats().committed.load(Ordering::Relaxed) < EVENTS as u64 {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    };
+    tokio::time::timeout(WAIT, committed)
+        .await
+        .expect("events committed");
+    let (mut stream, _) = listener.accept().await.unwrap();
+    let (mut buf, mut answered, mut most) = (Vec::new(), 0, 0);
+    while answered < EVENTS {
+        let mut chunk = [0u8; 65536];
+        let n = tokio::time::timeout(WAIT, stream.read(&mut chunk))
+            .await
+            .expect("a request")
+            .unwrap();
+        assert!(n > 0, "the lane closed its connection");
+        buf.extend_from_slice(&chunk[..n]);
+        let (count, used) = complete_requests(&buf);
+        buf.drain(..used);
+        most = most.max(count);
+        for _ in 0..count {
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                .await
+                .unwrap();
+        }
+        answered += count;
+    }
+    hook.shutdown(Duration::from_secs(1)).await;
+    most
+}
+
+#[tokio::test]
+async fn pipelining_lanes_send_several_clients_events_before_an_answer() {
+    let most = most_requests_in_flight(true).await;
+    assert!(
+        most >= 2,
+        "with pipelining the server held {most} unanswered requests at most"
+    );
+}
+
+#[tokio::test]
+async fn without_pipelining_one_request_at_a_time() {
+    assert_eq!(most_requests_in_flight(false).await, 1);
 }

@@ -53,7 +53,7 @@ async fn memory_lanes_deliver_in_order() {
     let (spool, mut readers) = Spool::open(options(None, 3)).unwrap();
     for i in 0..50 {
         for lane in 0..3 {
-            spool.push(lane, 1, 0, body(lane, i));
+            spool.push(lane as u64, 1, 0, body(lane, i));
         }
     }
     for (lane, reader) in readers.iter_mut().enumerate() {
@@ -76,7 +76,7 @@ async fn disk_spool_survives_reopen_and_forgets_acked() {
     {
         let (spool, mut readers) = Spool::open(options(Some(dir.0.clone()), 2)).unwrap();
         for i in 0..100 {
-            spool.push(i % 2, 7, 1000 + i as u64, body(i % 2, i));
+            spool.push((i % 2) as u64, 7, 1000 + i as u64, body(i % 2, i));
         }
         // Deliver the first 10 of lane 0 only.
         for _ in 0..10 {
