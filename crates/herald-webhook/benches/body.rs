@@ -31,23 +31,49 @@ fn bodies(c: &mut Criterion) {
         ByteStr::from("device-00042"),
         Some(ByteStr::from("fleet")),
     );
+    // What herald-bench publishes: a binary header (sequence number,
+    // timestamp) and zero padding, mostly control characters to escape.
+    let mut binary = vec![0u8; 64];
+    binary[..16].copy_from_slice(&0x0001_02ff_1234_5678_9abc_def0_0000_002au128.to_be_bytes());
+    let binary = Message::new(
+        ByteStr::from("herald-bench/1/in"),
+        Bytes::from(binary),
+        QoS::AtLeastOnce,
+        false,
+        Properties::default(),
+        ByteStr::from("hb-1-p7"),
+        None,
+    );
     let mut group = c.benchmark_group("webhook_body");
     group.throughput(Throughput::Elements(1));
-    for (name, profile, encoding) in [
-        ("publish_v4.0_plain", Profile::V4_0, PayloadEncoding::Plain),
+    for (name, profile, encoding, message) in [
+        (
+            "publish_v4.0_plain",
+            Profile::V4_0,
+            PayloadEncoding::Plain,
+            &message,
+        ),
+        (
+            "publish_v4.0_plain_binary",
+            Profile::V4_0,
+            PayloadEncoding::Plain,
+            &binary,
+        ),
         (
             "publish_v4.4_base64",
             Profile::V4_4,
             PayloadEncoding::Base64,
+            &message,
         ),
         (
             "publish_v4.0_base62",
             Profile::V4_0,
             PayloadEncoding::Base62,
+            &message,
         ),
     ] {
         let builder = BodyBuilder::new(profile, encoding, "herald@127.0.0.1");
-        let event = Event::MessagePublish { message: &message };
+        let event = Event::MessagePublish { message };
         group.bench_function(name, |b| {
             let mut out = Vec::with_capacity(512);
             b.iter(|| {

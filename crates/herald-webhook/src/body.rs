@@ -346,32 +346,49 @@ fn write_str(s: &str, out: &mut Vec<u8>) {
 /// Appends `s` escaped for the inside of a JSON string: `"`, `\` and the
 /// control characters U+0000..U+001F; everything else as is (UTF-8).
 pub(crate) fn escape_into(s: &str, out: &mut Vec<u8>) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
     let bytes = s.as_bytes();
-    out.reserve(bytes.len());
     let mut start = 0;
     for (i, &b) in bytes.iter().enumerate() {
-        let escaped: &[u8] = match b {
-            b'"' => b"\\\"",
-            b'\\' => b"\\\\",
-            b'\n' => b"\\n",
-            b'\r' => b"\\r",
-            b'\t' => b"\\t",
-            0x08 => b"\\b",
-            0x0C => b"\\f",
-            0x00..=0x1F => &[
-                b'\\',
-                b'u',
-                b'0',
-                b'0',
-                HEX[usize::from(b >> 4)],
-                HEX[usize::from(b & 0x0F)],
-            ],
-            _ => continue,
-        };
-        out.extend_from_slice(&bytes[start..i]);
-        out.extend_from_slice(escaped);
+        let (len, seq) = ESCAPES[usize::from(b)];
+        if len == 0 {
+            continue;
+        }
+        if start < i {
+            out.extend_from_slice(&bytes[start..i]);
+        }
+        // A fixed-size copy, then cut to the escape's length: cheaper than
+        // a copy of variable length.
+        out.extend_from_slice(&seq);
+        out.truncate(out.len() - (6 - usize::from(len)));
         start = i + 1;
     }
     out.extend_from_slice(&bytes[start..]);
 }
+
+/// What each byte becomes inside a JSON string: `(0, _)` for itself, else
+/// the length and bytes of its escape (RFC 8259 §7: `"`, `\` and the
+/// control characters; the short forms where JSON has them).
+static ESCAPES: [(u8, [u8; 6]); 256] = {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    let mut table = [(0u8, [0u8; 6]); 256];
+    let mut b = 0;
+    while b < 0x20 {
+        table[b] = (6, [b'\\', b'u', b'0', b'0', HEX[b >> 4], HEX[b & 0x0F]]);
+        b += 1;
+    }
+    let short: [(u8, u8); 7] = [
+        (b'"', b'"'),
+        (b'\\', b'\\'),
+        (b'\n', b'n'),
+        (b'\r', b'r'),
+        (b'\t', b't'),
+        (0x08, b'b'),
+        (0x0C, b'f'),
+    ];
+    let mut i = 0;
+    while i < short.len() {
+        table[short[i].0 as usize] = (2, [b'\\', short[i].1, 0, 0, 0, 0]);
+        i += 1;
+    }
+    table
+};

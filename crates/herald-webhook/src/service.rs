@@ -75,11 +75,17 @@ impl Handler for Enqueue {
             return;
         }
         let now = now_ms();
-        let mut out = Vec::with_capacity(256);
-        let Some(kind) = self.bodies.write(event, now, &mut out) else {
+        // Written into a per-thread scratch buffer, then copied once into
+        // an allocation of the exact size (no growing, no slack kept in
+        // the spool).
+        let written = SCRATCH.with_borrow_mut(|out| {
+            out.clear();
+            let kind = self.bodies.write(event, now, out)?;
+            Some((kind, Bytes::copy_from_slice(out)))
+        });
+        let Some((kind, body)) = written else {
             return;
         };
-        let body = Bytes::from(out);
         let key = client_key(client_id(event));
         let tag = kind.index() as u8;
         for _ in 0..copies {
@@ -87,6 +93,11 @@ impl Handler for Enqueue {
             self.metrics.matched(tag);
         }
     }
+}
+
+thread_local! {
+    /// The handler's body buffer on this thread.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(1024));
 }
 
 /// A client's key in the spool: FNV-1a of its id, so it is the same on
