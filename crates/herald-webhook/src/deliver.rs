@@ -31,6 +31,7 @@ use crate::spool::{LaneReader, Record, Spool};
 use bytes::{BufMut, Bytes, BytesMut};
 use hyper::header::{HeaderName, HeaderValue};
 use std::collections::HashSet;
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
@@ -111,6 +112,7 @@ pub fn start(
                 last_log: None,
                 held: None,
                 clients: HashSet::new(),
+                ids: String::new(),
             };
             tokio::spawn(lane.run())
         })
@@ -160,6 +162,8 @@ struct Lane {
     held: Option<Vec<Record>>,
     /// Clients with a request in the window being filled.
     clients: HashSet<u32>,
+    /// Reused buffer for the event id header.
+    ids: String,
 }
 
 impl Lane {
@@ -374,22 +378,26 @@ impl Lane {
                 Err(e) => return all(e.to_string()),
             },
         };
+        let mut ids = std::mem::take(&mut self.ids);
         for batch in window {
             let body = self.body(batch);
-            let ids = batch
-                .iter()
-                .map(|r| format!("{}-{}-{}", self.spool_id, r.lane, r.seq))
-                .collect::<Vec<_>>()
-                .join(",");
-            let Ok(id) = HeaderValue::from_str(&ids) else {
-                return all("invalid event id".into());
-            };
-            let mut extra = vec![(self.options.event_id_header.clone(), id)];
-            if let Some(signing) = &self.options.signing {
-                extra.push((signing.header.clone(), sign(&signing.secret, &body)));
+            ids.clear();
+            for (i, r) in batch.iter().enumerate() {
+                let sep = if i > 0 { "," } else { "" };
+                let _ = write!(ids, "{sep}{}-{}-{}", self.spool_id, r.lane, r.seq);
+            }
+            let signature = self
+                .options
+                .signing
+                .as_ref()
+                .map(|s| (&s.header, sign(&s.secret, &body)));
+            let mut extra = vec![(&self.options.event_id_header, ids.as_bytes())];
+            if let Some((header, value)) = &signature {
+                extra.push((header, value.as_bytes()));
             }
             self.target.queue(&mut conn, &body, &extra);
         }
+        self.ids = ids;
         let started = Instant::now();
         if let Err(e) = self.target.flush(&mut conn).await {
             // The connection is in an unknown state: dropped, not reused.

@@ -226,19 +226,20 @@ impl Target {
 
     /// Queues a POST of `body` with the configured headers plus `extra`;
     /// [`Target::flush`] sends what is queued.
-    pub fn queue(&self, conn: &mut Connection, body: &[u8], extra: &[(HeaderName, HeaderValue)]) {
+    pub fn queue(&self, conn: &mut Connection, body: &[u8], extra: &[(&HeaderName, &[u8])]) {
+        use std::io::Write as _;
         let out = &mut conn.output;
         out.extend_from_slice(b"POST ");
         out.extend_from_slice(self.endpoint.path_and_query().as_bytes());
         out.extend_from_slice(b" HTTP/1.1\r\nhost: ");
         out.extend_from_slice(self.host_header.as_bytes());
         out.extend_from_slice(b"\r\ncontent-type: application/json\r\ncontent-length: ");
-        out.extend_from_slice(body.len().to_string().as_bytes());
-        out.extend_from_slice(b"\r\n");
-        for (n, v) in self.headers.iter().chain(extra) {
+        let _ = write!(out, "{}\r\n", body.len());
+        let configured = self.headers.iter().map(|(n, v)| (n, v.as_bytes()));
+        for (n, v) in configured.chain(extra.iter().copied()) {
             out.extend_from_slice(n.as_str().as_bytes());
             out.extend_from_slice(b": ");
-            out.extend_from_slice(v.as_bytes());
+            out.extend_from_slice(v);
             out.extend_from_slice(b"\r\n");
         }
         out.extend_from_slice(b"\r\n");
@@ -268,19 +269,6 @@ impl Target {
         tokio::time::timeout(self.request_timeout, read_answer(conn))
             .await
             .map_err(|_| SendError::RequestTimeout(self.request_timeout))?
-    }
-
-    /// POSTs `body` and waits for its answer (each step within the request
-    /// timeout).
-    pub async fn post(
-        &self,
-        conn: &mut Connection,
-        body: &[u8],
-        extra: &[(HeaderName, HeaderValue)],
-    ) -> Result<Answer, SendError> {
-        self.queue(conn, body, extra);
-        self.flush(conn).await?;
-        self.answer(conn).await
     }
 }
 
