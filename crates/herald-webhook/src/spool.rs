@@ -34,7 +34,7 @@
 use bytes::{Buf, Bytes};
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufReader, IoSlice, Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -575,19 +575,25 @@ fn read_record(r: &mut impl Read, lane: usize) -> io::Result<Option<Record>> {
     }))
 }
 
-fn encode_record(out: &mut Vec<u8>, seq: u64, p: &Pending) {
+/// Appends a record's header (everything before the body, which is
+/// written from its own buffer, not copied here).
+fn encode_head(out: &mut Vec<u8>, seq: u64, p: &Pending) {
     let start = out.len();
     out.extend_from_slice(&[0; 8]);
     out.extend_from_slice(&seq.to_be_bytes());
     out.extend_from_slice(&p.enqueued_ms.to_be_bytes());
     out.push(p.kind | HAS_CLIENT);
     out.extend_from_slice(&p.client.to_be_bytes());
-    out.extend_from_slice(&p.body);
-    let len = (out.len() - start - 8) as u32;
-    let crc = crc32(&out[start + 8..]);
+    let len = (out.len() - start - 8 + p.body.len()) as u32;
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&out[start + 8..]);
+    crc.update(&p.body);
     out[start..start + 4].copy_from_slice(&len.to_be_bytes());
-    out[start + 4..start + 8].copy_from_slice(&crc.to_be_bytes());
+    out[start + 4..start + 8].copy_from_slice(&crc.finalize().to_be_bytes());
 }
+
+/// Bytes of the header [`encode_head`] writes.
+const HEAD: usize = HEADER + CLIENT;
 
 /// CRC-32 (IEEE 802.3, reflected, as zlib computes it), hardware-assisted
 /// where the CPU has it (the writer checksums every record it writes).
@@ -605,7 +611,7 @@ struct Writer {
     last_fsync: Instant,
     last_housekeeping: Instant,
     last_cursor: Instant,
-    /// Reused encoding buffers, one per lane.
+    /// Reused buffers for record headers, one per lane.
     buffers: Vec<Vec<u8>>,
     /// One failure log line per interval, not per write.
     last_error_log: Option<Instant>,
@@ -680,7 +686,7 @@ impl Writer {
         for p in batch.drain(..) {
             let seq = base[p.lane] + committed[p.lane].len() as u64;
             if disk.is_some() {
-                encode_record(&mut self.buffers[p.lane], seq, &p);
+                encode_head(&mut self.buffers[p.lane], seq, &p);
             }
             committed[p.lane].push(Record {
                 lane: p.lane,
@@ -752,13 +758,15 @@ impl Writer {
         self.enforce_limit();
     }
 
-    /// Writes the lane's encoded buffer to its active segment, starting a
+    /// Writes the lane's records (the encoded headers, each followed by its
+    /// body, with one vectored write) to its active segment, starting a
     /// new segment when the current one is full.
     fn append(&mut self, dir: &Path, lane_no: usize, records: &[Record]) -> io::Result<()> {
         let shared = self.shared.clone();
-        let buf = std::mem::take(&mut self.buffers[lane_no]);
+        let heads = std::mem::take(&mut self.buffers[lane_no]);
         let first = records.first().map_or(0, |r| r.seq);
         let count = records.len() as u64;
+        let total = (heads.len() + records.iter().map(|r| r.body.len()).sum::<usize>()) as u64;
         let result = (|| {
             let mut lane = lock(&shared.lanes[lane_no]);
             let rotate = lane
@@ -784,23 +792,33 @@ impl Writer {
             }
             drop(lane);
             if let Some(file) = self.active[lane_no].as_mut() {
-                file.write_all(&buf)?;
+                let mut slices: Vec<IoSlice<'_>> = heads
+                    .chunks(HEAD)
+                    .zip(records)
+                    .flat_map(|(head, r)| [IoSlice::new(head), IoSlice::new(&r.body)])
+                    .collect();
+                let mut rest = &mut slices[..];
+                while !rest.is_empty() {
+                    match file.write_vectored(rest) {
+                        Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                        Ok(n) => IoSlice::advance_slices(&mut rest, n),
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(e),
+                    }
+                }
             }
             let mut lane = lock(&shared.lanes[lane_no]);
             if let Some(seg) = lane.segments.back_mut() {
                 seg.end_seq = first + count;
-                seg.len += buf.len() as u64;
+                seg.len += total;
             }
-            lane.bytes += buf.len() as u64;
-            shared
-                .stats
-                .bytes
-                .fetch_add(buf.len() as u64, Ordering::Relaxed);
+            lane.bytes += total;
+            shared.stats.bytes.fetch_add(total, Ordering::Relaxed);
             Ok(())
         })();
-        let mut buf = buf;
-        buf.clear();
-        self.buffers[lane_no] = buf;
+        let mut heads = heads;
+        heads.clear();
+        self.buffers[lane_no] = heads;
         self.dirty[lane_no] = true;
         result
     }
