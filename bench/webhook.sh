@@ -5,8 +5,10 @@
 #   BENCH_ROUNDS=1 BENCH_DURATION=3 BENCH_OUTAGE=20 bash bench/webhook.sh   # a quick trial
 #
 # Herald with the WebHook on message.publish, posting to `herald-bench sink`
-# on 127.0.0.1, disk spool in a temp dir (fsync = interval, the default),
-# retry.initial_backoff = 100ms, retry.max_backoff = 5s. Three parts:
+# on 127.0.0.1, disk spool in a temp dir (fsync = interval, the default;
+# max_bytes = 8GB so that a flat-out run, which spools over 1 GB, is not cut
+# by the default 1 GB limit), retry.initial_backoff = 100ms,
+# retry.max_backoff = 5s. Three parts:
 #
 #  1. throughput: MQTT fan-in (100 → 1, QoS 1, flat out) with the WebHook off,
 #     on (one event per request) and on batched (100 events / 10 ms); events/s
@@ -110,6 +112,7 @@ web.hook.enable_pipelining = true
 web.hook.spool.dir = $WORK/spool
 web.hook.spool.mode = disk
 web.hook.spool.fsync = interval
+web.hook.spool.max_bytes = 8GB
 web.hook.retry.initial_backoff = 100ms
 web.hook.retry.max_backoff = 5s
 web.hook.batch.size = $2
