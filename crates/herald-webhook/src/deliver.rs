@@ -242,7 +242,8 @@ impl Lane {
         }
     }
 
-    /// Drops (acknowledging them) events older than the maximum age.
+    /// Drops events older than the maximum age (counted and logged; they
+    /// are acknowledged with the rest of their window).
     fn drop_old(&mut self, batch: Vec<Record>) -> Vec<Record> {
         let Some(max_age) = self.options.max_event_age else {
             return batch;
@@ -363,23 +364,69 @@ impl Lane {
     }
 
     /// Writes one request per batch on the connection (opening one if
-    /// needed) and reads their answers in order: one outcome per batch.
+    /// needed) and reads their answers in order: one outcome per batch. If
+    /// the server answers one and closes the connection (`connection:
+    /// close`, HTTP/1.0), it has not processed the rest: they go again, at
+    /// once, on a new connection.
     async fn attempt(&mut self, window: &[Vec<Record>]) -> Vec<Attempt> {
-        let all = |why: String| {
-            window
-                .iter()
-                .map(|_| Attempt::Retry(why.clone(), None))
-                .collect()
-        };
-        let mut conn = match self.conn.take() {
-            Some(c) if !c.is_closed() => c,
-            _ => match self.target.connect().await {
-                Ok(c) => c,
-                Err(e) => return all(e.to_string()),
-            },
-        };
+        let mut out = Vec::with_capacity(window.len());
+        while out.len() < window.len() {
+            let rest = &window[out.len()..];
+            let fail = |out: &mut Vec<Attempt>, why: String| {
+                out.resize_with(window.len(), || Attempt::Retry(why.clone(), None));
+            };
+            let mut conn = match self.conn.take() {
+                Some(c) if !c.is_closed() => c,
+                _ => match self.target.connect().await {
+                    Ok(c) => c,
+                    Err(e) => {
+                        fail(&mut out, e.to_string());
+                        break;
+                    }
+                },
+            };
+            self.queue(&mut conn, rest);
+            let started = Instant::now();
+            if let Err(e) = self.target.flush(&mut conn).await {
+                // The connection is in an unknown state: dropped, not reused.
+                fail(&mut out, e.to_string());
+                break;
+            }
+            while out.len() < window.len() {
+                match self.target.answer(&mut conn).await {
+                    Ok(answer) => {
+                        self.metrics.observe_latency(started.elapsed());
+                        let status = answer.status.as_u16();
+                        out.push(match status {
+                            200..=299 => Attempt::Delivered,
+                            408 | 429 | 500..=599 => {
+                                Attempt::Retry(format!("HTTP {status}"), answer.retry_after)
+                            }
+                            _ => Attempt::Failed(format!("HTTP {status}")),
+                        });
+                        if answer.close {
+                            break;
+                        }
+                    }
+                    Err(e) => {
+                        // No answer: the request may or may not have been
+                        // processed; it is sent again (a duplicate at worst).
+                        fail(&mut out, e.to_string());
+                        return out;
+                    }
+                }
+            }
+            if !conn.is_closed() {
+                self.conn = Some(conn);
+            }
+        }
+        out
+    }
+
+    /// Queues one request per batch: body, event id header, signature.
+    fn queue(&mut self, conn: &mut Connection, batches: &[Vec<Record>]) {
         let mut ids = std::mem::take(&mut self.ids);
-        for batch in window {
+        for batch in batches {
             let body = self.body(batch);
             ids.clear();
             for (i, r) in batch.iter().enumerate() {
@@ -395,45 +442,9 @@ impl Lane {
             if let Some((header, value)) = &signature {
                 extra.push((header, value.as_bytes()));
             }
-            self.target.queue(&mut conn, &body, &extra);
+            self.target.queue(conn, &body, &extra);
         }
         self.ids = ids;
-        let started = Instant::now();
-        if let Err(e) = self.target.flush(&mut conn).await {
-            // The connection is in an unknown state: dropped, not reused.
-            return all(e.to_string());
-        }
-        let mut out = Vec::with_capacity(window.len());
-        while out.len() < window.len() {
-            match self.target.answer(&mut conn).await {
-                Ok(answer) => {
-                    self.metrics.observe_latency(started.elapsed());
-                    let status = answer.status.as_u16();
-                    out.push(match status {
-                        200..=299 => Attempt::Delivered,
-                        408 | 429 | 500..=599 => {
-                            Attempt::Retry(format!("HTTP {status}"), answer.retry_after)
-                        }
-                        _ => Attempt::Failed(format!("HTTP {status}")),
-                    });
-                    if answer.close && out.len() < window.len() {
-                        let why = "the server closed the connection".to_string();
-                        out.resize_with(window.len(), || Attempt::Retry(why.clone(), None));
-                    }
-                }
-                Err(e) => {
-                    // No answer: the request may or may not have been
-                    // processed; it is sent again (a duplicate at worst).
-                    let why = e.to_string();
-                    out.resize_with(window.len(), || Attempt::Retry(why.clone(), None));
-                    return out;
-                }
-            }
-        }
-        if !conn.is_closed() {
-            self.conn = Some(conn);
-        }
-        out
     }
 
     /// The request body: the event's JSON object, or in batch mode a JSON

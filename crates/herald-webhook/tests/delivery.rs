@@ -515,3 +515,55 @@ async fn pipelining_lanes_send_several_clients_events_before_an_answer() {
 async fn without_pipelining_one_request_at_a_time() {
     assert_eq!(most_requests_in_flight(false).await, 1);
 }
+
+/// A server that closes the connection after every answer (as an HTTP/1.0
+/// server does) has not processed the rest of a pipelined window: those
+/// requests go again at once on a new connection, not as failures.
+#[tokio::test]
+async fn a_server_closing_after_each_answer_gets_the_rest_resent_at_once() {
+    const EVENTS: usize = 5;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (broker, hook) = webhook(
+        addr,
+        "web.hook.pool_size = 1\nweb.hook.retry.max_backoff = 1h\nweb.hook.retry.initial_backoff = 1h\n",
+    );
+    for c in 0..EVENTS {
+        publish(&broker, &format!("client-{c}"), c.to_string());
+    }
+    let mut answered = 0;
+    while answered < EVENTS {
+        let (mut stream, _) = tokio::time::timeout(WAIT, listener.accept())
+            .await
+            .expect("a connection")
+            .unwrap();
+        let mut buf = Vec::new();
+        while complete_requests(&buf).0 == 0 {
+            let mut chunk = [0u8; 65536];
+            let n = stream.read(&mut chunk).await.unwrap();
+            assert!(n > 0, "the lane closed its connection");
+            buf.extend_from_slice(&chunk[..n]);
+        }
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 0\r\n\r\n")
+            .await
+            .unwrap();
+        answered += 1;
+    }
+    // The lane counts a window once all its answers are in.
+    let delivered = "herald_webhook_events_delivered_total{event=\"message.publish\"} 5";
+    let counted = async {
+        while !hook.render_metrics().contains(delivered) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    };
+    tokio::time::timeout(WAIT, counted)
+        .await
+        .expect("all 5 counted delivered");
+    let metrics = hook.render_metrics();
+    assert!(
+        metrics.contains("herald_webhook_events_retried_total{event=\"message.publish\"} 0"),
+        "no retry (with a 1 h backoff, a retry would never have come): {metrics}"
+    );
+    hook.shutdown(Duration::from_secs(1)).await;
+}
