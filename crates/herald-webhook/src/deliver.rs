@@ -375,8 +375,12 @@ impl Lane {
             let fail = |out: &mut Vec<Attempt>, why: String| {
                 out.resize_with(window.len(), || Attempt::Retry(why.clone(), None));
             };
+            let reusable = match self.conn.as_mut() {
+                Some(c) => !c.gone().await,
+                None => false,
+            };
             let mut conn = match self.conn.take() {
-                Some(c) if !c.is_closed() => c,
+                Some(c) if reusable => c,
                 _ => match self.target.connect().await {
                     Ok(c) => c,
                     Err(e) => {

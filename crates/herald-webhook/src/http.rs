@@ -126,6 +126,23 @@ impl Connection {
     pub fn is_closed(&self) -> bool {
         self.closed
     }
+
+    /// Whether an idle connection was closed or broken by the server
+    /// meanwhile (web servers close idle keep-alive connections after a
+    /// few seconds): anything readable now is the end of the stream, an
+    /// error or bytes nobody asked for. Checked before reuse, so an event
+    /// is not sent into a connection that is already gone.
+    pub async fn gone(&mut self) -> bool {
+        if self.closed {
+            return true;
+        }
+        let mut probe = [0u8; 1];
+        tokio::select! {
+            biased;
+            _ = self.io.read(&mut probe) => true,
+            _ = std::future::ready(()) => false,
+        }
+    }
 }
 
 /// What the server answered.

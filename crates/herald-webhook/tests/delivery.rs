@@ -516,6 +516,36 @@ async fn without_pipelining_one_request_at_a_time() {
     assert_eq!(most_requests_in_flight(false).await, 1);
 }
 
+/// Accepts a connection and reads from it until one request is complete.
+async fn accept_a_request(listener: &tokio::net::TcpListener) -> tokio::net::TcpStream {
+    let (mut stream, _) = tokio::time::timeout(WAIT, listener.accept())
+        .await
+        .expect("a connection")
+        .unwrap();
+    let mut buf = Vec::new();
+    while complete_requests(&buf).0 == 0 {
+        let mut chunk = [0u8; 65536];
+        let n = stream.read(&mut chunk).await.unwrap();
+        assert!(n > 0, "the lane closed its connection");
+        buf.extend_from_slice(&chunk[..n]);
+    }
+    stream
+}
+
+/// Waits until the WebHook counts `n` `message.publish` events delivered
+/// (its counters are the only view of that; polled).
+async fn wait_delivered(hook: &WebHook, n: u64) {
+    let line = format!("herald_webhook_events_delivered_total{{event=\"message.publish\"}} {n}\n");
+    let counted = async {
+        while !hook.render_metrics().contains(&line) {
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    };
+    tokio::time::timeout(WAIT, counted)
+        .await
+        .expect("events counted delivered");
+}
+
 /// A server that closes the connection after every answer (as an HTTP/1.0
 /// server does) has not processed the rest of a pipelined window: those
 /// requests go again at once on a new connection, not as failures.
@@ -533,17 +563,7 @@ async fn a_server_closing_after_each_answer_gets_the_rest_resent_at_once() {
     }
     let mut answered = 0;
     while answered < EVENTS {
-        let (mut stream, _) = tokio::time::timeout(WAIT, listener.accept())
-            .await
-            .expect("a connection")
-            .unwrap();
-        let mut buf = Vec::new();
-        while complete_requests(&buf).0 == 0 {
-            let mut chunk = [0u8; 65536];
-            let n = stream.read(&mut chunk).await.unwrap();
-            assert!(n > 0, "the lane closed its connection");
-            buf.extend_from_slice(&chunk[..n]);
-        }
+        let mut stream = accept_a_request(&listener).await;
         stream
             .write_all(b"HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 0\r\n\r\n")
             .await
@@ -551,19 +571,41 @@ async fn a_server_closing_after_each_answer_gets_the_rest_resent_at_once() {
         answered += 1;
     }
     // The lane counts a window once all its answers are in.
-    let delivered = "herald_webhook_events_delivered_total{event=\"message.publish\"} 5";
-    let counted = async {
-        while !hook.render_metrics().contains(delivered) {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-    };
-    tokio::time::timeout(WAIT, counted)
-        .await
-        .expect("all 5 counted delivered");
+    wait_delivered(&hook, 5).await;
     let metrics = hook.render_metrics();
     assert!(
         metrics.contains("herald_webhook_events_retried_total{event=\"message.publish\"} 0"),
         "no retry (with a 1 h backoff, a retry would never have come): {metrics}"
+    );
+    hook.shutdown(Duration::from_secs(1)).await;
+}
+
+/// A web server that closes an idle keep-alive connection (Node's does
+/// after 5 s) does not cost the next event a failed attempt: the lane sees
+/// the connection is gone and opens a new one first.
+#[tokio::test]
+async fn an_idle_connection_closed_by_the_server_is_not_used() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (broker, hook) = webhook(
+        addr,
+        "web.hook.pool_size = 1\nweb.hook.retry.max_backoff = 1h\nweb.hook.retry.initial_backoff = 1h\n",
+    );
+    for n in 1..=2u64 {
+        publish(&broker, "c", n.to_string());
+        let mut stream = accept_a_request(&listener).await;
+        // A keep-alive answer, then the server drops the idle connection.
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+            .await
+            .unwrap();
+        drop(stream);
+        wait_delivered(&hook, n).await;
+    }
+    assert!(
+        hook.render_metrics()
+            .contains("herald_webhook_events_retried_total{event=\"message.publish\"} 0"),
+        "the second event went on a new connection at the first attempt"
     );
     hook.shutdown(Duration::from_secs(1)).await;
 }
