@@ -325,18 +325,39 @@ async fn read_answer(conn: &mut Connection) -> Result<Answer, SendError> {
 /// needed, else the answer and how many bytes it took. `eof`: nothing more
 /// will come (an answer without a length ends there).
 pub fn parse_answer(buf: &[u8], eof: bool) -> Result<Option<(Answer, usize)>, String> {
+    // Interim answers (100 Continue, 103 Early Hints) before the real one
+    // are skipped, however many a server sends.
+    let mut start = 0;
+    loop {
+        match parse_final(&buf[start..], eof)? {
+            Parsed::Interim(n) => start += n,
+            Parsed::Final(answer, n) => return Ok(Some((answer, start + n))),
+            Parsed::Incomplete => return Ok(None),
+        }
+    }
+}
+
+/// One answer at the start of a buffer.
+enum Parsed {
+    /// More bytes are needed.
+    Incomplete,
+    /// An interim (1xx) answer of this many bytes.
+    Interim(usize),
+    /// The answer and its length.
+    Final(Answer, usize),
+}
+
+fn parse_final(buf: &[u8], eof: bool) -> Result<Parsed, String> {
     let mut headers = [httparse::EMPTY_HEADER; 64];
     let mut res = httparse::Response::new(&mut headers);
     let head = match res.parse(buf) {
         Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Ok(None),
+        Ok(httparse::Status::Partial) => return Ok(Parsed::Incomplete),
         Err(e) => return Err(format!("invalid HTTP answer: {e}")),
     };
     let code = res.code.unwrap_or(0);
     if (100..200).contains(&code) && code != 101 {
-        // Interim answer (100 Continue, 103 Early Hints): the real one
-        // follows.
-        return Ok(parse_answer(&buf[head..], eof)?.map(|(a, n)| (a, head + n)));
+        return Ok(Parsed::Interim(head));
     }
     let status = StatusCode::from_u16(code).map_err(|_| format!("invalid HTTP status {code}"))?;
     let mut length: Option<usize> = None;
@@ -376,11 +397,11 @@ pub fn parse_answer(buf: &[u8], eof: bool) -> Result<Option<(Answer, usize)>, St
     } else if chunked {
         match chunked_len(body)? {
             Some(n) => n,
-            None => return Ok(None),
+            None => return Ok(Parsed::Incomplete),
         }
     } else if let Some(n) = length {
         if body.len() < n {
-            return Ok(None);
+            return Ok(Parsed::Incomplete);
         }
         n
     } else if eof {
@@ -388,16 +409,16 @@ pub fn parse_answer(buf: &[u8], eof: bool) -> Result<Option<(Answer, usize)>, St
         close = true;
         body.len()
     } else {
-        return Ok(None);
+        return Ok(Parsed::Incomplete);
     };
-    Ok(Some((
+    Ok(Parsed::Final(
         Answer {
             status,
             retry_after,
             close,
         },
         head + used,
-    )))
+    ))
 }
 
 /// Length of a complete chunked body at the start of `b` (trailers
@@ -634,6 +655,9 @@ mod tests {
     fn interim_answers_are_skipped() {
         let text = "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n";
         assert_eq!(parse(text, false), Some((204, false, text.len())));
+        // However many a server sends (no recursion to overflow).
+        let many = "HTTP/1.1 100 Continue\r\n\r\n".repeat(200_000) + "HTTP/1.1 200 OK\r\n\r\n";
+        assert_eq!(parse(&many, true), Some((200, true, many.len())));
     }
 
     #[test]
