@@ -22,6 +22,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
+source bench/lib.sh
 
 ROUNDS=${BENCH_ROUNDS:-3}
 DUR=${BENCH_DURATION:-7}
@@ -44,15 +45,7 @@ BROKER_PID=""
 
 log() { printf '[compare %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 
-stop_broker() {
-  if [[ -n "$BROKER_PID" ]]; then
-    kill "$BROKER_PID" 2>/dev/null || true
-    for _ in $(seq 50); do kill -0 "$BROKER_PID" 2>/dev/null || break; sleep 0.1; done
-    kill -9 "$BROKER_PID" 2>/dev/null || true
-    wait "$BROKER_PID" 2>/dev/null || true
-    BROKER_PID=""
-  fi
-}
+stop_broker() { stop_pid "$BROKER_PID" TERM 5; BROKER_PID=""; }
 cleanup() {
   stop_broker
   rm -rf "$WORK"
@@ -64,10 +57,7 @@ mkdir -p "$OUT"
 log "results in $OUT"
 
 # ---------------------------------------------------------------- build, peers
-if [[ -z "${BENCH_NO_BUILD:-}" ]]; then
-  log "building release"
-  cargo build --release -p herald -p herald-bench >&2
-fi
+build_release
 
 RUMQTTD=$(command -v rumqttd || true)
 [[ -z "$RUMQTTD" && -x "$HOME/.cargo/bin/rumqttd" ]] && RUMQTTD="$HOME/.cargo/bin/rumqttd"
@@ -168,14 +158,10 @@ start_broker() { # name → BROKER_PID, waits until the port accepts
     rmqttd) rmqttd -f "$WORK/rmqtt.toml" >>"$logf" 2>&1 & ;;
   esac
   BROKER_PID=$!
-  for _ in $(seq 100); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-      sleep 0.3
-      return 0
-    fi
-    kill -0 "$BROKER_PID" 2>/dev/null || break
-    sleep 0.1
-  done
+  if wait_port "$port" "$BROKER_PID"; then
+    sleep 0.3
+    return 0
+  fi
   log "$b did not start listening on $port; see $logf"
   return 1
 }

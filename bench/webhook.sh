@@ -35,6 +35,7 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
+source bench/lib.sh
 
 ROUNDS=${BENCH_ROUNDS:-3}
 DUR=${BENCH_DURATION:-6}
@@ -66,14 +67,6 @@ LOAD_PID=""
 log() { printf '[webhook %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 now() { date +%s.%N; }
 
-stop_pid() { # pid signal grace-seconds
-  local pid=$1 sig=$2 grace=$3
-  [[ -z "$pid" ]] && return 0
-  kill "-$sig" "$pid" 2>/dev/null || true
-  for _ in $(seq $((grace * 10))); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-  kill -9 "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-}
 stop_herald() { stop_pid "$HERALD_PID" TERM 3; HERALD_PID=""; }
 stop_sink() { stop_pid "$SINK_PID" INT 5; SINK_PID=""; }
 stop_sampler() { stop_pid "$SAMPLER_PID" TERM 1; SAMPLER_PID=""; }
@@ -89,19 +82,7 @@ trap 'exit 130' INT TERM
 
 mkdir -p "$OUT"
 log "results in $OUT"
-if [[ -z "${BENCH_NO_BUILD:-}" ]]; then
-  log "building release"
-  cargo build --release -p herald -p herald-bench >&2
-fi
-
-wait_port() { # port pid
-  for _ in $(seq 100); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-    kill -0 "$2" 2>/dev/null || return 1
-    sleep 0.1
-  done
-  return 1
-}
+build_release
 
 write_conf() { # file batch(1|100)
   cat >"$1" <<EOF

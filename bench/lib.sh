@@ -1,0 +1,32 @@
+# Shell helpers shared by the benchmark scripts (sourced, not run).
+
+# Stops a process: `signal`, then up to `grace` seconds for it to exit,
+# then SIGKILL; reaps it. An empty pid does nothing.
+stop_pid() { # pid signal grace-seconds
+  local pid=$1 sig=$2 grace=$3
+  [[ -z "$pid" ]] && return 0
+  kill "-$sig" "$pid" 2>/dev/null || true
+  for _ in $(seq $((grace * 10))); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -9 "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+}
+
+# Waits up to 10 s until 127.0.0.1:`port` accepts a connection; fails early
+# if `pid` exits first.
+wait_port() { # port pid
+  for _ in $(seq 100); do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
+    kill -0 "$2" 2>/dev/null || return 1
+    sleep 0.1
+  done
+  return 1
+}
+
+# Builds the broker and the load tool in release mode unless BENCH_NO_BUILD
+# is set.
+build_release() {
+  if [[ -z "${BENCH_NO_BUILD:-}" ]]; then
+    log "building release"
+    cargo build --release -p herald -p herald-bench >&2
+  fi
+}
