@@ -109,19 +109,12 @@ pub struct Connection {
     input: BytesMut,
     /// Requests queued and not written yet.
     output: Vec<u8>,
-    /// Requests queued or written whose answers were not read yet.
-    waiting: usize,
     /// The server said it closes the connection after an answer already
     /// read: no more answers come, nothing more may be sent.
     closed: bool,
 }
 
 impl Connection {
-    /// Requests sent (or queued) and not answered yet.
-    pub fn waiting(&self) -> usize {
-        self.waiting
-    }
-
     /// Whether the server closes the connection: it must not be reused.
     pub fn is_closed(&self) -> bool {
         self.closed
@@ -232,7 +225,6 @@ impl Target {
                 io,
                 input: BytesMut::with_capacity(4096),
                 output: Vec::with_capacity(4096),
-                waiting: 0,
                 closed: false,
             })
         };
@@ -261,7 +253,6 @@ impl Target {
         }
         out.extend_from_slice(b"\r\n");
         out.extend_from_slice(body);
-        conn.waiting += 1;
     }
 
     /// Writes the queued requests, within the request timeout.
@@ -295,7 +286,6 @@ async fn read_answer(conn: &mut Connection) -> Result<Answer, SendError> {
         match parse_answer(&conn.input, eof).map_err(SendError::Http)? {
             Some((answer, used)) => {
                 conn.input.advance(used);
-                conn.waiting = conn.waiting.saturating_sub(1);
                 conn.closed |= answer.close;
                 return Ok(answer);
             }
