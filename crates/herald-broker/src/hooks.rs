@@ -4,7 +4,7 @@
 //!
 //! # Events
 //!
-//! Every broker event of the WebHook contract (`spec/webhook.md` §2) is an
+//! Every broker event of the WebHook contract (`docs/webhook.md` §2) is an
 //! [`Event`] variant, fired where that section says:
 //!
 //! | event | fired |

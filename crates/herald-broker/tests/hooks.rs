@@ -1,5 +1,5 @@
 //! The hooks API seen from a plugin: a recording handler captures every
-//! event with the fields the WebHook needs (`spec/webhook.md` §2–§3), and the
+//! event with the fields the WebHook needs (`docs/webhook.md` §2–§3), and the
 //! tests assert the exact order of one client's events and their fields for
 //! each lifecycle: connect, refusal, keep alive, takeover, discard, expiry,
 //! subscriptions, deliveries and drops, wills; plus the decision handlers

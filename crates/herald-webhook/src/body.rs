@@ -1,4 +1,4 @@
-//! The JSON body of each WebHook request (`spec/webhook.md` §3), in the two
+//! The JSON body of each WebHook request (`docs/webhook.md` §3), in the two
 //! profiles: `v4.0` (the EMQX 4.0 documentation, the default) and `v4.4`
 //! (what EMQX 4.3/4.4 sends).
 //!

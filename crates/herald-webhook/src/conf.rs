@@ -1,6 +1,6 @@
 //! The WebHook's configuration: an EMQX 4.x `emqx_web_hook.conf`
 //! (`key = value` lines, `#` comments) read unchanged, plus Herald's own
-//! keys under `web.hook.` (`spec/webhook.md` §1).
+//! keys under `web.hook.` (`docs/webhook.md` §1).
 //!
 //! Two entry points share one implementation: [`WebhookConfig::parse`] /
 //! [`WebhookConfig::load`] for the file, and [`WebhookConfig::from_pairs`]

@@ -1,5 +1,5 @@
 //! The URL every request goes to (`web.hook.url`), parsed and normalised
-//! the way §1 of `spec/webhook.md` says: a missing scheme means `http://`,
+//! the way §1 of `docs/webhook.md` says: a missing scheme means `http://`,
 //! an empty path means `/`, a query string is kept, IPv6 hosts are written
 //! in brackets (`http://[::1]:8080/hook`).
 //!

@@ -1,4 +1,4 @@
-//! The thirteen WebHook event kinds of the contract (`spec/webhook.md` §2)
+//! The thirteen WebHook event kinds of the contract (`docs/webhook.md` §2)
 //! and what the rest of the crate needs to know about a broker [`Event`]:
 //! its kind, the topic rules match against and the client it belongs to.
 //!

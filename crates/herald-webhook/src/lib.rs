@@ -1,5 +1,5 @@
 //! Herald's WebHook: broker events become HTTP POST requests with a JSON
-//! body, compatible with EMQX 4.x's `emqx_web_hook` (`spec/webhook.md`).
+//! body, compatible with EMQX 4.x's `emqx_web_hook` (`docs/webhook.md`).
 //!
 //! The crate sees the broker only through `herald_broker::hooks`. Its path,
 //! following one event:

@@ -1,4 +1,4 @@
-//! How the `payload` field of message bodies is written (`spec/webhook.md`
+//! How the `payload` field of message bodies is written (`docs/webhook.md`
 //! §4): `plain` (UTF-8, invalid bytes as U+FFFD), `base64` (standard
 //! alphabet, padded) or `base62` (EMQX's own 6-bit scheme), with decoders
 //! for the two binary-safe ones.

@@ -1,4 +1,4 @@
-//! Trigger rules (`spec/webhook.md` §2): for each event kind, the rules
+//! Trigger rules (`docs/webhook.md` §2): for each event kind, the rules
 //! configured with `web.hook.rule.<event>.<N>`, and how many requests an
 //! event sends.
 //!

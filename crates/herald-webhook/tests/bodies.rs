@@ -1,5 +1,5 @@
 //! Request bodies for all thirteen events in both profiles, compared field
-//! by field with `spec/webhook.md` §3, and byte for byte with its example.
+//! by field with `docs/webhook.md` §3, and byte for byte with its example.
 
 mod common;
 

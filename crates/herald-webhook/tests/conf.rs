@@ -1,4 +1,4 @@
-//! `emqx_web_hook.conf` parsing (`spec/webhook.md` §1): every key, the old
+//! `emqx_web_hook.conf` parsing (`docs/webhook.md` §1): every key, the old
 //! names, normalisation, defaults, and errors that name file, line and key.
 
 use herald_webhook::conf::{

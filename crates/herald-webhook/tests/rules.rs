@@ -1,4 +1,4 @@
-//! Rule matching (`spec/webhook.md` §2): topic filter on and off, `$SYS/`,
+//! Rule matching (`docs/webhook.md` §2): topic filter on and off, `$SYS/`,
 //! overlapping and identical rules, multi-topic subscribes, `$share`.
 
 mod common;

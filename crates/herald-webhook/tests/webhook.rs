@@ -1,6 +1,6 @@
 //! The WebHook as a web service sees it: a real MQTT client (rumqttc)
 //! against the broker, a real HTTP server receiving the requests, every
-//! body compared field by field with `spec/webhook.md` §3.
+//! body compared field by field with `docs/webhook.md` §3.
 //! HTTPS is in `webhook_tls.rs`.
 
 mod harness;

@@ -1,5 +1,5 @@
 //! Hand-made broker values for the WebHook tests: the anonymous MQTT 5
-//! client `c1` of `spec/webhook.md` §3's example, a subscriber, messages.
+//! client `c1` of `docs/webhook.md` §3's example, a subscriber, messages.
 
 #![allow(dead_code)]
 

@@ -2,7 +2,7 @@
 //! (hyper, optionally behind rustls, certificates made with rcgen), the
 //! broker with the WebHook attached before it accepts anyone, real MQTT
 //! clients (rumqttc), and the full connect → disconnect flow checked field
-//! by field against `spec/webhook.md` §3.
+//! by field against `docs/webhook.md` §3.
 //!
 //! Nothing here sleeps: every wait is on a channel, bounded by [`WAIT`].
 
