@@ -80,11 +80,6 @@ impl WebhookMetrics {
         }
     }
 
-    /// Delivered count of one kind (for tests and reports).
-    pub fn delivered_count(&self, kind: EventKind) -> u64 {
-        self.kinds[kind.index()].delivered.load(Ordering::Relaxed)
-    }
-
     /// Records how long one request took.
     pub fn observe_latency(&self, took: Duration) {
         let secs = took.as_secs_f64();

@@ -115,12 +115,6 @@ pub fn client_key(client_id: &str) -> u64 {
     h
 }
 
-/// The lane of a client: its key modulo the lane count (what the spool
-/// does with the key).
-pub fn lane_of(client_id: &str, lanes: usize) -> usize {
-    (client_key(client_id) % lanes.max(1) as u64) as usize
-}
-
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -269,19 +263,16 @@ impl WebHook {
 
 #[cfg(test)]
 mod tests {
-    use super::lane_of;
+    use super::client_key;
 
     #[test]
-    fn lanes_are_stable_and_spread() {
-        assert_eq!(lane_of("c1", 32), lane_of("c1", 32));
+    fn client_keys_are_stable_and_spread() {
+        assert_eq!(client_key("c1"), client_key("c1"));
         // FNV-1a 64 of "" is the offset basis.
-        assert_eq!(
-            lane_of("", 1_000_003),
-            (0xcbf2_9ce4_8422_2325u64 % 1_000_003) as usize
-        );
+        assert_eq!(client_key(""), 0xcbf2_9ce4_8422_2325);
         let mut used = [false; 8];
         for i in 0..100 {
-            used[lane_of(&format!("client-{i}"), 8)] = true;
+            used[(client_key(&format!("client-{i}")) % 8) as usize] = true;
         }
         assert!(used.iter().all(|&u| u), "100 clients use all 8 lanes");
     }

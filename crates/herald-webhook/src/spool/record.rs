@@ -1,0 +1,132 @@
+//! The record format of segment files: `len u32 | crc32 u32 | seq u64 |
+//! enqueued_ms u64 | kind u8 | [client u32] | body`, all big-endian;
+//! `client` is there when the top bit of `kind` is set (records written
+//! before it existed lack it); `len` counts from `seq` to the end and the
+//! CRC covers the same bytes, so a torn write at a crash is found at the
+//! next start.
+//!
+//! Encoding and decoding only: no files are opened here.
+
+use super::state::Pending;
+use bytes::{Buf, Bytes};
+use std::io::{self, Read};
+
+/// Bytes of a record before its body: len, crc, seq, enqueued_ms, kind.
+pub(super) const HEADER: usize = 4 + 4 + 8 + 8 + 1;
+
+/// Bytes covered by `len` besides the body (and the client).
+pub(super) const LEN_FIXED: usize = 8 + 8 + 1;
+
+/// Bytes of the client field.
+pub(super) const CLIENT: usize = 4;
+
+/// Set in the stored `kind` byte when the client field follows.
+pub(super) const HAS_CLIENT: u8 = 0x80;
+
+/// Refuse records claiming more than this (a corrupt length field).
+pub(super) const MAX_RECORD: usize = 64 * 1024 * 1024;
+
+/// One spooled event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Record {
+    /// The lane it belongs to.
+    pub lane: usize,
+    /// Its position in the lane (unique per spool and lane, across restarts).
+    pub seq: u64,
+    /// When it was accepted, ms since the epoch (for a maximum event age).
+    pub enqueued_ms: u64,
+    /// The caller's event kind tag (for per-kind metrics), below 0x80.
+    pub kind: u8,
+    /// Identifies the client the event is about (a hash: two clients may
+    /// share one; `None` for records from before it was kept, which must
+    /// be taken as anyone's).
+    pub client: Option<u32>,
+    /// The request body.
+    pub body: Bytes,
+}
+
+impl Record {
+    /// Bytes the record takes in a segment file.
+    pub fn stored_len(&self) -> u64 {
+        let client = if self.client.is_some() { CLIENT } else { 0 };
+        (HEADER + client + self.body.len()) as u64
+    }
+}
+
+/// Reads one record; `Ok(None)` at a clean end of file, `Err` for a torn or
+/// corrupt one.
+pub(super) fn read_record(r: &mut impl Read, lane: usize) -> io::Result<Option<Record>> {
+    let mut head = [0u8; 8];
+    match r.read_exact(&mut head[..4]) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e),
+    }
+    r.read_exact(&mut head[4..])?;
+    let mut h = &head[..];
+    let len = h.get_u32() as usize;
+    let crc = h.get_u32();
+    if !(LEN_FIXED..=MAX_RECORD).contains(&len) {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "bad record length",
+        ));
+    }
+    let mut data = vec![0u8; len];
+    r.read_exact(&mut data)?;
+    if crc32(&data) != crc {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "bad record checksum",
+        ));
+    }
+    let mut data = Bytes::from(data);
+    let seq = data.get_u64();
+    let enqueued_ms = data.get_u64();
+    let kind = data.get_u8();
+    let client = if kind & HAS_CLIENT != 0 {
+        if data.len() < CLIENT {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "record too short for its client field",
+            ));
+        }
+        Some(data.get_u32())
+    } else {
+        None
+    };
+    Ok(Some(Record {
+        lane,
+        seq,
+        enqueued_ms,
+        kind: kind & !HAS_CLIENT,
+        client,
+        body: data,
+    }))
+}
+
+/// Appends a record's header (everything before the body, which is
+/// written from its own buffer, not copied here).
+pub(super) fn encode_head(out: &mut Vec<u8>, seq: u64, p: &Pending) {
+    let start = out.len();
+    out.extend_from_slice(&[0; 8]);
+    out.extend_from_slice(&seq.to_be_bytes());
+    out.extend_from_slice(&p.enqueued_ms.to_be_bytes());
+    out.push(p.kind | HAS_CLIENT);
+    out.extend_from_slice(&p.client.to_be_bytes());
+    let len = (out.len() - start - 8 + p.body.len()) as u32;
+    let mut crc = crc32fast::Hasher::new();
+    crc.update(&out[start + 8..]);
+    crc.update(&p.body);
+    out[start..start + 4].copy_from_slice(&len.to_be_bytes());
+    out[start + 4..start + 8].copy_from_slice(&crc.finalize().to_be_bytes());
+}
+
+/// Bytes of the header [`encode_head`] writes.
+pub(super) const HEAD: usize = HEADER + CLIENT;
+
+/// CRC-32 (IEEE 802.3, reflected, as zlib computes it), hardware-assisted
+/// where the CPU has it (the writer checksums every record it writes).
+pub fn crc32(data: &[u8]) -> u32 {
+    crc32fast::hash(data)
+}

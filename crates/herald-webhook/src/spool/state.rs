@@ -1,0 +1,115 @@
+//! The state the pushers, the writer thread and the lane readers share:
+//! each lane's bookkeeping, the pending list, the counters' home.
+//!
+//! Data and locking helpers only; no I/O.
+
+use super::record::{CLIENT, HEADER, Record};
+use super::{SpoolOptions, SpoolStats};
+use bytes::Bytes;
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use tokio::sync::Notify;
+
+/// A segment file as the lane's bookkeeping knows it.
+#[derive(Debug)]
+pub(super) struct Segment {
+    /// Sequence number of its first record.
+    pub(super) first_seq: u64,
+    /// One past its last committed record.
+    pub(super) end_seq: u64,
+    /// Committed bytes.
+    pub(super) len: u64,
+    /// Its file.
+    pub(super) path: PathBuf,
+}
+
+/// One lane's shared state.
+#[derive(Debug, Default)]
+pub(super) struct Lane {
+    /// First sequence number not yet delivered.
+    pub(super) acked: u64,
+    /// Whether `acked` changed since the cursor file was written.
+    pub(super) cursor_dirty: bool,
+    /// One past the last committed record.
+    pub(super) committed: u64,
+    /// Disk mode: segments, oldest first; the last is the one being written.
+    pub(super) segments: VecDeque<Segment>,
+    /// Memory mode (or a failed disk write): committed records not yet
+    /// delivered, held only here.
+    pub(super) memory: VecDeque<Record>,
+    /// Disk mode: the newest committed records, also on disk, so readers
+    /// that keep up need not read them back; bounded by `cache_bytes`.
+    pub(super) cache: VecDeque<Record>,
+    /// Bytes held by `cache`.
+    pub(super) cache_bytes: u64,
+    /// Bytes held by this lane (undelivered records, as encoded).
+    pub(super) bytes: u64,
+    /// Readers skip records below this (dropped for space).
+    pub(super) floor: u64,
+    /// The reader's position: records below it were handed out (being
+    /// delivered), so dropping them for space loses nothing.
+    pub(super) read: u64,
+}
+
+/// Something accepted and not yet written.
+pub(super) struct Pending {
+    pub(super) lane: usize,
+    pub(super) kind: u8,
+    pub(super) client: u32,
+    pub(super) enqueued_ms: u64,
+    pub(super) body: Bytes,
+}
+
+impl Pending {
+    pub(super) fn stored_len(&self) -> u64 {
+        (HEADER + CLIENT + self.body.len()) as u64
+    }
+}
+
+/// State shared by the pushers, the writer thread and the readers.
+pub(super) struct Shared {
+    pub(super) options: SpoolOptions,
+    /// Unique id of this spool (kept on disk), for event ids.
+    pub(super) id: String,
+    pub(super) lanes: Vec<Mutex<Lane>>,
+    /// Wakes the lane's reader when records were committed.
+    pub(super) lane_wake: Vec<Notify>,
+    /// Accepted, not yet written.
+    pub(super) pending: Mutex<PendingList>,
+    /// Wakes the writer.
+    pub(super) writer_wake: Condvar,
+    /// Set when the spool is closing: the writer writes what is pending and
+    /// exits.
+    pub(super) closing: AtomicBool,
+    /// Counters.
+    pub(super) stats: SpoolStats,
+    /// Size of a segment before a new one is started.
+    pub(super) segment_bytes: u64,
+    /// Most bytes waiting in memory for the writer: if the disk cannot keep
+    /// up, memory stays bounded and the oldest pending events are dropped.
+    pub(super) pending_limit: u64,
+    /// Most bytes of a lane's read cache (disk mode).
+    pub(super) cache_limit: u64,
+}
+
+#[derive(Default)]
+pub(super) struct PendingList {
+    pub(super) items: VecDeque<Pending>,
+    pub(super) bytes: u64,
+    /// The writer is waiting for work: the next push must wake it. While
+    /// it works (or lingers to gather a group), pushes need not.
+    pub(super) idle: bool,
+}
+
+pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Subtracts without wrapping below zero.
+pub(super) fn sub(counter: &AtomicU64, n: u64) {
+    let _ = counter.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| {
+        Some(v.saturating_sub(n))
+    });
+}
