@@ -6,14 +6,19 @@
 //! overrides; accessors turn them into `Duration`s where that helps. Every
 //! default works on a laptop. This module never reads files or the
 //! environment: loading belongs to the binary, which hands over a `Config`.
+//!
+//! `Config` holds the broker's settings only. The binary's configuration
+//! file also carries settings of other parts (the WebHook, logging); the
+//! binary's own document type embeds this one and reads its top-level keys
+//! through [`Config::KEYS`] and [`Config::read_key`], so a section added
+//! here (a field, its line in `KEYS` and in `read_key`) appears in the file
+//! without the binary changing.
 
-use std::collections::BTreeMap;
-use std::fmt;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
-use serde::de::{self, MapAccess, Visitor};
+use serde::de::{self, MapAccess};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::router::valid_topic_filter;
@@ -30,12 +35,10 @@ const TOPIC_FILTER_RULE: &str = "not a topic filter (1 to 65535 bytes, no NUL, \
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
-    /// Directory for state that outlives the process (the WebHook spool, later
-    /// persisted sessions). Relative paths are relative to the working directory.
+    /// Directory for state that outlives the process (spools of the parts
+    /// attached to the broker, later persisted sessions). Relative paths are
+    /// relative to the working directory.
     pub data_dir: PathBuf,
-    /// Path of an EMQX 4.x `emqx_web_hook.conf`; `None` runs without the WebHook.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub webhook_conf: Option<PathBuf>,
     /// Where and how many clients may connect.
     pub listener: ListenerConfig,
     /// Protocol limits and the capabilities the broker announces to clients.
@@ -46,11 +49,34 @@ pub struct Config {
     pub authz: AuthzConfig,
     /// The Prometheus `/metrics` endpoint.
     pub metrics: MetricsConfig,
-    /// `[webhook]`: WebHook settings under their EMQX names, with or without
-    /// the `web.hook.` prefix (`url`, `"web.hook.url"`, `ssl.verify`,
-    /// `[webhook.headers]`, ...). Merged over the keys of `webhook_conf`;
-    /// the broker only carries them, the WebHook checks them.
-    pub webhook: BTreeMap<String, WebhookValue>,
+}
+
+impl Config {
+    /// The top-level keys of a `Config` in TOML, in declaration order.
+    pub const KEYS: &'static [&'static str] =
+        &["data_dir", "listener", "mqtt", "sys", "authz", "metrics"];
+
+    /// Reads the value of the top-level key `key` from `map` into its
+    /// field, for a document that embeds the broker's settings among its own
+    /// (the binary's configuration). Returns `Ok(false)`, reading nothing,
+    /// when `key` is not one of [`Config::KEYS`]. Errors carry the position
+    /// the deserializer gives the value, as a derived `Deserialize` would.
+    pub fn read_key<'de, A: MapAccess<'de>>(
+        &mut self,
+        key: &str,
+        map: &mut A,
+    ) -> Result<bool, A::Error> {
+        match key {
+            "data_dir" => self.data_dir = map.next_value()?,
+            "listener" => self.listener = map.next_value()?,
+            "mqtt" => self.mqtt = map.next_value()?,
+            "sys" => self.sys = map.next_value()?,
+            "authz" => self.authz = map.next_value()?,
+            "metrics" => self.metrics = map.next_value()?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
 }
 
 /// `[metrics]`: where Prometheus text is served.
@@ -95,82 +121,6 @@ mod optional_addr {
             return Ok(None);
         }
         text.parse().map(Some).map_err(de::Error::custom)
-    }
-}
-
-/// One value of the `[webhook]` table: what an EMQX `key = value` line can
-/// hold, or a table of further keys (TOML dotted keys such as
-/// `ssl.verify = false` make tables).
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum WebhookValue {
-    /// A string, passed on as it is.
-    String(String),
-    /// An integer, passed on in decimal.
-    Integer(i64),
-    /// `true` or `false`.
-    Boolean(bool),
-    /// Keys below this one, joined with `.`.
-    Table(BTreeMap<String, WebhookValue>),
-}
-
-impl WebhookValue {
-    /// The value as the text of an EMQX `key = value` line; `None` for a
-    /// table.
-    pub fn as_text(&self) -> Option<String> {
-        match self {
-            WebhookValue::String(s) => Some(s.clone()),
-            WebhookValue::Integer(i) => Some(i.to_string()),
-            WebhookValue::Boolean(b) => Some(b.to_string()),
-            WebhookValue::Table(_) => None,
-        }
-    }
-}
-
-impl Serialize for WebhookValue {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        match self {
-            WebhookValue::String(v) => s.serialize_str(v),
-            WebhookValue::Integer(v) => s.serialize_i64(*v),
-            WebhookValue::Boolean(v) => s.serialize_bool(*v),
-            WebhookValue::Table(v) => v.serialize(s),
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for WebhookValue {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct ValueVisitor;
-        impl<'de> Visitor<'de> for ValueVisitor {
-            type Value = WebhookValue;
-            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                f.write_str("a string, an integer, a boolean or a table")
-            }
-            fn visit_bool<E: de::Error>(self, v: bool) -> Result<WebhookValue, E> {
-                Ok(WebhookValue::Boolean(v))
-            }
-            fn visit_i64<E: de::Error>(self, v: i64) -> Result<WebhookValue, E> {
-                Ok(WebhookValue::Integer(v))
-            }
-            fn visit_u64<E: de::Error>(self, v: u64) -> Result<WebhookValue, E> {
-                i64::try_from(v)
-                    .map(WebhookValue::Integer)
-                    .map_err(|_| E::custom(format!("integer {v} is too large")))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<WebhookValue, E> {
-                Ok(WebhookValue::String(v.to_owned()))
-            }
-            fn visit_string<E: de::Error>(self, v: String) -> Result<WebhookValue, E> {
-                Ok(WebhookValue::String(v))
-            }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<WebhookValue, A::Error> {
-                let mut table = BTreeMap::new();
-                while let Some((k, v)) = map.next_entry::<String, WebhookValue>()? {
-                    table.insert(k, v);
-                }
-                Ok(WebhookValue::Table(table))
-            }
-        }
-        d.deserialize_any(ValueVisitor)
     }
 }
 
@@ -263,13 +213,11 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             data_dir: PathBuf::from("./data"),
-            webhook_conf: None,
             listener: ListenerConfig::default(),
             mqtt: MqttConfig::default(),
             sys: SysConfig::default(),
             authz: AuthzConfig::default(),
             metrics: MetricsConfig::default(),
-            webhook: BTreeMap::new(),
         }
     }
 }
@@ -361,11 +309,6 @@ impl Config {
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.data_dir.as_os_str().is_empty() {
             return Err(invalid("data_dir", "\"\"", "must not be empty"));
-        }
-        if let Some(path) = &self.webhook_conf
-            && path.as_os_str().is_empty()
-        {
-            return Err(invalid("webhook_conf", "\"\"", "must not be empty"));
         }
         self.listener.validate()?;
         self.mqtt.validate()?;
@@ -523,28 +466,69 @@ mod tests {
     }
 
     #[test]
-    fn webhook_table_holds_strings_integers_booleans_and_tables() {
-        let parsed: Config = toml::from_str(
-            "[webhook]\n\"web.hook.url\" = \"http://h/\"\npool_size = 8\nssl.verify = false\n",
-        )
-        .expect("valid");
-        let w = &parsed.webhook;
-        assert_eq!(
-            w.get("web.hook.url"),
-            Some(&WebhookValue::String("http://h/".into()))
-        );
-        assert_eq!(w.get("pool_size"), Some(&WebhookValue::Integer(8)));
-        let Some(WebhookValue::Table(ssl)) = w.get("ssl") else {
-            panic!("ssl is a table: {w:?}");
+    fn keys_are_the_serialized_top_level_keys() {
+        let table = toml::Table::try_from(Config::default()).expect("serializable");
+        let mut serialized: Vec<&str> = table.keys().map(String::as_str).collect();
+        let mut keys = Config::KEYS.to_vec();
+        serialized.sort_unstable();
+        keys.sort_unstable();
+        assert_eq!(keys, serialized);
+    }
+
+    /// A document embedding the broker's settings next to a key of its own,
+    /// as the binary's configuration does.
+    #[derive(Debug, Default)]
+    struct Embedding {
+        own: Option<i64>,
+        broker: Config,
+    }
+
+    impl<'de> Deserialize<'de> for Embedding {
+        fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+            struct V;
+            impl<'de> de::Visitor<'de> for V {
+                type Value = Embedding;
+                fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                    f.write_str("a table")
+                }
+                fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Embedding, A::Error> {
+                    let mut out = Embedding::default();
+                    while let Some(key) = map.next_key::<String>()? {
+                        if key == "own" {
+                            out.own = Some(map.next_value()?);
+                        } else if !out.broker.read_key(&key, &mut map)? {
+                            return Err(de::Error::unknown_field(&key, Config::KEYS));
+                        }
+                    }
+                    Ok(out)
+                }
+            }
+            d.deserialize_map(V)
+        }
+    }
+
+    #[test]
+    fn read_key_reads_every_key_and_no_other() {
+        let mut full = Config {
+            data_dir: PathBuf::from("/d"),
+            ..Config::default()
         };
-        assert_eq!(ssl.get("verify"), Some(&WebhookValue::Boolean(false)));
-        let err = toml::from_str::<Config>("[webhook]\npool_size = 1.5\n").expect_err("float");
-        assert!(err.message().contains("a string, an integer"), "{err}");
-        let text = toml::to_string(&parsed).expect("serializable");
-        assert_eq!(
-            toml::from_str::<Config>(&text).expect("parses back"),
-            parsed
-        );
+        full.listener.max_connections = 7;
+        full.mqtt.max_qos = 1;
+        full.sys.interval = 3;
+        full.authz.allow_anonymous = false;
+        full.metrics.bind = None;
+        let text = toml::to_string(&full).expect("serializable");
+        for key in Config::KEYS {
+            assert!(text.contains(key), "{key} is serialized: {text}");
+        }
+        let parsed: Embedding = toml::from_str(&format!("own = 5\n{text}")).expect("valid");
+        assert_eq!(parsed.own, Some(5));
+        assert_eq!(parsed.broker, full);
+        let err = toml::from_str::<Embedding>("nope = 1\n").expect_err("unknown");
+        assert!(err.message().contains("unknown field `nope`"), "{err}");
+        let err = toml::from_str::<Embedding>("[mqtt]\nmax_qos = \"x\"\n").expect_err("bad");
+        assert!(err.message().contains("expected u8"), "{err}");
     }
 
     #[test]
@@ -627,11 +611,6 @@ mod tests {
             ..Config::default()
         };
         assert_eq!(err_text(&c), "data_dir = \"\": must not be empty");
-        let c = Config {
-            webhook_conf: Some(PathBuf::new()),
-            ..Config::default()
-        };
-        assert_eq!(err_text(&c), "webhook_conf = \"\": must not be empty");
     }
 
     #[test]

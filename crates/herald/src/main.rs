@@ -9,9 +9,7 @@
 //! or configuration, 1 when something fails to start or fails while
 //! running.
 
-mod config;
 mod metrics;
-mod webhook;
 
 /// mimalloc: the broker allocates on one thread and frees on another all
 /// the time (messages, WebHook bodies); glibc's allocator spends a lot on
@@ -28,8 +26,9 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use herald::config::{self, HeraldConfig};
+use herald::webhook;
 use herald_broker::broker::Broker;
-use herald_broker::config::Config;
 use herald_webhook::conf::DEFAULT_EVENT_ID_HEADER;
 use herald_webhook::service::StartError;
 use herald_webhook::{WebHook, WebhookConfig};
@@ -166,7 +165,7 @@ fn run(args: RunArgs) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let config = loaded.config;
+    let HeraldConfig { broker: config, .. } = loaded.config;
     tracing::info!(
         config_file = ?args.config,
         bind = ?config.listener.bind,
@@ -215,7 +214,10 @@ enum Failure {
 /// stops the broker first, so its disconnect events still reach the
 /// WebHook, then the WebHook, which gets [`WEBHOOK_SHUTDOWN`] to finish
 /// requests in flight and leaves the rest in its spool.
-async fn run_broker(config: Config, webhook: Option<WebhookConfig>) -> Result<(), Failure> {
+async fn run_broker(
+    config: herald_broker::config::Config,
+    webhook: Option<WebhookConfig>,
+) -> Result<(), Failure> {
     let stop = shutdown_signal();
     let broker = Broker::new(config);
     let webhook = match webhook {

@@ -11,11 +11,10 @@
 
 use std::path::Path;
 
-use herald_broker::config::WebhookValue;
 use herald_webhook::conf::ConfError;
 use herald_webhook::{Origin, WebhookConfig};
 
-use crate::config::Loaded;
+use crate::config::{Loaded, WebhookValue};
 
 /// The prefix every WebHook key has in EMQX's file.
 const PREFIX: &str = "web.hook.";

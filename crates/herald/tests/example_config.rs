@@ -1,18 +1,18 @@
 //! Keeps `etc/herald.toml` honest: it must parse, hold exactly the defaults,
 //! and mention every key, so the example cannot drift from the code.
 
-use herald_broker::config::Config;
+use herald::config::HeraldConfig;
 
 /// The example file shipped in the repository.
 const EXAMPLE: &str = include_str!("../../../etc/herald.toml");
 
 #[test]
 fn example_parses_to_the_defaults() {
-    let parsed: Config = match toml::from_str(EXAMPLE) {
+    let parsed: HeraldConfig = match toml::from_str(EXAMPLE) {
         Ok(config) => config,
         Err(err) => panic!("etc/herald.toml does not parse:\n{err}"),
     };
-    assert_eq!(parsed, Config::default());
+    assert_eq!(parsed, HeraldConfig::default());
     assert_eq!(parsed.validate(), Ok(()));
 }
 
@@ -20,15 +20,15 @@ fn example_parses_to_the_defaults() {
 fn example_sets_every_key() {
     // webhook_conf is unset by default, so it cannot appear uncommented;
     // set it here so it is serialized, and check its comment instead.
-    let full = Config {
+    let full = HeraldConfig {
         webhook_conf: Some("x".into()),
-        ..Config::default()
+        ..HeraldConfig::default()
     };
     assert!(
         EXAMPLE.contains("\n# webhook_conf = "),
         "etc/herald.toml must show webhook_conf in a comment"
     );
-    let keys = toml::Table::try_from(&full).expect("Config serializes");
+    let keys = toml::Table::try_from(&full).expect("HeraldConfig serializes");
     let example: toml::Table = toml::from_str(EXAMPLE).expect("example parses");
     for (key, value) in &keys {
         if key == "webhook_conf" {
