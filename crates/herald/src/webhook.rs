@@ -5,11 +5,10 @@
 //! Keys of the table are the EMQX keys with or without their `web.hook.`
 //! prefix (`url`, `"web.hook.url"`, `ssl.verify`, `[webhook.headers]`);
 //! values are strings, integers or booleans. Both sources go through
-//! [`WebhookConfig`]'s own parser, so they accept the same keys and values,
-//! and every error names the file (or variable), the line and the key.
-//! This module decides nothing about what a key means.
-
-use std::path::Path;
+//! [`WebhookConfig`]'s own reader and parser (the file is read once, by
+//! `herald_webhook::conf::tokenizer`), so they accept the same keys and
+//! values, and every error names the file (or variable), the line and the
+//! key. This module decides nothing about what a key means.
 
 use herald_webhook::conf::ConfError;
 use herald_webhook::{Origin, WebhookConfig};
@@ -21,59 +20,15 @@ const PREFIX: &str = "web.hook.";
 
 /// The WebHook configuration `loaded` describes, or `None` when it names no
 /// EMQX file and has no `[webhook]` keys. A returned configuration may
-/// still be off (no `web.hook.url`).
+/// still be off (no `web.hook.url`). The table's keys apply after the
+/// file's last line, so they win.
 pub fn load(loaded: &Loaded) -> Result<Option<WebhookConfig>, ConfError> {
     let table = table_pairs(loaded);
-    match (&loaded.config.webhook_conf, table.is_empty()) {
-        (None, true) => Ok(None),
-        (Some(path), true) => WebhookConfig::load(path).map(Some),
-        (file, false) => {
-            let mut pairs = match file {
-                Some(path) => file_pairs(path)?,
-                None => Vec::new(),
-            };
-            pairs.extend(table);
-            WebhookConfig::from_pairs(pairs).map(Some)
-        }
+    match &loaded.config.webhook_conf {
+        Some(path) => WebhookConfig::load_with(path, table).map(Some),
+        None if table.is_empty() => Ok(None),
+        None => WebhookConfig::from_pairs(table).map(Some),
     }
-}
-
-/// The `key = value` lines of an EMQX file as `(key, value, file:line)`,
-/// in file order. A line that is not `key = value` is the error
-/// [`WebhookConfig::parse`] reports for the file.
-fn file_pairs(path: &Path) -> Result<Vec<(String, String, Origin)>, ConfError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
-    let name = path.display().to_string();
-    let body = text.strip_prefix('\u{FEFF}').unwrap_or(&text);
-    let mut pairs = Vec::new();
-    for (n, line) in body.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let origin = Origin::at(name.as_str(), u32::try_from(n + 1).unwrap_or(u32::MAX));
-        match line.split_once('=') {
-            Some((key, value))
-                if !key.trim().is_empty() && !key.trim().contains(char::is_whitespace) =>
-            {
-                pairs.push((key.trim().to_owned(), value.trim().to_owned(), origin));
-            }
-            _ => {
-                // The parser's own message for the first bad line.
-                return Err(match WebhookConfig::parse(&text, &name) {
-                    Err(e) => e,
-                    Ok(_) => ConfError::Syntax {
-                        origin,
-                        text: line.to_owned(),
-                    },
-                });
-            }
-        }
-    }
-    Ok(pairs)
 }
 
 /// The `[webhook]` table as `(web.hook.<key>, value, origin)`, the origin
@@ -119,6 +74,7 @@ mod tests {
     use super::*;
     use crate::config::{Flags, load_from};
     use std::ffi::OsString;
+    use std::path::Path;
 
     fn loaded(toml: &str, env: &[(&str, &str)], flags: &Flags) -> Loaded {
         let env: Vec<(OsString, OsString)> = env
@@ -215,7 +171,7 @@ mod tests {
             c.warnings
         );
 
-        // The file alone goes through WebhookConfig::load.
+        // The file alone.
         let l = loaded("", &[], &flags);
         let c = load(&l).expect("valid").expect("configured");
         assert_eq!(c.pool_size, 2);
