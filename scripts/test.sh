@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Runs every test: the Rust workspace's unit, property and integration tests,
-# then the interop checks of the release binary against paho-mqtt and
-# mosquitto-clients. Installs those two first if they are missing.
+# the interop checks of the release binary against paho-mqtt and
+# mosquitto-clients, and the checks of the Dockerfile and systemd unit.
+# Installs what they need first if it is missing (scripts/install-test-deps.sh).
+# Every broker it starts uses free ports, so a broker already running on the
+# defaults (1883, 9464) is no obstacle.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -9,3 +12,4 @@ bash scripts/install-test-deps.sh
 cargo test --workspace --locked
 cargo build --release --locked -p herald
 python3 tests/interop/interop.py
+bash scripts/check-packaging.sh target/release/herald

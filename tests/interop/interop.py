@@ -37,7 +37,9 @@ class Broker:
     def __init__(self):
         self.port = free_port()
         self.data = tempfile.mkdtemp(prefix="herald-interop-")
-        env = dict(os.environ, RUST_LOG="warn")
+        # Metrics on a free port too, so a broker already running on the
+        # defaults (1883, 9464) does not get in the way.
+        env = dict(os.environ, RUST_LOG="warn", HERALD_METRICS__BIND="127.0.0.1:0")
         self.proc = subprocess.Popen(
             [BIN, "--listen", f"127.0.0.1:{self.port}", "--data-dir", self.data],
             env=env,

@@ -18,6 +18,7 @@ use crate::session::{Session, SubEntry};
 use herald_codec::{ByteStr, QoS, RetainHandling};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use tokio::time::Instant;
 
@@ -77,6 +78,9 @@ pub struct Broker {
     pub hooks: Hooks,
     /// When the broker started, for uptime.
     pub started: Instant,
+    /// Whether client connects and disconnects are logged at INFO (one
+    /// line each); set by the embedding program, on by default.
+    log_connections: AtomicBool,
 }
 
 fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
@@ -97,7 +101,18 @@ impl Broker {
             metrics: Metrics::default(),
             hooks: Hooks::default(),
             started: Instant::now(),
+            log_connections: AtomicBool::new(true),
         })
+    }
+
+    /// Turns the INFO lines for client connects and disconnects on or off.
+    pub fn set_log_connections(&self, on: bool) {
+        self.log_connections.store(on, Ordering::Relaxed);
+    }
+
+    /// Whether client connects and disconnects are logged at INFO.
+    pub fn logs_connections(&self) -> bool {
+        self.log_connections.load(Ordering::Relaxed)
     }
 
     /// The session registry, locked.
@@ -120,6 +135,18 @@ impl Broker {
     /// message is retained. Fires `message.publish`, and `message.dropped`
     /// for no subscribers and for every session that refused it.
     pub fn publish(&self, message: Arc<Message>) -> RouteOutcome {
+        self.route(message, true)
+    }
+
+    /// [`Broker::publish`] for the broker's own messages (`$SYS`): that no
+    /// one is subscribed is normal for them, not a drop.
+    pub fn publish_own(&self, message: Arc<Message>) -> RouteOutcome {
+        self.route(message, false)
+    }
+
+    /// Routes `message`; `count_unrouted`: a message nobody is subscribed
+    /// to counts as dropped (no subscribers).
+    fn route(&self, message: Arc<Message>, count_unrouted: bool) -> RouteOutcome {
         self.hooks.fire(Event::MessagePublish { message: &message });
         if message.retain {
             let mut retained = write(&self.retained);
@@ -191,7 +218,7 @@ impl Broker {
                 }
             }
         }
-        if !outcome.matched {
+        if !outcome.matched && count_unrouted {
             self.dropped(&message, DropReason::NoSubscribers);
         }
         outcome

@@ -20,7 +20,7 @@ pub enum ServeError {
     #[error(transparent)]
     Config(#[from] ConfigError),
     /// A listen address could not be bound.
-    #[error("cannot listen on {addr}: {source}")]
+    #[error("cannot listen for MQTT on {addr}: {source}")]
     Bind {
         /// The address.
         addr: SocketAddr,

@@ -18,7 +18,8 @@ pub struct Metrics {
     pub bytes_received: AtomicU64,
     /// Bytes written to client sockets.
     pub bytes_sent: AtomicU64,
-    /// Messages published with no subscriber.
+    /// Messages published by clients with no subscriber (the broker's own
+    /// `$SYS` publications are not counted).
     pub dropped_no_subscribers: AtomicU64,
     /// Deliveries dropped because a session queue was full.
     pub dropped_queue_full: AtomicU64,
@@ -50,6 +51,25 @@ impl Metrics {
 }
 
 impl Metrics {
+    /// Every drop counter with its reason label, as `/metrics` shows them;
+    /// `$SYS/broker/messages/dropped` is their sum, so the two agree.
+    pub fn dropped_by_reason(&self) -> [(&'static str, u64); 7] {
+        [
+            ("no_subscribers", Self::get(&self.dropped_no_subscribers)),
+            ("queue_full", Self::get(&self.dropped_queue_full)),
+            ("qos0_offline", Self::get(&self.dropped_qos0_offline)),
+            ("expired", Self::get(&self.dropped_expired)),
+            ("not_authorized", Self::get(&self.dropped_not_authorized)),
+            ("packet_too_large", Self::get(&self.dropped_too_large)),
+            ("other", Self::get(&self.dropped_other)),
+        ]
+    }
+
+    /// Every message drop counted, whatever the reason.
+    pub fn dropped_total(&self) -> u64 {
+        self.dropped_by_reason().iter().map(|(_, n)| n).sum()
+    }
+
     /// One client fewer connected.
     pub fn sub_connected(&self) {
         self.connected.fetch_sub(1, Ordering::Relaxed);

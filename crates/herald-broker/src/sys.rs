@@ -1,6 +1,7 @@
 //! `$SYS/broker/...`: the broker's own statistics, published as retained
 //! QoS 0 messages every `sys.interval` seconds, so a client subscribing to
-//! `$SYS/#` sees the latest values at once.
+//! `$SYS/#` sees the latest values at once. Nobody listening is normal for
+//! them: they are never counted as dropped.
 
 use crate::broker::Broker;
 use crate::message::Message;
@@ -37,7 +38,10 @@ pub fn publish_stats(broker: &Broker) {
             "$SYS/broker/messages/sent",
             Metrics::get(&m.messages_sent).to_string(),
         ),
-        ("$SYS/broker/messages/dropped", dropped(m).to_string()),
+        (
+            "$SYS/broker/messages/dropped",
+            m.dropped_total().to_string(),
+        ),
         (
             "$SYS/broker/bytes/received",
             Metrics::get(&m.bytes_received).to_string(),
@@ -61,23 +65,8 @@ pub fn publish_stats(broker: &Broker) {
             ByteStr::from_static("$SYS"),
             None,
         );
-        broker.publish(Arc::new(message));
+        broker.publish_own(Arc::new(message));
     }
-}
-
-/// Every message drop the broker counts.
-pub fn dropped(m: &Metrics) -> u64 {
-    [
-        &m.dropped_queue_full,
-        &m.dropped_qos0_offline,
-        &m.dropped_expired,
-        &m.dropped_not_authorized,
-        &m.dropped_too_large,
-        &m.dropped_other,
-    ]
-    .into_iter()
-    .map(Metrics::get)
-    .sum()
 }
 
 /// Publishes every `interval` until shutdown.

@@ -99,6 +99,44 @@ async fn sys_statistics_on_demand_and_hidden_from_first_level_wildcards() {
     server.shutdown().await;
 }
 
+/// The broker's own `$SYS` publications, which nobody reads on an idle
+/// broker, are never counted as dropped; a client's message that nobody is
+/// subscribed to is; and `$SYS/broker/messages/dropped` says what the
+/// counters of `/metrics` add up to.
+#[tokio::test]
+async fn sys_publications_are_not_drops_and_the_drop_counters_agree() {
+    let server = start().await;
+    let m = &server.broker.metrics;
+    for _ in 0..3 {
+        publish_stats(&server.broker);
+    }
+    assert_eq!(m.dropped_by_reason().map(|(_, n)| n), [0; 7]);
+
+    let mut p = client4(&server, "p").await;
+    p.publish("nobody/listens", v4::QoS::AtLeastOnce, false, b"x")
+        .await;
+    let by_reason = m.dropped_by_reason();
+    assert_eq!(by_reason[0], ("no_subscribers", 1));
+    assert_eq!(by_reason.iter().map(|(_, n)| n).sum::<u64>(), 1);
+
+    let mut s = client4(&server, "sys").await;
+    s.subscribe("$SYS/broker/messages/dropped", v4::QoS::AtMostOnce)
+        .await;
+    let mut stats = HashMap::new();
+    read_stats(&mut s, &mut stats, |st| st.contains_key("messages/dropped")).await;
+    assert_eq!(
+        number(&stats, "messages/dropped"),
+        0,
+        "retained, from before"
+    );
+    publish_stats(&server.broker);
+    stats.clear();
+    read_stats(&mut s, &mut stats, |st| st.contains_key("messages/dropped")).await;
+    assert_eq!(number(&stats, "messages/dropped"), m.dropped_total());
+    assert_eq!(m.dropped_total(), 1, "the $SYS batches counted nothing");
+    server.shutdown().await;
+}
+
 fn deny(c: &mut herald_broker::config::Config) {
     c.authz.deny_publish = vec!["secret/#".into()];
     c.authz.deny_subscribe = vec!["private/#".into()];

@@ -33,6 +33,15 @@ impl Protocol {
         }
     }
 
+    /// The version as people write it: `3.1`, `3.1.1` or `5.0`.
+    pub fn version(self) -> &'static str {
+        match self {
+            Protocol::V3_1 => "3.1",
+            Protocol::V3_1_1 => "3.1.1",
+            Protocol::V5 => "5.0",
+        }
+    }
+
     /// Whether this is MQTT 5.0 (properties and reason codes on the wire).
     pub fn is_v5(self) -> bool {
         self == Protocol::V5

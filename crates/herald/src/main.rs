@@ -9,7 +9,10 @@
 //! or configuration, 1 when something fails to start or fails while
 //! running.
 
+mod health;
 mod metrics;
+#[cfg(unix)]
+mod notify;
 
 /// mimalloc: the broker allocates on one thread and frees on another all
 /// the time (messages, WebHook bodies); glibc's allocator spends a lot on
@@ -24,10 +27,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use herald::config::{self, HeraldConfig};
 use herald::webhook;
+use herald_broker::ServeError;
 use herald_broker::broker::Broker;
 use herald_webhook::conf::DEFAULT_EVENT_ID_HEADER;
 use herald_webhook::service::StartError;
@@ -167,8 +170,10 @@ fn run(args: RunArgs) -> ExitCode {
     };
     let HeraldConfig { broker: config, .. } = loaded.config;
     tracing::info!(
-        config_file = ?args.config,
-        bind = ?config.listener.bind,
+        config_file = %args
+            .config
+            .as_deref()
+            .map_or_else(|| "none (defaults)".to_owned(), |p| p.display().to_string()),
         data_dir = %config.data_dir.display(),
         "configuration loaded"
     );
@@ -193,7 +198,6 @@ fn run(args: RunArgs) -> ExitCode {
             ExitCode::from(EXIT_USAGE)
         }
         Err(Failure::Run(err)) => {
-            tracing::error!(error = format!("{err:#}"), "broker failed");
             eprintln!("error: {err:#}");
             ExitCode::FAILURE
         }
@@ -219,6 +223,14 @@ async fn run_broker(
     webhook: Option<WebhookConfig>,
 ) -> Result<(), Failure> {
     let stop = shutdown_signal();
+    if let Err(err) = std::fs::create_dir_all(&config.data_dir) {
+        // Not fatal while nothing needs it; /ready says so until it works.
+        tracing::warn!(
+            data_dir = %config.data_dir.display(),
+            error = %err,
+            "cannot create the data directory"
+        );
+    }
     let broker = Broker::new(config);
     let webhook = match webhook {
         Some(conf) if conf.is_enabled() => {
@@ -237,22 +249,39 @@ async fn run_broker(
         }
         None => None,
     };
+    let mut checks: Vec<(&'static str, health::Check)> = Vec::new();
+    if let Some(webhook) = &webhook {
+        let spool = webhook.spool().clone();
+        checks.push(("WebHook", Arc::new(move || spool.health())));
+    }
+    let readiness = Arc::new(health::Readiness::new(
+        broker.config.data_dir.clone(),
+        checks,
+    ));
     let metrics = match broker.config.metrics.bind {
         Some(addr) => {
             let extra = webhook.as_ref().map(|w| {
                 let (counters, spool) = (w.metrics().clone(), w.spool().clone());
                 Arc::new(move || counters.render(Some(&spool))) as metrics::Extra
             });
-            let server = metrics::serve(addr, broker.clone(), extra)
-                .await
-                .with_context(|| {
-                    format!(
-                        "cannot serve metrics on {addr} (set [metrics] bind, \"\" turns it off)"
-                    )
-                })
-                .map_err(Failure::Run)?;
-            tracing::info!(addr = %server.addr, "serving Prometheus metrics at /metrics");
-            Some(server)
+            match metrics::serve(addr, broker.clone(), extra, readiness.clone()).await {
+                Ok(server) => {
+                    tracing::info!(
+                        addr = %server.addr,
+                        "serving Prometheus metrics at /metrics, /health and /ready"
+                    );
+                    Some(server)
+                }
+                Err(err) => {
+                    if let Some(webhook) = webhook {
+                        webhook.shutdown(WEBHOOK_SHUTDOWN).await;
+                    }
+                    return Err(Failure::Run(anyhow::anyhow!(
+                        "cannot serve metrics on {addr}: {err}{}",
+                        bind_hint(&err, METRICS_HINT)
+                    )));
+                }
+            }
         }
         None => None,
     };
@@ -262,16 +291,43 @@ async fn run_broker(
             if let Some(webhook) = webhook {
                 webhook.shutdown(WEBHOOK_SHUTDOWN).await;
             }
-            return Err(Failure::Run(err.into()));
+            let hint = match &err {
+                ServeError::Bind { source, .. } => bind_hint(source, LISTEN_HINT),
+                ServeError::Config(_) => String::new(),
+            };
+            return Err(Failure::Run(anyhow::anyhow!("{err}{hint}")));
         }
     };
+    readiness.set_listening();
+    #[cfg(unix)]
+    notify::ready();
     stop.await;
+    #[cfg(unix)]
+    notify::stopping();
     server.shutdown().await;
     if let Some(webhook) = webhook {
         webhook.shutdown(WEBHOOK_SHUTDOWN).await;
     }
     drop(metrics);
     Ok(())
+}
+
+/// Where the MQTT listen addresses are set, for a failure to bind one.
+const LISTEN_HINT: &str = "--listen, [listener] bind or HERALD_LISTENER__BIND";
+
+/// Where the metrics address is set, for a failure to bind it.
+const METRICS_HINT: &str =
+    "[metrics] bind or HERALD_METRICS__BIND (an empty value turns that listener off)";
+
+/// What to do after a failure to bind an address, which `setting` moves.
+fn bind_hint(err: &std::io::Error, setting: &str) -> String {
+    if err.kind() == std::io::ErrorKind::AddrInUse {
+        format!(
+            "; another program (another broker?) is using that port: stop it, or choose another address with {setting}"
+        )
+    } else {
+        format!("; choose another address with {setting}")
+    }
 }
 
 /// `herald webhook listen`: prints every request received on `bind` until

@@ -1,14 +1,18 @@
-//! `GET /metrics`: the broker's counters and the WebHook's, as Prometheus
-//! text, on their own small HTTP listener (`[metrics] bind`).
+//! The operator's HTTP listener (`[metrics] bind`), no authentication:
+//! - `GET /metrics`: the broker's counters and the WebHook's, as Prometheus
+//!   text;
+//! - `GET /health`: 200 while the process answers (liveness);
+//! - `GET /ready`: 200 when every MQTT listener is bound, the data
+//!   directory takes a write and the WebHook's spool is healthy, else 503
+//!   with the reasons, one per line (readiness; see `health.rs`).
 //!
 //! Rendering only reads atomics (and, for the session gauge, takes the
 //! session registry's lock briefly); it never waits on the MQTT path.
-//! Anything but `GET /metrics` (or `HEAD`) is answered 404 or 405.
+//! Any other path is answered 404, any method but `GET` and `HEAD` 405.
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::AtomicU64;
 
 use bytes::Bytes;
 use herald_broker::broker::Broker;
@@ -23,8 +27,13 @@ use hyper_util::rt::TokioIo;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use crate::health::Readiness;
+
 /// Content type of the Prometheus text format.
 const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Content type of `/health` and `/ready`.
+const PLAIN_TEXT: &str = "text/plain; charset=utf-8";
 
 /// Renders extra metrics (the WebHook's) after the broker's.
 pub type Extra = Arc<dyn Fn() -> String + Send + Sync>;
@@ -42,12 +51,13 @@ impl Drop for MetricsServer {
     }
 }
 
-/// Binds `addr` and serves `/metrics` for `broker`, plus what `extra`
-/// renders.
+/// Binds `addr` and serves `/metrics` for `broker` (plus what `extra`
+/// renders), `/health`, and `/ready` as `readiness` says.
 pub async fn serve(
     addr: SocketAddr,
     broker: Arc<Broker>,
     extra: Option<Extra>,
+    readiness: Arc<Readiness>,
 ) -> std::io::Result<MetricsServer> {
     let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
@@ -62,10 +72,15 @@ pub async fn serve(
             };
             let broker = broker.clone();
             let extra = extra.clone();
+            let readiness = readiness.clone();
             tokio::spawn(async move {
                 let service = service_fn(move |request: Request<Incoming>| {
-                    let response = answer(&request, &broker, extra.as_ref());
-                    async move { Ok::<_, std::convert::Infallible>(response) }
+                    let (broker, extra, readiness) =
+                        (broker.clone(), extra.clone(), readiness.clone());
+                    async move {
+                        let response = answer(&request, &broker, extra.as_ref(), &readiness).await;
+                        Ok::<_, std::convert::Infallible>(response)
+                    }
                 });
                 let _ = http1::Builder::new()
                     .serve_connection(TokioIo::new(stream), service)
@@ -76,33 +91,60 @@ pub async fn serve(
     Ok(MetricsServer { addr, task })
 }
 
-fn answer(
+/// Routes one request: `/metrics`, `/health`, `/ready`.
+async fn answer(
     request: &Request<Incoming>,
     broker: &Broker,
     extra: Option<&Extra>,
+    readiness: &Arc<Readiness>,
 ) -> Response<Full<Bytes>> {
-    let mut response = Response::new(Full::new(Bytes::new()));
-    if request.uri().path() != "/metrics" {
-        *response.status_mut() = StatusCode::NOT_FOUND;
-        return response;
+    let path = request.uri().path();
+    if !matches!(path, "/metrics" | "/health" | "/ready") {
+        return reply(StatusCode::NOT_FOUND, PLAIN_TEXT, "not found\n".into());
     }
     if request.method() != Method::GET && request.method() != Method::HEAD {
-        *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+        let mut response = reply(
+            StatusCode::METHOD_NOT_ALLOWED,
+            PLAIN_TEXT,
+            "method not allowed\n".into(),
+        );
         response
             .headers_mut()
             .insert(ALLOW, HeaderValue::from_static("GET, HEAD"));
         return response;
     }
-    let mut text = render_broker(broker);
-    if let Some(extra) = extra {
-        text.push_str(&extra());
-    }
-    if request.method() == Method::GET {
-        *response.body_mut() = Full::new(Bytes::from(text));
+    let mut response = match path {
+        "/metrics" => {
+            let mut text = render_broker(broker);
+            if let Some(extra) = extra {
+                text.push_str(&extra());
+            }
+            reply(StatusCode::OK, PROMETHEUS_TEXT, text)
+        }
+        "/health" => reply(StatusCode::OK, PLAIN_TEXT, "ok\n".into()),
+        _ => {
+            let problems = readiness.problems().await;
+            if problems.is_empty() {
+                reply(StatusCode::OK, PLAIN_TEXT, "ready\n".into())
+            } else {
+                let text = format!("not ready\n{}\n", problems.join("\n"));
+                reply(StatusCode::SERVICE_UNAVAILABLE, PLAIN_TEXT, text)
+            }
+        }
+    };
+    if request.method() == Method::HEAD {
+        *response.body_mut() = Full::new(Bytes::new());
     }
     response
+}
+
+/// A response with this status, content type and body.
+fn reply(status: StatusCode, content_type: &'static str, body: String) -> Response<Full<Bytes>> {
+    let mut response = Response::new(Full::new(Bytes::from(body)));
+    *response.status_mut() = status;
+    response
         .headers_mut()
-        .insert(CONTENT_TYPE, HeaderValue::from_static(PROMETHEUS_TEXT));
+        .insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
 }
 
@@ -186,25 +228,15 @@ pub fn render_broker(broker: &Broker) -> String {
         "connections closed for a protocol violation",
         get(&m.protocol_errors),
     );
-    let dropped: [(&str, &AtomicU64); 7] = [
-        ("no_subscribers", &m.dropped_no_subscribers),
-        ("queue_full", &m.dropped_queue_full),
-        ("qos0_offline", &m.dropped_qos0_offline),
-        ("expired", &m.dropped_expired),
-        ("not_authorized", &m.dropped_not_authorized),
-        ("packet_too_large", &m.dropped_too_large),
-        ("other", &m.dropped_other),
-    ];
     let _ = writeln!(
         out,
         "# HELP herald_messages_dropped_total messages or deliveries dropped, by reason"
     );
     let _ = writeln!(out, "# TYPE herald_messages_dropped_total counter");
-    for (reason, counter) in dropped {
+    for (reason, count) in m.dropped_by_reason() {
         let _ = writeln!(
             out,
-            "herald_messages_dropped_total{{reason=\"{reason}\"}} {}",
-            get(counter)
+            "herald_messages_dropped_total{{reason=\"{reason}\"}} {count}"
         );
     }
     out

@@ -7,7 +7,10 @@ use std::process::{Command, Output};
 /// Runs `herald` with `args` and only the environment in `env`.
 fn herald(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
-    cmd.env_clear().args(args);
+    // Metrics on a free port unless a test says otherwise.
+    cmd.env_clear()
+        .args(args)
+        .env("HERALD_METRICS__BIND", "127.0.0.1:0");
     for (k, v) in env {
         cmd.env(k, v);
     }

@@ -311,7 +311,16 @@ where
     hooks.fire(Event::ClientConnected {
         client: &client.info,
     });
-    tracing::debug!(client_id = %client.info.client_id, peer = %client.info.peer, present = attached.present, "connected");
+    if broker.logs_connections() {
+        tracing::info!(
+            client_id = %client.info.client_id,
+            peer = %client.info.peer,
+            protocol = %client.protocol.version(),
+            clean_start = client.info.clean_start,
+            session_present = attached.present,
+            "client connected"
+        );
+    }
     if attached.present {
         client.resend_inflight();
     }

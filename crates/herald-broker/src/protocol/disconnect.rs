@@ -87,16 +87,26 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
     /// Runs once the packet loop has stopped.
     pub(crate) async fn finish(&mut self, close: Close) {
         let client_id = self.session.client_id.clone();
-        match &close {
-            Close::Decode(e) => {
-                Metrics::add(&self.broker.metrics.protocol_errors, 1);
-                tracing::info!(%client_id, peer = %self.info.peer, error = %e, "malformed packet; closing");
-            }
-            Close::Protocol(code, why) => {
-                Metrics::add(&self.broker.metrics.protocol_errors, 1);
-                tracing::info!(%client_id, peer = %self.info.peer, %code, why, "protocol error; closing");
-            }
-            other => tracing::debug!(%client_id, reason = other.reason_name(), "disconnected"),
+        let broke_rule = match &close {
+            Close::Decode(e) => Some(e.to_string()),
+            Close::Protocol(code, why) => Some(format!("{why} (reason {code})")),
+            _ => None,
+        };
+        if broke_rule.is_some() {
+            Metrics::add(&self.broker.metrics.protocol_errors, 1);
+        }
+        let (peer, protocol) = (self.info.peer, self.protocol.version());
+        match broke_rule {
+            // A broken rule is always worth a line, with what was broken.
+            Some(error) => tracing::info!(
+                %client_id, %peer, %protocol, reason = %close.reason_name(), %error,
+                "client disconnected: it broke the protocol"
+            ),
+            None if self.broker.logs_connections() => tracing::info!(
+                %client_id, %peer, %protocol, reason = %close.reason_name(),
+                "client disconnected"
+            ),
+            None => {}
         }
         self.broker.hooks.fire(Event::ClientDisconnected {
             client: &self.info,

@@ -257,6 +257,21 @@ impl Spool {
             .unwrap_or(0)
     }
 
+    /// Whether the spool can take events now; `Err` says why not, in plain
+    /// words. Checked by the binary's `/ready`. Today: the writer thread
+    /// must be running while the spool is open (when it has stopped,
+    /// nothing accepted reaches the disk or the lanes). A degraded state
+    /// (disk full, write errors) belongs here too.
+    pub fn health(&self) -> Result<(), String> {
+        let stopped = lock(&self.writer)
+            .as_ref()
+            .is_some_and(std::thread::JoinHandle::is_finished);
+        if stopped && !self.shared.closing.load(Ordering::Acquire) {
+            return Err("the spool's writer thread has stopped".to_owned());
+        }
+        Ok(())
+    }
+
     /// Writes everything pending, fsyncs, persists cursors and stops the
     /// writer thread. Readers see no new records afterwards. Blocking: call
     /// from a blocking context (e.g. `spawn_blocking`).

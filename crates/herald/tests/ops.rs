@@ -1,0 +1,244 @@
+//! What an operator relies on, against the real binary: `/health` and
+//! `/ready` (not ready when the data directory cannot take a write),
+//! systemd's readiness datagram, one INFO line per client connect and
+//! disconnect, and a start-up failure printed once with a hint.
+
+mod support;
+
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::net::UnixDatagram;
+use std::time::{Duration, Instant};
+
+use support::{Running, WAIT, http, logged_addr, temp_dir};
+
+/// Starts the broker on free ports with `data_dir`; returns it with its
+/// MQTT and metrics addresses.
+fn start(data_dir: &str, env: &[(&str, &str)]) -> (Running, SocketAddr, SocketAddr) {
+    let mut all = vec![("HERALD_METRICS__BIND", "127.0.0.1:0")];
+    all.extend_from_slice(env);
+    let mut herald = Running::spawn(&["--listen", "127.0.0.1:0", "--data-dir", data_dir], &all);
+    let metrics = logged_addr(&herald.stderr_line("serving Prometheus metrics"));
+    let mqtt = logged_addr(&herald.stderr_line("listening for MQTT"));
+    (herald, mqtt, metrics)
+}
+
+fn get(addr: SocketAddr, path: &str) -> String {
+    http(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"),
+    )
+}
+
+/// Polls `path` until its answer starts with `status` (the process runs on
+/// its own; there is nothing to await but its answers).
+fn wait_for(addr: SocketAddr, path: &str, status: &str) -> String {
+    let until = Instant::now() + WAIT;
+    loop {
+        let answer = get(addr, path);
+        if answer.starts_with(status) || Instant::now() > until {
+            return answer;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn health_and_ready_follow_the_data_directory() {
+    let dir = temp_dir("ready");
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).unwrap_or_else(|e| panic!("{e}"));
+    let socket_path = dir.join("notify.sock");
+    let systemd = UnixDatagram::bind(&socket_path).unwrap_or_else(|e| panic!("{e}"));
+    systemd
+        .set_read_timeout(Some(WAIT))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let notify = socket_path.display().to_string();
+    let (herald, _mqtt, metrics) = start(
+        &data.display().to_string(),
+        &[("NOTIFY_SOCKET", notify.as_str())],
+    );
+
+    // systemd hears READY=1 once the listeners are bound.
+    let mut datagram = [0u8; 64];
+    let n = systemd
+        .recv(&mut datagram)
+        .unwrap_or_else(|e| panic!("no READY=1 from herald: {e}"));
+    assert_eq!(&datagram[..n], b"READY=1");
+
+    let health = get(metrics, "/health");
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    assert!(health.ends_with("\r\n\r\nok\n"), "{health}");
+    let ready = get(metrics, "/ready");
+    assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
+    assert!(ready.ends_with("\r\n\r\nready\n"), "{ready}");
+
+    // The data directory is replaced by a regular file: nothing can be
+    // written below it, not even by root (permission bits would not stop
+    // root, as CI runs).
+    std::fs::remove_dir_all(&data).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::write(&data, b"not a directory").unwrap_or_else(|e| panic!("{e}"));
+    let not_ready = wait_for(metrics, "/ready", "HTTP/1.1 503");
+    assert!(not_ready.starts_with("HTTP/1.1 503"), "{not_ready}");
+    assert!(
+        not_ready.contains(&format!(
+            "data directory {} is not writable",
+            data.display()
+        )),
+        "{not_ready}"
+    );
+    let health = get(metrics, "/health");
+    assert!(
+        health.starts_with("HTTP/1.1 200"),
+        "alive all the same: {health}"
+    );
+
+    std::fs::remove_file(&data).unwrap_or_else(|e| panic!("{e}"));
+    std::fs::create_dir_all(&data).unwrap_or_else(|e| panic!("{e}"));
+    let ready = wait_for(metrics, "/ready", "HTTP/1.1 200");
+    assert!(ready.starts_with("HTTP/1.1 200"), "ready again: {ready}");
+
+    let status = herald.terminate();
+    assert!(status.success(), "{status:?}");
+    let n = systemd
+        .recv(&mut datagram)
+        .unwrap_or_else(|e| panic!("no STOPPING=1 from herald: {e}"));
+    assert_eq!(&datagram[..n], b"STOPPING=1");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// A 3.1.1 CONNECT with a clean session and this client id.
+fn connect_packet(client_id: &str) -> Vec<u8> {
+    let id = client_id.as_bytes();
+    let mut packet = vec![0x10, (10 + 2 + id.len()) as u8];
+    packet.extend_from_slice(&[0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 60]);
+    packet.extend_from_slice(&[0, id.len() as u8]);
+    packet.extend_from_slice(id);
+    packet
+}
+
+/// Connects with a raw 3.1.1 CONNECT and waits for the CONNACK.
+fn connect(mqtt: SocketAddr, client_id: &str) -> TcpStream {
+    let mut stream = TcpStream::connect(mqtt).unwrap_or_else(|e| panic!("{e}"));
+    stream
+        .set_read_timeout(Some(WAIT))
+        .unwrap_or_else(|e| panic!("{e}"));
+    stream
+        .write_all(&connect_packet(client_id))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut connack = [0u8; 4];
+    stream
+        .read_exact(&mut connack)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(connack, [0x20, 2, 0, 0]);
+    stream
+}
+
+#[test]
+fn client_connects_and_disconnects_are_logged() {
+    let dir = temp_dir("conn-log");
+    let (mut herald, mqtt, _metrics) = start(&dir.display().to_string(), &[]);
+
+    let mut polite = connect(mqtt, "ops-polite");
+    let local = polite.local_addr().unwrap_or_else(|e| panic!("{e}"));
+    let line = herald.stderr_line("client connected");
+    assert!(line.contains(" INFO "), "{line}");
+    for field in [
+        "client_id=ops-polite".to_owned(),
+        format!("peer={local}"),
+        "protocol=3.1.1".to_owned(),
+    ] {
+        assert!(line.contains(&field), "{field} missing: {line}");
+    }
+    polite
+        .write_all(&[0xE0, 0])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let line = herald.stderr_line("client disconnected");
+    for field in [
+        "client_id=ops-polite".to_owned(),
+        format!("peer={local}"),
+        "protocol=3.1.1".to_owned(),
+        "reason=normal".to_owned(),
+    ] {
+        assert!(line.contains(&field), "{field} missing: {line}");
+    }
+
+    let rude = connect(mqtt, "ops-rude");
+    herald.stderr_line("client_id=ops-rude");
+    drop(rude);
+    let line = herald.stderr_line("client disconnected");
+    assert!(line.contains("client_id=ops-rude"), "{line}");
+    assert!(line.contains("reason=tcp_closed"), "{line}");
+    assert!(!line.contains("Some("), "plain words: {line}");
+    drop(herald);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Runs the broker to its exit; returns the exit code and stderr.
+fn run_to_exit(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String) {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_herald"));
+    cmd.env_clear().args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let output = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run herald: {e}"));
+    (
+        output.status.code(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_port_in_use_is_reported_once_with_the_setting_that_moves_it() {
+    let dir = temp_dir("port-in-use");
+    let data = dir.display().to_string();
+    let taken = TcpListener::bind("127.0.0.1:0").unwrap_or_else(|e| panic!("{e}"));
+    let port = taken
+        .local_addr()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .to_string();
+
+    let (code, stderr) = run_to_exit(
+        &["--listen", &port, "--data-dir", &data],
+        &[("HERALD_METRICS__BIND", "127.0.0.1:0")],
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(
+        stderr
+            .matches(&format!("cannot listen for MQTT on {port}"))
+            .count(),
+        1,
+        "{stderr}"
+    );
+    assert_eq!(
+        stderr.matches("Address already in use").count(),
+        1,
+        "the OS error once: {stderr}"
+    );
+    assert!(stderr.contains("another broker?"), "{stderr}");
+    assert!(
+        stderr.contains("--listen, [listener] bind or HERALD_LISTENER__BIND"),
+        "{stderr}"
+    );
+
+    let (code, stderr) = run_to_exit(
+        &["--listen", "127.0.0.1:0", "--data-dir", &data],
+        &[("HERALD_METRICS__BIND", &port)],
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(
+        stderr
+            .matches(&format!("cannot serve metrics on {port}"))
+            .count(),
+        1,
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("[metrics] bind or HERALD_METRICS__BIND"),
+        "{stderr}"
+    );
+    drop(taken);
+    let _ = std::fs::remove_dir_all(&dir);
+}
