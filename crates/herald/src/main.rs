@@ -300,10 +300,15 @@ async fn run_broker(
     };
     readiness.set_listening();
     #[cfg(unix)]
+    let hangups = tokio::spawn(on_hangup());
+    #[cfg(unix)]
     notify::ready();
     stop.await;
     #[cfg(unix)]
-    notify::stopping();
+    {
+        notify::stopping();
+        hangups.abort();
+    }
     server.shutdown().await;
     if let Some(webhook) = webhook {
         webhook.shutdown(WEBHOOK_SHUTDOWN).await;
@@ -411,6 +416,26 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send {
             () = first(interrupt) => tracing::info!(signal = "SIGINT", "shutting down"),
             () = first(terminate) => tracing::info!(signal = "SIGTERM", "shutting down"),
         }
+    }
+}
+
+/// SIGHUP (`systemctl reload`) must never stop the broker, as its default
+/// action would. Reloading is not implemented yet: each SIGHUP is logged
+/// and the configuration stays as it was. This is where a reload starts.
+#[cfg(unix)]
+async fn on_hangup() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hangups = match signal(SignalKind::hangup()) {
+        Ok(stream) => stream,
+        Err(err) => {
+            tracing::warn!(error = %err, "cannot listen for SIGHUP");
+            return;
+        }
+    };
+    while hangups.recv().await.is_some() {
+        tracing::warn!(
+            "SIGHUP received: reloading the configuration is not supported yet; it stays as it was"
+        );
     }
 }
 

@@ -54,7 +54,7 @@ fn health_and_ready_follow_the_data_directory() {
         .set_read_timeout(Some(WAIT))
         .unwrap_or_else(|e| panic!("{e}"));
     let notify = socket_path.display().to_string();
-    let (herald, _mqtt, metrics) = start(
+    let (mut herald, _mqtt, metrics) = start(
         &data.display().to_string(),
         &[("NOTIFY_SOCKET", notify.as_str())],
     );
@@ -97,6 +97,19 @@ fn health_and_ready_follow_the_data_directory() {
     std::fs::create_dir_all(&data).unwrap_or_else(|e| panic!("{e}"));
     let ready = wait_for(metrics, "/ready", "HTTP/1.1 200");
     assert!(ready.starts_with("HTTP/1.1 200"), "ready again: {ready}");
+
+    // `systemctl reload` sends SIGHUP: logged, never fatal.
+    let hup = std::process::Command::new("kill")
+        .args(["-HUP", &herald.child.id().to_string()])
+        .status()
+        .unwrap_or_else(|e| panic!("kill: {e}"));
+    assert!(hup.success());
+    herald.stderr_line("SIGHUP received");
+    let health = get(metrics, "/health");
+    assert!(
+        health.starts_with("HTTP/1.1 200"),
+        "alive after SIGHUP: {health}"
+    );
 
     let status = herald.terminate();
     assert!(status.success(), "{status:?}");
