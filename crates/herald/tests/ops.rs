@@ -2,6 +2,7 @@
 //! `/ready` (not ready when the data directory cannot take a write),
 //! systemd's readiness datagram, one INFO line per client connect and
 //! disconnect, and a start-up failure printed once with a hint.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed unwrap is a failed assertion
 
 mod support;
 
