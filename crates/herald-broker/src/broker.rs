@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::hooks::{AclAction, AclRequest, ClientInfo, Decision, DropReason, Event, Hooks};
 use crate::message::{Delivery, Message};
 use crate::metrics::Metrics;
+use crate::reason::TerminationReason;
 use crate::router::{Retained, SharedGroups, Trie, matches, parse_shared};
 use crate::session::{Session, SubEntry};
 use herald_codec::{ByteStr, QoS, RetainHandling};
@@ -272,9 +273,9 @@ impl Broker {
 
     /// Ends a session: removes its subscriptions and, if the registry still
     /// maps its client id to it, the registry entry; drops what it still
-    /// held (`message.dropped`, session_ended) and fires
+    /// held (`message.dropped`, [`DropReason::SessionEnded`]) and fires
     /// `session.terminated` with `reason`.
-    pub fn discard_session(&self, session: &Arc<Session>, reason: &str) {
+    pub fn discard_session(&self, session: &Arc<Session>, reason: TerminationReason) {
         let filters: Vec<ByteStr> = session.lock().subscriptions.keys().cloned().collect();
         for f in filters {
             self.unsubscribe(session, &f);

@@ -30,10 +30,10 @@
 //! `session.created` or `session.resumed`, then `client.connack`, then
 //! `client.connected`. A refused connection fires `client.connect` and
 //! `client.connack` only. A taken-over connection's `client.disconnected`
-//! (reason `takeovered`) always comes before its successor's
+//! ([`DisconnectReason::TakenOver`]) always comes before its successor's
 //! `client.connected`. A clean-start connection that replaces a session
 //! fires `session.discarded` and then the old session's `session.terminated`
-//! with reason `discarded`, also when it took the client id from a live
+//! ([`TerminationReason::Discarded`]), also when it took the client id from a live
 //! connection.
 //!
 //! For a SUBSCRIBE, each filter's `client.subscribe` is followed by its
@@ -81,6 +81,7 @@
 //! swaps a handler atomically (no event is seen by neither or both).
 
 use crate::message::Message;
+pub use crate::reason::{DisconnectReason, DropReason, TerminationReason};
 use bytes::Bytes;
 use herald_codec::{ByteStr, Protocol, QoS, ReasonCode, SubOptions};
 use std::future::Future;
@@ -131,46 +132,6 @@ pub struct SubscriptionInfo<'a> {
     pub subscription_id: Option<u32>,
 }
 
-/// Why a message was dropped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DropReason {
-    /// Published, but no subscription matched.
-    NoSubscribers,
-    /// A subscriber's queue was full.
-    QueueFull,
-    /// QoS 0 for an offline session that does not queue QoS 0.
-    Qos0Offline,
-    /// The message expired before it could be sent.
-    Expired,
-    /// The authorization point refused the publication.
-    NotAuthorized,
-    /// Larger than the subscriber's Maximum Packet Size.
-    PacketTooLarge,
-    /// The publisher exceeded the broker's Receive Maximum.
-    ReceiveMaximumExceeded,
-    /// The publisher's connection broke a protocol rule with this message.
-    ProtocolError,
-    /// The session holding it ended (discarded, expired) before delivery.
-    SessionEnded,
-}
-
-impl DropReason {
-    /// The `reason` of the `message_dropped` body.
-    pub fn name(self) -> &'static str {
-        match self {
-            DropReason::NoSubscribers => "no_subscribers",
-            DropReason::QueueFull => "queue_full",
-            DropReason::Qos0Offline => "qos0_offline",
-            DropReason::Expired => "expired",
-            DropReason::NotAuthorized => "not_authorized",
-            DropReason::PacketTooLarge => "packet_too_large",
-            DropReason::ReceiveMaximumExceeded => "receive_maximum_exceeded",
-            DropReason::ProtocolError => "protocol_error",
-            DropReason::SessionEnded => "session_ended",
-        }
-    }
-}
-
 /// A broker event. Borrowed from the broker: a handler that keeps data
 /// copies (or clones `Bytes`/`ByteStr`, which shares them).
 #[derive(Debug, Clone, Copy)]
@@ -184,10 +145,10 @@ pub enum Event<'a> {
     },
     /// Connected (after a successful CONNACK).
     ClientConnected { client: &'a ClientInfo },
-    /// The connection is closing; `reason` as the WebHook contract names it.
+    /// The connection is closing, and why.
     ClientDisconnected {
         client: &'a ClientInfo,
-        reason: &'a str,
+        reason: DisconnectReason,
     },
     /// One filter of a SUBSCRIBE, before authorization.
     ClientSubscribe {
@@ -220,11 +181,11 @@ pub enum Event<'a> {
     SessionTakeovered { client: &'a ClientInfo },
     /// A clean-start connection discarded the client's existing session.
     SessionDiscarded { client: &'a ClientInfo },
-    /// A session ended.
+    /// A session ended, and why.
     SessionTerminated {
         client_id: &'a str,
         username: Option<&'a str>,
-        reason: &'a str,
+        reason: TerminationReason,
     },
     /// A message is about to be routed.
     MessagePublish { message: &'a Message },

@@ -10,7 +10,8 @@
 //! - [`session`]: state that outlives a connection (queue, inflight, expiry).
 //! - [`broker`]: what connections share (registry, router, retained store).
 //! - [`router`]: topic-filter trie, shared groups, retained store.
-//! - [`hooks`]: the extension point: events and decision handlers.
+//! - [`hooks`]: the extension point: events and decision handlers;
+//!   [`reason`]: why connections, sessions and messages end.
 //! - [`message`], [`metrics`], [`sys`] (`$SYS` topics), [`config`].
 
 pub mod broker;
@@ -21,6 +22,7 @@ pub mod listener;
 pub mod message;
 pub mod metrics;
 pub mod protocol;
+pub mod reason;
 pub mod router;
 pub mod session;
 pub mod sys;

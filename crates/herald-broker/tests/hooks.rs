@@ -21,6 +21,7 @@ use herald_broker::hooks::{
     Handler, Hooks,
 };
 use herald_broker::message::now_ms;
+use herald_broker::reason::{DisconnectReason, DropReason, TerminationReason};
 use herald_codec::{
     ByteStr, ConnAck, Connect, Disconnect, Packet, Properties, Protocol, PubResp, Publish, QoS,
     ReasonCode, RetainHandling, SubOptions, Subscribe, Subscription, Unsubscribe, Will,
@@ -77,8 +78,10 @@ struct Ev {
     connected_at_ms: Option<u64>,
     /// `conn_ack` of client.connack.
     conn_ack: Option<&'static str>,
-    /// `reason` of client.disconnected / session.terminated.
-    reason: Option<String>,
+    /// `reason` of client.disconnected.
+    disconnect: Option<DisconnectReason>,
+    /// `reason` of session.terminated.
+    termination: Option<TerminationReason>,
     /// Topic of subscribe / unsubscribe events (without `$share/g/`).
     topic: Option<String>,
     /// Share group of subscribe / unsubscribe events.
@@ -94,7 +97,7 @@ struct Ev {
     /// QoS and RETAIN the subscriber receives (delivered / acked).
     delivery: Option<(u8, bool)>,
     /// `reason` of message.dropped.
-    drop_reason: Option<&'static str>,
+    drop_reason: Option<DropReason>,
 }
 
 impl Ev {
@@ -138,8 +141,12 @@ impl Ev {
         self.message.as_ref().expect("a message event")
     }
 
-    fn reason(&self) -> &str {
-        self.reason.as_deref().expect("an event with a reason")
+    fn disconnect(&self) -> DisconnectReason {
+        self.disconnect.expect("a client.disconnected event")
+    }
+
+    fn termination(&self) -> TerminationReason {
+        self.termination.expect("a session.terminated event")
     }
 
     /// Whether this is an event about `client` (and not about `$SYS`).
@@ -169,7 +176,7 @@ fn summarize(event: &Event<'_>) -> Ev {
             ..ev.client(client)
         },
         Event::ClientDisconnected { client, reason } => Ev {
-            reason: Some(reason.to_owned()),
+            disconnect: Some(reason),
             ..ev.client(client)
         },
         Event::ClientSubscribe { client, sub } => ev.client(client).sub(&sub),
@@ -202,7 +209,7 @@ fn summarize(event: &Event<'_>) -> Ev {
         } => Ev {
             client_id: client_id.to_owned(),
             username: username.map(str::to_owned),
-            reason: Some(reason.to_owned()),
+            termination: Some(reason),
             ..ev
         },
         Event::MessagePublish { message } => {
@@ -233,7 +240,7 @@ fn summarize(event: &Event<'_>) -> Ev {
             Ev {
                 client_id: message.from_client_id.to_string(),
                 username: message.from_username.as_ref().map(|u| u.to_string()),
-                drop_reason: Some(reason.name()),
+                drop_reason: Some(reason),
                 ..ev
             }
         }
@@ -655,9 +662,15 @@ async fn v311_connect_subscribe_publish_unsubscribe_disconnect() {
         rec.one("flow4", "session.unsubscribed").topic.as_deref(),
         Some("flow/4")
     );
-    assert_eq!(rec.one("flow4", "client.disconnected").reason(), "normal");
+    assert_eq!(
+        rec.one("flow4", "client.disconnected").disconnect(),
+        DisconnectReason::Normal
+    );
     let terminated = rec.one("flow4", "session.terminated");
-    assert_eq!(terminated.reason(), "normal");
+    assert_eq!(
+        terminated.termination(),
+        TerminationReason::Closed(DisconnectReason::Normal)
+    );
     assert_eq!(terminated.username.as_deref(), Some("alice"));
     server.shutdown().await;
 }
@@ -727,8 +740,14 @@ async fn v5_connect_subscribe_publish_unsubscribe_disconnect() {
         assert_eq!(e.msg(), &m, "{name}");
         assert_eq!(e.delivery, Some((2, false)), "{name}");
     }
-    assert_eq!(rec.one("flow5", "client.disconnected").reason(), "normal");
-    assert_eq!(rec.one("flow5", "session.terminated").reason(), "normal");
+    assert_eq!(
+        rec.one("flow5", "client.disconnected").disconnect(),
+        DisconnectReason::Normal
+    );
+    assert_eq!(
+        rec.one("flow5", "session.terminated").termination(),
+        TerminationReason::Closed(DisconnectReason::Normal)
+    );
     server.shutdown().await;
 }
 
@@ -903,10 +922,16 @@ async fn keepalive_timeout_disconnects_and_terminates_with_keepalive_timeout() {
     let t0 = Instant::now();
     let disconnected = rec.wait("ka", "client.disconnected").await;
     assert!(t0.elapsed() >= Duration::from_secs(3), "{:?}", t0.elapsed());
-    assert_eq!(disconnected.reason(), "keepalive_timeout");
+    assert_eq!(
+        disconnected.disconnect(),
+        DisconnectReason::KeepaliveTimeout
+    );
     assert_eq!(disconnected.keepalive, Some(2));
     let terminated = rec.wait("ka", "session.terminated").await;
-    assert_eq!(terminated.reason(), "keepalive_timeout");
+    assert_eq!(
+        terminated.termination(),
+        TerminationReason::Closed(DisconnectReason::KeepaliveTimeout)
+    );
     assert_eq!(
         rec.names("ka"),
         connected_then(&["client.disconnected", "session.terminated"])
@@ -950,7 +975,10 @@ async fn takeover_old_disconnected_before_new_connected_and_session_resumed() {
             ]),
             "{id}"
         );
-        assert_eq!(rec.one(id, "client.disconnected").reason(), "takeovered");
+        assert_eq!(
+            rec.one(id, "client.disconnected").disconnect(),
+            DisconnectReason::TakenOver
+        );
         // The old connection is closed (5.0: DISCONNECT 0x8E first).
         if protocol.is_v5() {
             match next(&mut old).await {
@@ -997,15 +1025,21 @@ async fn clean_start_discards_an_offline_session() {
             "client.connected",
         ])
     );
-    assert_eq!(rec.one("cd", "client.disconnected").reason(), "normal");
-    assert_eq!(rec.one("cd", "session.terminated").reason(), "discarded");
+    assert_eq!(
+        rec.one("cd", "client.disconnected").disconnect(),
+        DisconnectReason::Normal
+    );
+    assert_eq!(
+        rec.one("cd", "session.terminated").termination(),
+        TerminationReason::Discarded
+    );
 
     // The old session's subscription went with it.
     let mut publisher = raw_session(&server, connect_packet(Protocol::V5, "cd-pub", true, 0)).await;
     let code = raw_publish_qos1(&mut publisher, "cd/t", 1, "x").await;
     assert_eq!(code, ReasonCode::NO_MATCHING_SUBSCRIBERS);
     let dropped = rec.wait("cd-pub", "message.dropped").await;
-    assert_eq!(dropped.drop_reason, Some("no_subscribers"));
+    assert_eq!(dropped.drop_reason, Some(DropReason::NoSubscribers));
     server.shutdown().await;
 }
 
@@ -1029,8 +1063,14 @@ async fn clean_start_discards_the_session_of_a_connected_client() {
             "client.connected",
         ])
     );
-    assert_eq!(rec.one("ct", "client.disconnected").reason(), "takeovered");
-    assert_eq!(rec.one("ct", "session.terminated").reason(), "discarded");
+    assert_eq!(
+        rec.one("ct", "client.disconnected").disconnect(),
+        DisconnectReason::TakenOver
+    );
+    assert_eq!(
+        rec.one("ct", "session.terminated").termination(),
+        TerminationReason::Discarded
+    );
     assert!(old.recv().await.is_none(), "old socket closed");
     server.shutdown().await;
 }
@@ -1042,7 +1082,7 @@ async fn session_expiry_terminates_with_expired() {
     let mut raw = raw_session(&server, connect_v5_expiry("se", true, 5)).await;
     raw.send(&disconnect_packet()).await;
     let disconnected = rec.wait("se", "client.disconnected").await;
-    assert_eq!(disconnected.reason(), "normal");
+    assert_eq!(disconnected.disconnect(), DisconnectReason::Normal);
     let t0 = Instant::now();
     assert!(raw.recv().await.is_none());
     let terminated = rec.wait("se", "session.terminated").await;
@@ -1051,7 +1091,7 @@ async fn session_expiry_terminates_with_expired() {
         waited >= Duration::from_secs(5) && waited < Duration::from_secs(6),
         "terminated after {waited:?}"
     );
-    assert_eq!(terminated.reason(), "expired");
+    assert_eq!(terminated.termination(), TerminationReason::Expired);
     assert_eq!(
         rec.names("se"),
         connected_then(&["client.disconnected", "session.terminated"])
@@ -1077,7 +1117,7 @@ async fn resuming_before_expiry_cancels_it() {
     // The first disconnection's timer (due 2 s from now) must not end it.
     let terminated = rec.wait("se2", "session.terminated").await;
     assert!(t1.elapsed() >= Duration::from_secs(5), "{:?}", t1.elapsed());
-    assert_eq!(terminated.reason(), "expired");
+    assert_eq!(terminated.termination(), TerminationReason::Expired);
     assert_eq!(
         rec.names("se2"),
         connected_then(&[
@@ -1129,12 +1169,12 @@ async fn will_message_is_published_from_the_departed_client() {
         ])
     );
     assert_eq!(
-        rec.one("mortal", "client.disconnected").reason(),
-        "tcp_closed"
+        rec.one("mortal", "client.disconnected").disconnect(),
+        DisconnectReason::SocketClosed
     );
     assert_eq!(
-        rec.one("mortal", "session.terminated").reason(),
-        "tcp_closed"
+        rec.one("mortal", "session.terminated").termination(),
+        TerminationReason::Closed(DisconnectReason::SocketClosed)
     );
     let will = rec.one("mortal", "message.publish");
     let m = will.msg();
@@ -1646,7 +1686,7 @@ async fn publish_without_subscribers_is_dropped_no_subscribers() {
     );
     let published = rec.one("lonely", "message.publish");
     let dropped = rec.one("lonely", "message.dropped");
-    assert_eq!(dropped.drop_reason, Some("no_subscribers"));
+    assert_eq!(dropped.drop_reason, Some(DropReason::NoSubscribers));
     assert_eq!(dropped.msg(), published.msg());
     assert_eq!(dropped.msg().topic, "nobody/here");
     assert_eq!(dropped.msg().payload, "echo");
@@ -1686,7 +1726,7 @@ async fn offline_queue_overflow_is_dropped_queue_full() {
         ])
     );
     let dropped = rec.one("sender", "message.dropped");
-    assert_eq!(dropped.drop_reason, Some("queue_full"));
+    assert_eq!(dropped.drop_reason, Some(DropReason::QueueFull));
     assert_eq!(dropped.msg().payload, "m3");
     assert_eq!(dropped.msg().from_client_id, "sender");
 
@@ -1732,7 +1772,7 @@ async fn authorizer_denying_publish_answers_0x87_and_drops_not_authorized() {
         rec.names("spy"),
         connected_then(&["message.dropped", "message.publish", "message.dropped"])
     );
-    let drops: Vec<(Option<&str>, String)> = rec
+    let drops: Vec<(Option<DropReason>, String)> = rec
         .of("spy")
         .into_iter()
         .filter(|e| e.name == "message.dropped")
@@ -1741,8 +1781,8 @@ async fn authorizer_denying_publish_answers_0x87_and_drops_not_authorized() {
     assert_eq!(
         drops,
         [
-            (Some("not_authorized"), "secret/plans".into()),
-            (Some("no_subscribers"), "open/news".into())
+            (Some(DropReason::NotAuthorized), "secret/plans".into()),
+            (Some(DropReason::NoSubscribers), "open/news".into())
         ]
     );
     // The connection goes on.
@@ -1956,7 +1996,7 @@ async fn queued_message_that_expires_is_dropped_expired() {
 
     let _back = raw_session(&server, connect_v5_expiry("late", false, 100)).await;
     let dropped = rec.wait("news", "message.dropped").await;
-    assert_eq!(dropped.drop_reason, Some("expired"));
+    assert_eq!(dropped.drop_reason, Some(DropReason::Expired));
     assert_eq!(dropped.msg().payload, "stale");
     assert_eq!(
         rec.names("news"),
@@ -1989,7 +2029,7 @@ async fn message_above_subscriber_maximum_packet_size_is_dropped_packet_too_larg
     let got = next(&mut small).await;
     assert!(is_publish(&got, "big/two", b"fits"), "{got:?}");
     let dropped = rec.wait("bigpub", "message.dropped").await;
-    assert_eq!(dropped.drop_reason, Some("packet_too_large"));
+    assert_eq!(dropped.drop_reason, Some(DropReason::PacketTooLarge));
     assert_eq!(dropped.msg().topic, "big/one");
     assert_eq!(
         rec.names("bigpub"),
@@ -2031,7 +2071,7 @@ async fn qos2_beyond_receive_maximum_is_dropped_receive_maximum_exceeded() {
             "session.terminated",
         ])
     );
-    let drops: Vec<(Option<&str>, Bytes)> = rec
+    let drops: Vec<(Option<DropReason>, Bytes)> = rec
         .of("eager")
         .into_iter()
         .filter(|e| e.name == "message.dropped")
@@ -2040,16 +2080,19 @@ async fn qos2_beyond_receive_maximum_is_dropped_receive_maximum_exceeded() {
     assert_eq!(
         drops,
         [
-            (Some("no_subscribers"), Bytes::from_static(b"first")),
             (
-                Some("receive_maximum_exceeded"),
+                Some(DropReason::NoSubscribers),
+                Bytes::from_static(b"first")
+            ),
+            (
+                Some(DropReason::ReceiveMaximumExceeded),
                 Bytes::from_static(b"second")
             ),
         ]
     );
     assert_eq!(
-        rec.one("eager", "client.disconnected").reason(),
-        "protocol_error"
+        rec.one("eager", "client.disconnected").disconnect(),
+        DisconnectReason::ProtocolError
     );
     server.shutdown().await;
 }
@@ -2076,7 +2119,7 @@ async fn qos0_for_an_offline_session_is_dropped_when_not_queued() {
         .send(&publish_packet("zero", QoS::AtMostOnce, 0, "lost"))
         .await;
     let dropped = rec.wait("pub0", "message.dropped").await;
-    assert_eq!(dropped.drop_reason, Some("qos0_offline"));
+    assert_eq!(dropped.drop_reason, Some(DropReason::Qos0Offline));
     assert_eq!(dropped.msg().payload, "lost");
     assert_eq!(
         rec.names("pub0"),
@@ -2117,12 +2160,18 @@ async fn discarded_session_drops_what_it_held() {
             "message.dropped",
         ])
     );
-    let reasons: Vec<Option<&str>> = rec
+    let reasons: Vec<Option<DropReason>> = rec
         .of("giver")
         .iter()
         .filter_map(|e| (e.name == "message.dropped").then_some(e.drop_reason))
         .collect();
-    assert_eq!(reasons, [Some("session_ended"), Some("session_ended")]);
+    assert_eq!(
+        reasons,
+        [
+            Some(DropReason::SessionEnded),
+            Some(DropReason::SessionEnded)
+        ]
+    );
     // The drops come before the session's end is reported.
     let all: Vec<&'static str> = rec
         .all()
@@ -2162,7 +2211,7 @@ async fn will_refused_by_the_authorizer_is_dropped_not_authorized() {
         ])
     );
     let dropped = rec.one("leaker", "message.dropped");
-    assert_eq!(dropped.drop_reason, Some("not_authorized"));
+    assert_eq!(dropped.drop_reason, Some(DropReason::NotAuthorized));
     assert_eq!(dropped.msg().topic, "secret/will");
     server.shutdown().await;
 }
@@ -2188,11 +2237,11 @@ async fn publish_breaking_a_protocol_rule_is_dropped_protocol_error() {
         ])
     );
     let dropped = rec.one("rude", "message.dropped");
-    assert_eq!(dropped.drop_reason, Some("protocol_error"));
+    assert_eq!(dropped.drop_reason, Some(DropReason::ProtocolError));
     assert_eq!(dropped.msg().topic, "too/high");
     assert_eq!(
-        rec.one("rude", "client.disconnected").reason(),
-        "protocol_error"
+        rec.one("rude", "client.disconnected").disconnect(),
+        DisconnectReason::ProtocolError
     );
     server.shutdown().await;
 }
@@ -2230,8 +2279,8 @@ async fn disconnect_reasons_are_named_as_the_contract_says() {
         ])
     );
     assert_eq!(
-        rec.one("with-will", "client.disconnected").reason(),
-        "disconnect_with_will_message"
+        rec.one("with-will", "client.disconnected").disconnect(),
+        DisconnectReason::ClientReason(ReasonCode::DISCONNECT_WITH_WILL_MESSAGE)
     );
 
     // A normal DISCONNECT discards the will.
@@ -2259,10 +2308,12 @@ async fn disconnect_reasons_are_named_as_the_contract_says() {
     .await;
     raw.send_bytes(&[0x00, 0x00]).await;
     let disconnected = rec.wait("garbled", "client.disconnected").await;
-    assert_eq!(disconnected.reason(), "frame_error");
+    assert_eq!(disconnected.disconnect(), DisconnectReason::FrameError);
     assert_eq!(
-        rec.wait("garbled", "session.terminated").await.reason(),
-        "frame_error"
+        rec.wait("garbled", "session.terminated")
+            .await
+            .termination(),
+        TerminationReason::Closed(DisconnectReason::FrameError)
     );
 
     // A second CONNECT: protocol_error.
@@ -2275,7 +2326,7 @@ async fn disconnect_reasons_are_named_as_the_contract_says() {
     ))))
     .await;
     let disconnected = rec.wait("twice", "client.disconnected").await;
-    assert_eq!(disconnected.reason(), "protocol_error");
+    assert_eq!(disconnected.disconnect(), DisconnectReason::ProtocolError);
     server.shutdown().await;
 }
 

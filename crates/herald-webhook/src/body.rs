@@ -10,6 +10,7 @@
 
 use crate::event::EventKind;
 use crate::payload::PayloadEncoding;
+use crate::reason;
 use herald_broker::hooks::{ClientInfo, Event, SubscriptionInfo};
 use herald_broker::message::Message;
 use herald_codec::{QoS, ReasonCode};
@@ -123,7 +124,7 @@ impl BodyBuilder {
             }
             Event::ClientDisconnected { client, reason } => {
                 self.who(&mut o, &client.client_id, client.username.as_deref());
-                o.str("reason", reason);
+                o.str("reason", reason::disconnect(reason));
                 if v44 {
                     o.uint("connected_at", client.connected_at_ms);
                     o.uint("disconnected_at", now_ms);
@@ -174,7 +175,7 @@ impl BodyBuilder {
                 reason,
             } => {
                 self.who(&mut o, client_id, username);
-                o.str("reason", reason);
+                o.str("reason", reason::termination(reason));
             }
             Event::MessagePublish { message } => {
                 self.message(&mut o, message, message.qos, message.retain)
@@ -202,7 +203,7 @@ impl BodyBuilder {
             }
             Event::MessageDropped { message, reason } => {
                 self.message(&mut o, message, message.qos, message.retain);
-                o.str("reason", reason.name());
+                o.str("reason", reason::dropped(reason));
             }
             Event::SessionCreated { .. }
             | Event::SessionResumed { .. }

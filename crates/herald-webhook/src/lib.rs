@@ -17,7 +17,9 @@
 //! - [`rules`]: [`Rules`], which events are sent and how many times.
 //! - [`body`]: [`BodyBuilder`], the JSON bodies in the `v4.0` and `v4.4`
 //!   [`Profile`]s.
-//! - [`payload`]: the `plain` / `base64` / `base62` payload encodings.
+//! - [`payload`]: the `plain` / `base64` / `base62` payload encodings;
+//!   [`reason`]: the broker's disconnect, termination and drop reasons in
+//!   EMQX's words.
 //! - [`spool`]: the on-disk queue of requests waiting to be delivered.
 //! - [`deliver`]: the lanes that send them, with retries; [`http`]: one
 //!   HTTP/1.1 connection, plain or TLS; [`metrics`]: counters and their
@@ -41,6 +43,7 @@ pub mod http;
 pub mod listen;
 pub mod metrics;
 pub mod payload;
+pub mod reason;
 pub mod rules;
 pub mod service;
 pub mod spool;

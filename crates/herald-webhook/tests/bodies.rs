@@ -6,6 +6,7 @@ mod common;
 
 use common::{c1, c2, message, sub};
 use herald_broker::hooks::{DropReason, Event, SubscriptionInfo};
+use herald_broker::reason::{DisconnectReason, TerminationReason};
 use herald_codec::{Protocol, QoS, ReasonCode, RetainHandling, SubOptions};
 use herald_webhook::{BodyBuilder, EventKind, PayloadEncoding, Profile};
 use serde_json::Value;
@@ -79,7 +80,7 @@ fn all_events_both_profiles() {
         (
             Event::ClientDisconnected {
                 client: &c1,
-                reason: "normal",
+                reason: DisconnectReason::Normal,
             },
             r#"{"action":"client_disconnected","clientid":"c1","username":"undefined","reason":"normal"}"#,
             r#"{"action":"client_disconnected","node":"herald@127.0.0.1","clientid":"c1","username":null,"reason":"normal","connected_at":1700000000123,"disconnected_at":1700000009000}"#,
@@ -123,7 +124,7 @@ fn all_events_both_profiles() {
             Event::SessionTerminated {
                 client_id: "c1",
                 username: None,
-                reason: "normal",
+                reason: TerminationReason::Closed(DisconnectReason::Normal),
             },
             r#"{"action":"session_terminated","clientid":"c1","username":"undefined","reason":"normal"}"#,
             r#"{"action":"session_terminated","node":"herald@127.0.0.1","clientid":"c1","username":null,"reason":"normal"}"#,
@@ -200,12 +201,12 @@ fn spec_example_lines() {
         Event::MessagePublish { message: &msg },
         Event::ClientDisconnected {
             client: &c1,
-            reason: "normal",
+            reason: DisconnectReason::Normal,
         },
         Event::SessionTerminated {
             client_id: "c1",
             username: None,
-            reason: "normal",
+            reason: TerminationReason::Closed(DisconnectReason::Normal),
         },
     ];
     let expected = r#"{"action":"client_connect","clientid":"c1","username":"undefined","ipaddress":"127.0.0.1","keepalive":60,"proto_ver":5}

@@ -6,6 +6,7 @@ mod common;
 
 use common::{c1, c2, message, sub};
 use herald_broker::hooks::{DropReason, Event, SubscriptionInfo};
+use herald_broker::reason::{DisconnectReason, TerminationReason};
 use herald_codec::{QoS, ReasonCode};
 use herald_webhook::{EventKind, Rules, WebhookConfig};
 
@@ -168,7 +169,7 @@ fn topic_is_ignored_for_connection_events() {
     assert_eq!(
         r.matching(&Event::ClientDisconnected {
             client: &c,
-            reason: "normal"
+            reason: DisconnectReason::Normal
         }),
         1
     );
@@ -176,7 +177,7 @@ fn topic_is_ignored_for_connection_events() {
         r.matching(&Event::SessionTerminated {
             client_id: "c1",
             username: None,
-            reason: "normal"
+            reason: TerminationReason::Closed(DisconnectReason::Normal)
         }),
         1
     );

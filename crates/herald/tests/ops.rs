@@ -182,7 +182,7 @@ fn client_connects_and_disconnects_are_logged() {
     drop(rude);
     let line = herald.stderr_line("client disconnected");
     assert!(line.contains("client_id=ops-rude"), "{line}");
-    assert!(line.contains("reason=tcp_closed"), "{line}");
+    assert!(line.contains("reason=socket_closed"), "{line}");
     assert!(!line.contains("Some("), "plain words: {line}");
     drop(herald);
     let _ = std::fs::remove_dir_all(&dir);

@@ -12,6 +12,7 @@ use crate::connection::Io;
 use crate::hooks::{AuthRequest, ClientInfo, Decision, Event};
 use crate::message::now_ms;
 use crate::metrics::Metrics;
+use crate::reason::TerminationReason;
 use crate::session::{ConnHandle, Kick, Session};
 use herald_codec::{
     ByteStr, ConnAck, Connect, DecodeError, Packet, Properties, Protocol, PubResp, Publish,
@@ -226,12 +227,12 @@ where
     let hooks = &broker.hooks;
     if let Some(old) = &attached.replaced {
         // A clean start discards the old session, also one it took from a
-        // live connection (session.discarded says so); "takeovered" only
+        // live connection (session.discarded says so); taken over only
         // when a resuming connection found a session it could not resume.
         let reason = if attached.taken_over && !info.clean_start {
-            "takeovered"
+            TerminationReason::TakenOver
         } else {
-            "discarded"
+            TerminationReason::Discarded
         };
         if info.clean_start {
             hooks.fire(Event::SessionDiscarded { client: &info });

@@ -8,6 +8,7 @@ use crate::broker::Broker;
 use crate::hooks::{AclAction, ClientInfo, DropReason, Event};
 use crate::message::Message;
 use crate::metrics::Metrics;
+use crate::reason::{DisconnectReason, TerminationReason};
 use crate::session::Session;
 use herald_codec::{DecodeError, Disconnect, Packet, Properties, ReasonCode, Will};
 use std::sync::Arc;
@@ -36,18 +37,17 @@ pub enum Close {
 }
 
 impl Close {
-    /// The reason name of the WebHook contract (`reason` of
-    /// client_disconnected / session_terminated).
-    pub fn reason_name(&self) -> &'static str {
+    /// Why the connection closed, as hook events report it.
+    pub fn reason(&self) -> DisconnectReason {
         match self {
-            Close::Normal => "normal",
-            Close::ClientReason(r) => r.name_in(herald_codec::PacketType::Disconnect),
-            Close::TcpClosed => "tcp_closed",
-            Close::KeepAliveTimeout => "keepalive_timeout",
-            Close::TakenOver => "takeovered",
-            Close::ServerShutdown => "server_shutting_down",
-            Close::Decode(_) => "frame_error",
-            Close::Protocol(..) => "protocol_error",
+            Close::Normal => DisconnectReason::Normal,
+            Close::ClientReason(r) => DisconnectReason::ClientReason(*r),
+            Close::TcpClosed => DisconnectReason::SocketClosed,
+            Close::KeepAliveTimeout => DisconnectReason::KeepaliveTimeout,
+            Close::TakenOver => DisconnectReason::TakenOver,
+            Close::ServerShutdown => DisconnectReason::ServerShutdown,
+            Close::Decode(_) => DisconnectReason::FrameError,
+            Close::Protocol(..) => DisconnectReason::ProtocolError,
         }
     }
 
@@ -99,18 +99,18 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
         match broke_rule {
             // A broken rule is always worth a line, with what was broken.
             Some(error) => tracing::info!(
-                %client_id, %peer, %protocol, reason = %close.reason_name(), %error,
+                %client_id, %peer, %protocol, reason = %close.reason(), %error,
                 "client disconnected: it broke the protocol"
             ),
             None if self.broker.logs_connections() => tracing::info!(
-                %client_id, %peer, %protocol, reason = %close.reason_name(),
+                %client_id, %peer, %protocol, reason = %close.reason(),
                 "client disconnected"
             ),
             None => {}
         }
         self.broker.hooks.fire(Event::ClientDisconnected {
             client: &self.info,
-            reason: close.reason_name(),
+            reason: close.reason(),
         });
         if let (true, Some(reason)) = (self.protocol.is_v5(), close.server_reason()) {
             self.send(&Packet::Disconnect(Disconnect {
@@ -180,7 +180,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
         }
         if ends_now {
             self.broker
-                .discard_session(&self.session, close.reason_name());
+                .discard_session(&self.session, TerminationReason::Closed(close.reason()));
         } else if ours && !taken_over && self.session_expiry != u32::MAX {
             schedule_expiry(
                 self.broker.clone(),
@@ -202,7 +202,7 @@ fn schedule_expiry(broker: Arc<Broker>, session: Arc<Session>, generation: u64, 
         };
         if expired {
             tracing::debug!(client_id = %session.client_id, "session expired");
-            broker.discard_session(&session, "expired");
+            broker.discard_session(&session, TerminationReason::Expired);
         }
     });
 }
