@@ -16,6 +16,7 @@ use crate::metrics::Metrics;
 use crate::reason::TerminationReason;
 use crate::router::{Retained, SharedGroups, Trie, matches, parse_shared};
 use crate::session::{Session, SubEntry};
+use crate::support::{lock, read, write};
 use herald_codec::{ByteStr, QoS, RetainHandling};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -84,13 +85,6 @@ pub struct Broker {
     log_connections: AtomicBool,
 }
 
-fn read<T>(l: &RwLock<T>) -> std::sync::RwLockReadGuard<'_, T> {
-    l.read().unwrap_or_else(|e| e.into_inner())
-}
-fn write<T>(l: &RwLock<T>) -> std::sync::RwLockWriteGuard<'_, T> {
-    l.write().unwrap_or_else(|e| e.into_inner())
-}
-
 impl Broker {
     /// A broker with no sessions.
     pub fn new(config: Config) -> Arc<Broker> {
@@ -118,7 +112,7 @@ impl Broker {
 
     /// The session registry, locked.
     pub fn sessions(&self) -> MutexGuard<'_, HashMap<ByteStr, Arc<Session>>> {
-        self.sessions.lock().unwrap_or_else(|e| e.into_inner())
+        lock(&self.sessions)
     }
 
     /// A new empty session with this broker's queue limits.

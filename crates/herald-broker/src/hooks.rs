@@ -82,6 +82,7 @@
 
 use crate::message::Message;
 pub use crate::reason::{DisconnectReason, DropReason, TerminationReason};
+use crate::support::{read, write};
 use bytes::Bytes;
 use herald_codec::{ByteStr, Protocol, QoS, ReasonCode, SubOptions};
 use std::future::Future;
@@ -342,16 +343,11 @@ impl<T: ?Sized> List<T> {
         if !self.any.load(Ordering::Acquire) {
             return None;
         }
-        Some(
-            self.entries
-                .read()
-                .unwrap_or_else(|e| e.into_inner())
-                .clone(),
-        )
+        Some(read(&self.entries).clone())
     }
 
     fn update(&self, change: impl FnOnce(&mut Vec<Entry<T>>) -> bool) -> bool {
-        let mut guard = self.entries.write().unwrap_or_else(|e| e.into_inner());
+        let mut guard = write(&self.entries);
         let mut next: Vec<Entry<T>> = guard.as_ref().clone();
         let changed = change(&mut next);
         // Stable: equal priorities keep registration order.

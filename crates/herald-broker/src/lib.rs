@@ -13,6 +13,8 @@
 //! - [`hooks`]: the extension point: events and decision handlers;
 //!   [`reason`]: why connections, sessions and messages end.
 //! - [`message`], [`metrics`], [`sys`] (`$SYS` topics), [`config`].
+//! - [`support`]: the clock, poison-ignoring locks and a log throttle,
+//!   shared with the other Herald crates.
 
 pub mod broker;
 pub mod config;
@@ -25,6 +27,7 @@ pub mod protocol;
 pub mod reason;
 pub mod router;
 pub mod session;
+pub mod support;
 pub mod sys;
 
 pub use listener::{ServeError, Server, serve, start, start_on};

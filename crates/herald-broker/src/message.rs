@@ -4,10 +4,10 @@
 //! A message is immutable once routed; per-subscriber choices (QoS granted,
 //! RETAIN flag, subscription identifiers) live in [`Delivery`].
 
+use crate::support::now_ms;
 use bytes::Bytes;
 use herald_codec::{ByteStr, Properties, QoS};
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::time::Instant;
 
 /// One published message.
@@ -95,12 +95,4 @@ pub struct Delivery {
     pub retain: bool,
     /// Subscription identifiers of the matching subscriptions (5.0).
     pub subscription_ids: Vec<u32>,
-}
-
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }

@@ -139,7 +139,7 @@ impl Session {
     /// state consistent enough to go on (every update is a single step), so
     /// poisoning is ignored rather than spreading the panic.
     pub fn lock(&self) -> MutexGuard<'_, SessionState> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+        crate::support::lock(&self.state)
     }
 
     /// Queues a delivery and wakes the connection; refuses when full

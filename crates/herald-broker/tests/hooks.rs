@@ -20,8 +20,8 @@ use herald_broker::hooks::{
     AclAction, AclRequest, AuthRequest, Authenticator, Authorizer, Decision, DecisionFuture, Event,
     Handler, Hooks,
 };
-use herald_broker::message::now_ms;
 use herald_broker::reason::{DisconnectReason, DropReason, TerminationReason};
+use herald_broker::support::now_ms;
 use herald_codec::{
     ByteStr, ConnAck, Connect, Disconnect, Packet, Properties, Protocol, PubResp, Publish, QoS,
     ReasonCode, RetainHandling, SubOptions, Subscribe, Subscription, Unsubscribe, Will,

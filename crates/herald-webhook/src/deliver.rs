@@ -29,6 +29,7 @@ use crate::http::{Connection, Target};
 use crate::metrics::WebhookMetrics;
 use crate::spool::{LaneReader, Record, Spool};
 use bytes::{BufMut, Bytes, BytesMut};
+use herald_broker::support::{LogThrottle, now_ms};
 use hyper::header::{HeaderName, HeaderValue};
 use std::collections::HashSet;
 use std::fmt::Write as _;
@@ -109,7 +110,7 @@ pub fn start(
                 conn: None,
                 stop: stop_rx.clone(),
                 rng: seed(),
-                last_log: None,
+                log_throttle: LogThrottle::default(),
                 held: None,
                 clients: HashSet::new(),
                 ids: String::new(),
@@ -156,7 +157,7 @@ struct Lane {
     /// Jitter source.
     rng: u64,
     /// One log line per interval for repeated failures.
-    last_log: Option<Instant>,
+    log_throttle: LogThrottle,
     /// A request read while filling a window but not sent with it (its
     /// client had one in flight): it goes first next time.
     held: Option<Vec<Record>>,
@@ -488,12 +489,8 @@ impl Lane {
     }
 
     fn log(&mut self, why: &str, what: &str) {
-        let quiet = self
-            .last_log
-            .is_some_and(|t| t.elapsed() < Duration::from_secs(10));
-        if !quiet {
+        if self.log_throttle.ready() {
             tracing::warn!(lane = self.reader.lane(), url = %self.target.endpoint(), error = why, "webhook request failed; {what}");
-            self.last_log = Some(Instant::now());
         }
     }
 }
@@ -533,13 +530,6 @@ pub fn signature(secret: &[u8], t: u64, body: &[u8]) -> String {
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect()
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 fn seed() -> u64 {

@@ -17,10 +17,11 @@ use crate::spool::{self, Fsync, Spool, SpoolError, SpoolOptions};
 use bytes::Bytes;
 use herald_broker::broker::Broker;
 use herald_broker::hooks::{Event, Handler, HookId};
+use herald_broker::support::now_ms;
 use hyper::header::HeaderName;
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// How often the spool fsyncs under `web.hook.spool.fsync = interval`.
 const FSYNC_INTERVAL: Duration = Duration::from_millis(200);
@@ -115,13 +116,6 @@ pub fn client_key(client_id: &str) -> u64 {
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
     h
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
 }
 
 fn header_name(key: &'static str, value: &str) -> Result<HeaderName, StartError> {

@@ -10,10 +10,10 @@ use super::{Client, flush_briefly, read_one};
 use crate::broker::Broker;
 use crate::connection::Io;
 use crate::hooks::{AuthRequest, ClientInfo, Decision, Event};
-use crate::message::now_ms;
 use crate::metrics::Metrics;
 use crate::reason::TerminationReason;
 use crate::session::{ConnHandle, Kick, Session};
+use crate::support::now_ms;
 use herald_codec::{
     ByteStr, ConnAck, Connect, DecodeError, Packet, Properties, Protocol, PubResp, Publish,
     ReasonCode,

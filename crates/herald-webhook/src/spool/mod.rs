@@ -42,9 +42,10 @@ pub use record::{Record, crc32};
 
 use bytes::Bytes;
 use files::{lane_dir, random_id, spool_id};
+use herald_broker::support::lock;
 use record::{CLIENT, HAS_CLIENT, HEADER};
 use recovery::recover_lane;
-use state::{Lane, Pending, PendingList, Shared, lock};
+use state::{Lane, Pending, PendingList, Shared};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};

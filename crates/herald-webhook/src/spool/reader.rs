@@ -4,7 +4,8 @@
 //! Reads only; it never writes or deletes a file.
 
 use super::record::{Record, read_record};
-use super::state::{Shared, lock, sub};
+use super::state::{Shared, sub};
+use herald_broker::support::lock;
 use std::collections::VecDeque;
 use std::fs::File;
 use std::io::{self, BufReader, Read};

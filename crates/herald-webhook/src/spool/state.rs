@@ -9,7 +9,7 @@ use bytes::Bytes;
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Condvar, Mutex};
 use tokio::sync::Notify;
 
 /// A segment file as the lane's bookkeeping knows it.
@@ -101,10 +101,6 @@ pub(super) struct PendingList {
     /// The writer is waiting for work: the next push must wake it. While
     /// it works (or lingers to gather a group), pushes need not.
     pub(super) idle: bool,
-}
-
-pub(super) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Subtracts without wrapping below zero.

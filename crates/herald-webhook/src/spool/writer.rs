@@ -9,7 +9,8 @@
 use super::Fsync;
 use super::files::{lane_dir, segment_path, write_atomically};
 use super::record::{HEAD, Record, encode_head};
-use super::state::{Pending, Segment, Shared, lock, sub};
+use super::state::{Pending, Segment, Shared, sub};
+use herald_broker::support::{LogThrottle, lock};
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, IoSlice, Write};
@@ -43,7 +44,7 @@ pub(super) struct Writer {
     /// Reused buffers for record headers, one per lane.
     pub(super) buffers: Vec<Vec<u8>>,
     /// One failure log line per interval, not per write.
-    pub(super) last_error_log: Option<Instant>,
+    pub(super) error_log: LogThrottle,
 }
 
 impl Writer {
@@ -57,7 +58,7 @@ impl Writer {
             last_housekeeping: Instant::now(),
             last_cursor: Instant::now(),
             buffers: (0..n).map(|_| Vec::new()).collect(),
-            last_error_log: None,
+            error_log: LogThrottle::default(),
         }
     }
 
@@ -265,12 +266,8 @@ impl Writer {
     }
 
     fn log_error(&mut self, e: &io::Error) {
-        let quiet = self
-            .last_error_log
-            .is_some_and(|t| t.elapsed() < Duration::from_secs(10));
-        if !quiet {
+        if self.error_log.ready() {
             tracing::error!(error = %e, "webhook spool: write failed; keeping events in memory");
-            self.last_error_log = Some(Instant::now());
         }
     }
 
@@ -377,16 +374,12 @@ impl Writer {
                 .stats
                 .dropped
                 .fetch_add(dropped_now, Ordering::Relaxed);
-            let quiet = self
-                .last_error_log
-                .is_some_and(|t| t.elapsed() < Duration::from_secs(10));
-            if !quiet {
+            if self.error_log.ready() {
                 tracing::warn!(
                     dropped_total = shared.stats.dropped.load(Ordering::Relaxed),
                     max_bytes = max,
                     "webhook spool full: dropping the oldest events"
                 );
-                self.last_error_log = Some(Instant::now());
             }
         }
     }
