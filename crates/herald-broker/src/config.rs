@@ -15,12 +15,12 @@
 //! without the binary changing.
 
 use std::net::{Ipv4Addr, SocketAddr};
-use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::de::{self, MapAccess};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+pub use crate::config_path::ConfigPath;
 use crate::router::valid_topic_filter;
 
 /// The largest packet MQTT can express: the Remaining Length is a variable
@@ -36,9 +36,10 @@ const TOPIC_FILTER_RULE: &str = "not a topic filter (1 to 65535 bytes, no NUL, \
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Directory for state that outlives the process (spools of the parts
-    /// attached to the broker, later persisted sessions). Relative paths are
-    /// relative to the working directory.
-    pub data_dir: PathBuf,
+    /// attached to the broker, later persisted sessions). Relative: to the
+    /// config file's folder when the file sets it, else to the working
+    /// directory (see [`ConfigPath`]).
+    pub data_dir: ConfigPath,
     /// Where and how many clients may connect.
     pub listener: ListenerConfig,
     /// Protocol limits and the capabilities the broker announces to clients.
@@ -212,7 +213,7 @@ pub struct AuthzConfig {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            data_dir: PathBuf::from("./data"),
+            data_dir: ConfigPath::from("./data"),
             listener: ListenerConfig::default(),
             mqtt: MqttConfig::default(),
             sys: SysConfig::default(),
@@ -510,7 +511,7 @@ mod tests {
     #[test]
     fn read_key_reads_every_key_and_no_other() {
         let mut full = Config {
-            data_dir: PathBuf::from("/d"),
+            data_dir: ConfigPath::from("/d"),
             ..Config::default()
         };
         full.listener.max_connections = 7;
@@ -607,7 +608,7 @@ mod tests {
     #[test]
     fn paths_must_not_be_empty() {
         let c = Config {
-            data_dir: PathBuf::new(),
+            data_dir: ConfigPath::default(),
             ..Config::default()
         };
         assert_eq!(err_text(&c), "data_dir = \"\": must not be empty");

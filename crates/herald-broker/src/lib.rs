@@ -18,6 +18,7 @@
 
 pub mod broker;
 pub mod config;
+pub mod config_path;
 pub mod connection;
 pub mod hooks;
 pub mod listener;

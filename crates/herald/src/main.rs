@@ -28,7 +28,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
-use herald::config::{self, HeraldConfig};
+use herald::config::{self, HeraldConfig, LogConfig};
 use herald::webhook;
 use herald_broker::ServeError;
 use herald_broker::broker::Broker;
@@ -168,7 +168,11 @@ fn run(args: RunArgs) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let HeraldConfig { broker: config, .. } = loaded.config;
+    let HeraldConfig {
+        broker: config,
+        log,
+        ..
+    } = loaded.config;
     tracing::info!(
         config_file = %args
             .config
@@ -188,7 +192,7 @@ fn run(args: RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run_broker(config, webhook)) {
+    match runtime.block_on(run_broker(config, log, webhook)) {
         Ok(()) => {
             tracing::info!("stopped");
             ExitCode::SUCCESS
@@ -220,6 +224,7 @@ enum Failure {
 /// requests in flight and leaves the rest in its spool.
 async fn run_broker(
     config: herald_broker::config::Config,
+    log: LogConfig,
     webhook: Option<WebhookConfig>,
 ) -> Result<(), Failure> {
     let stop = shutdown_signal();
@@ -232,6 +237,7 @@ async fn run_broker(
         );
     }
     let broker = Broker::new(config);
+    broker.set_log_connections(log.connections);
     let webhook = match webhook {
         Some(conf) if conf.is_enabled() => {
             let started = WebHook::start(&conf, &broker.config.data_dir, &broker);
@@ -255,7 +261,7 @@ async fn run_broker(
         checks.push(("WebHook", Arc::new(move || spool.health())));
     }
     let readiness = Arc::new(health::Readiness::new(
-        broker.config.data_dir.clone(),
+        broker.config.data_dir.to_path_buf(),
         checks,
     ));
     let metrics = match broker.config.metrics.bind {

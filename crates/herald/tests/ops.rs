@@ -1,7 +1,9 @@
 //! What an operator relies on, against the real binary: `/health` and
 //! `/ready` (not ready when the data directory cannot take a write),
 //! systemd's readiness datagram, one INFO line per client connect and
-//! disconnect, and a start-up failure printed once with a hint.
+//! disconnect (and none with `[log] connections = false`), a start-up
+//! failure printed once with a hint, and relative paths in a config file
+//! read against the file's folder.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed unwrap is a failed assertion
 
 mod support;
@@ -11,7 +13,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
 
-use support::{Running, WAIT, http, logged_addr, temp_dir};
+use support::{Running, WAIT, http, logged_addr, temp_dir, write};
 
 /// Starts the broker on free ports with `data_dir`; returns it with its
 /// MQTT and metrics addresses.
@@ -254,5 +256,98 @@ fn a_port_in_use_is_reported_once_with_the_setting_that_moves_it() {
         "{stderr}"
     );
     drop(taken);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Started from another working directory with a relative `--config`,
+/// the file's relative `data_dir` and `webhook_conf` are found next to it;
+/// the same relative text in the environment or a flag means the working
+/// directory.
+#[test]
+fn relative_paths_in_the_config_file_are_relative_to_its_folder() {
+    let dir = temp_dir("relative");
+    let conf = dir.join("etc");
+    let cwd = dir.join("elsewhere");
+    for d in [&conf, &cwd] {
+        std::fs::create_dir_all(d).unwrap_or_else(|e| panic!("{e}"));
+    }
+    write(
+        &conf.join("herald.toml"),
+        "data_dir = \"./state\"\nwebhook_conf = \"hook.conf\"\n[listener]\nbind = [\"127.0.0.1:0\"]\n[metrics]\nbind = \"127.0.0.1:0\"\n",
+    );
+    write(
+        &conf.join("hook.conf"),
+        "web.hook.url = http://127.0.0.1:9/hook\nweb.hook.rule.client.connected.1 = {\"action\": \"on_client_connected\"}\n",
+    );
+    let config = ["--config", "../etc/herald.toml"];
+
+    let mut herald = Running::spawn_in(Some(&cwd), &config, &[]);
+    let line = herald.stderr_line("configuration loaded");
+    let state = conf.join("state");
+    assert!(
+        line.contains(&format!("data_dir={}", state.display())),
+        "{line}"
+    );
+    herald.stderr_line("webhook started");
+    herald.stderr_line("listening for MQTT");
+    assert!(
+        state.join("webhook").is_dir(),
+        "the spool is in {}",
+        state.display()
+    );
+    assert!(herald.terminate().success());
+
+    // The environment and flags: relative to the working directory.
+    let mut herald = Running::spawn_in(Some(&cwd), &config, &[("HERALD_DATA_DIR", "from-env")]);
+    let line = herald.stderr_line("configuration loaded");
+    assert!(line.ends_with("data_dir=from-env"), "{line}");
+    herald.stderr_line("listening for MQTT");
+    assert!(cwd.join("from-env").join("webhook").is_dir());
+    assert!(herald.terminate().success());
+
+    let mut args = config.to_vec();
+    args.extend(["--data-dir", "from-flag"]);
+    let mut herald = Running::spawn_in(Some(&cwd), &args, &[]);
+    herald.stderr_line("listening for MQTT");
+    assert!(cwd.join("from-flag").join("webhook").is_dir());
+    assert!(herald.terminate().success());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn log_connections_false_keeps_connects_quiet() {
+    let dir = temp_dir("quiet");
+    let toml = dir.join("herald.toml");
+    write(&toml, "[log]\nconnections = false\n");
+    let toml = toml.display().to_string();
+    let data = dir.display().to_string();
+    let mut herald = Running::spawn(
+        &[
+            "--config",
+            &toml,
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            &data,
+        ],
+        &[("HERALD_METRICS__BIND", "127.0.0.1:0")],
+    );
+    let mqtt = logged_addr(&herald.stderr_line("listening for MQTT"));
+    let mut client = connect(mqtt, "ops-quiet");
+    client
+        .write_all(&[0xE0, 0])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut rest = Vec::new();
+    let _ = client.read_to_end(&mut rest);
+    // Closed by the broker: a "client disconnected" line would be out by now.
+    let (status, log) = herald.terminate_with_log();
+    assert!(status.success());
+    let log = log.join("\n");
+    assert!(
+        log.contains("listening for MQTT"),
+        "the log was read: {log}"
+    );
+    assert!(!log.contains("client connected"), "{log}");
+    assert!(!log.contains("client disconnected"), "{log}");
     let _ = std::fs::remove_dir_all(&dir);
 }

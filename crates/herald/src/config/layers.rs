@@ -16,6 +16,7 @@ use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, anyhow, bail};
+use herald_broker::config_path;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use toml::de::{DeTable, DeValue};
@@ -161,7 +162,12 @@ fn record_lines(table: &DeTable<'_>, text: &str, prefix: &str, lines: &mut BTree
 }
 
 /// Parses a config file into a table, first checking that it deserializes
-/// into a `T` so errors carry the file's line, column and key.
+/// into a `T` so errors carry the file's line, column and key. Path
+/// settings (`ConfigPath`) written relative are made relative to the
+/// file's folder: the file is read as a `T` with that folder as their
+/// base, written back, and every string that changed (only a path
+/// setting's does) replaces the file's text. Environment variables and
+/// flags, merged later, stay relative to the working directory.
 fn parse_file<T: Document>(path: &Path, text: &str) -> anyhow::Result<Table> {
     let describe = |mut err: toml::de::Error| {
         let key = err
@@ -176,8 +182,39 @@ fn parse_file<T: Document>(path: &Path, text: &str) -> anyhow::Result<Table> {
             err.to_string().trim_end()
         )
     };
-    toml::from_str::<T>(text).map_err(describe)?;
-    toml::from_str::<Table>(text).map_err(describe)
+    let folder = std::fs::canonicalize(path)
+        .or_else(|_| std::path::absolute(path))
+        .ok()
+        .and_then(|path| path.parent().map(Path::to_owned))
+        .unwrap_or_default();
+    let typed =
+        config_path::relative_to(&folder, || toml::from_str::<T>(text)).map_err(describe)?;
+    let mut table = toml::from_str::<Table>(text).map_err(describe)?;
+    let written = Table::try_from(&typed).context("writing back the config file's settings")?;
+    take_changed_strings(&mut table, &written);
+    Ok(table)
+}
+
+/// Replaces every string in `table` whose counterpart in `written` differs.
+fn take_changed_strings(table: &mut Table, written: &Table) {
+    for (key, value) in table.iter_mut() {
+        if let Some(new) = written.get(key) {
+            take_changed(value, new);
+        }
+    }
+}
+
+fn take_changed(value: &mut Value, new: &Value) {
+    match (value, new) {
+        (Value::String(old), Value::String(new)) if old != new => old.clone_from(new),
+        (Value::Table(old), Value::Table(new)) => take_changed_strings(old, new),
+        (Value::Array(old), Value::Array(new)) if old.len() == new.len() => {
+            for (old, new) in old.iter_mut().zip(new) {
+                take_changed(old, new);
+            }
+        }
+        _ => {}
+    }
 }
 
 /// The dotted path of the deepest key in `text` whose name or value covers

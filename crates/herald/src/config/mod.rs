@@ -48,7 +48,7 @@ use std::path::{Path, PathBuf};
 use std::sync::LazyLock;
 
 use anyhow::anyhow;
-use herald_broker::config::{Config, ConfigError};
+use herald_broker::config::{Config, ConfigError, ConfigPath};
 use serde::de::{self, DeserializeSeed, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
@@ -69,17 +69,35 @@ pub struct HeraldConfig {
     /// `webhook_conf`: path of an EMQX 4.x `emqx_web_hook.conf`; `None`
     /// runs without the WebHook (unless `[webhook]` sets `url`).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub webhook_conf: Option<PathBuf>,
+    pub webhook_conf: Option<ConfigPath>,
     /// `[webhook]`: WebHook settings under their EMQX names, with or without
     /// the `web.hook.` prefix (`url`, `"web.hook.url"`, `ssl.verify`,
     /// `[webhook.headers]`, ...), merged over the keys of `webhook_conf`.
     /// Only carried here; the WebHook's own parser checks them.
     pub webhook: BTreeMap<String, WebhookValue>,
+    /// `[log]`: what the broker logs beyond errors and warnings.
+    pub log: LogConfig,
+}
+
+/// `[log]`: what is logged. (The level and the targets follow `RUST_LOG`.)
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// One INFO line per client connect and disconnect (client id, address,
+    /// protocol, reason). A client that breaks the protocol is logged
+    /// whatever this says.
+    pub connections: bool,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { connections: true }
+    }
 }
 
 /// The top-level keys [`HeraldConfig`] reads itself, in declaration order;
 /// every other known key is the broker's.
-pub const OWN_KEYS: &[&str] = &["webhook_conf", "webhook"];
+pub const OWN_KEYS: &[&str] = &["webhook_conf", "webhook", "log"];
 
 /// Every top-level key of the document: the broker's, then [`OWN_KEYS`].
 static ALL_KEYS: LazyLock<Vec<&'static str>> = LazyLock::new(|| {
@@ -133,6 +151,7 @@ impl<'de> Visitor<'de> for DocumentVisitor {
             match key {
                 "webhook_conf" => config.webhook_conf = map.next_value()?,
                 "webhook" => config.webhook = map.next_value()?,
+                "log" => config.log = map.next_value()?,
                 broker_key => {
                     if !config.broker.read_key(broker_key, &mut map)? {
                         return Err(de::Error::unknown_field(broker_key, ALL_KEYS.as_slice()));
@@ -210,11 +229,11 @@ fn with_flags(mut loaded: Loaded, flags: &Flags) -> Loaded {
         loaded.set_by("listener.bind", "--listen");
     }
     if let Some(dir) = &flags.data_dir {
-        loaded.config.broker.data_dir = dir.clone();
+        loaded.config.broker.data_dir = dir.clone().into();
         loaded.set_by("data_dir", "--data-dir");
     }
     if let Some(conf) = &flags.webhook_conf {
-        loaded.config.webhook_conf = Some(conf.clone());
+        loaded.config.webhook_conf = Some(conf.clone().into());
         loaded.set_by("webhook_conf", "--webhook-conf");
     }
     loaded

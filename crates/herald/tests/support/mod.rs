@@ -40,7 +40,15 @@ pub struct Running {
 
 impl Running {
     pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> Running {
+        Running::spawn_in(None, args, env)
+    }
+
+    /// [`Running::spawn`] in the working directory `cwd`.
+    pub fn spawn_in(cwd: Option<&Path>, args: &[&str], env: &[(&str, &str)]) -> Running {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
+        if let Some(cwd) = cwd {
+            cmd.current_dir(cwd);
+        }
         cmd.env_clear()
             .args(args)
             .stdin(Stdio::null())
@@ -99,7 +107,12 @@ impl Running {
     }
 
     /// Sends SIGTERM and waits for the exit status.
-    pub fn terminate(mut self) -> std::process::ExitStatus {
+    pub fn terminate(self) -> std::process::ExitStatus {
+        self.terminate_with_log().0
+    }
+
+    /// [`Running::terminate`], also returning every stderr line.
+    pub fn terminate_with_log(mut self) -> (std::process::ExitStatus, Vec<String>) {
         let status = Command::new("kill")
             .args(["-TERM", &self.child.id().to_string()])
             .status()
@@ -108,7 +121,8 @@ impl Running {
         let until = Instant::now() + WAIT;
         loop {
             if let Some(status) = self.child.try_wait().unwrap_or_else(|e| panic!("{e}")) {
-                return status;
+                self.log.extend(self.stderr.try_iter());
+                return (status, std::mem::take(&mut self.log));
             }
             // Drain stderr while waiting; a closed pipe means it exited.
             match self
@@ -117,7 +131,8 @@ impl Running {
             {
                 Ok(line) => self.log.push(line),
                 Err(mpsc::RecvTimeoutError::Disconnected) => {
-                    return self.child.wait().unwrap_or_else(|e| panic!("{e}"));
+                    let status = self.child.wait().unwrap_or_else(|e| panic!("{e}"));
+                    return (status, std::mem::take(&mut self.log));
                 }
                 Err(mpsc::RecvTimeoutError::Timeout) => {
                     let _ = self.child.kill();
