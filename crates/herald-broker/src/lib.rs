@@ -11,7 +11,8 @@
 //! - [`broker`]: what connections share (registry, router, retained store).
 //! - [`router`]: topic-filter trie, shared groups, retained store.
 //! - [`hooks`]: the extension point: events and decision handlers.
-//! - [`message`], [`metrics`], [`sys`] (`$SYS` topics), [`config`].
+//! - [`message`], [`metrics`], [`sys`] (`$SYS` topics), [`config`],
+//!   [`throttle`] (warnings a client can trigger at any rate).
 
 pub mod broker;
 pub mod config;
@@ -24,5 +25,6 @@ pub mod protocol;
 pub mod router;
 pub mod session;
 pub mod sys;
+pub mod throttle;
 
 pub use listener::{ServeError, Server, serve, start, start_on};
