@@ -9,6 +9,7 @@
 //! or configuration, 1 when something fails to start or fails while
 //! running.
 
+mod fdlimit;
 mod health;
 mod metrics;
 #[cfg(unix)]
@@ -168,7 +169,10 @@ fn run(args: RunArgs) -> ExitCode {
             return ExitCode::from(EXIT_USAGE);
         }
     };
-    let HeraldConfig { broker: config, .. } = loaded.config;
+    let HeraldConfig {
+        broker: mut config, ..
+    } = loaded.config;
+    fdlimit::raise(&mut config.listener.max_connections);
     tracing::info!(
         config_file = %args
             .config

@@ -40,7 +40,21 @@ pub struct Running {
 
 impl Running {
     pub fn spawn(args: &[&str], env: &[(&str, &str)]) -> Running {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
+        Running::spawn_command(Command::new(env!("CARGO_BIN_EXE_herald")), args, env)
+    }
+
+    /// Runs herald with at most `n` open files (soft and hard limit).
+    pub fn spawn_with_open_files(n: u32, args: &[&str], env: &[(&str, &str)]) -> Running {
+        let mut sh = Command::new("/bin/sh");
+        sh.args([
+            "-c",
+            &format!("ulimit -n {n} && exec \"$0\" \"$@\""),
+            env!("CARGO_BIN_EXE_herald"),
+        ]);
+        Running::spawn_command(sh, args, env)
+    }
+
+    fn spawn_command(mut cmd: Command, args: &[&str], env: &[(&str, &str)]) -> Running {
         cmd.env_clear()
             .args(args)
             .stdin(Stdio::null())
