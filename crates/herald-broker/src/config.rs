@@ -55,8 +55,9 @@ pub struct Config {
 
 impl Config {
     /// The top-level keys of a `Config` in TOML, in declaration order.
-    pub const KEYS: &'static [&'static str] =
-        &["data_dir", "listener", "mqtt", "sys", "authz", "metrics"];
+    pub const KEYS: &'static [&'static str] = &[
+        "data_dir", "listener", "mqtt", "sys", "retained", "authz", "metrics",
+    ];
 
     /// Reads the value of the top-level key `key` from `map` into its
     /// field, for a document that embeds the broker's settings among its own
@@ -73,6 +74,7 @@ impl Config {
             "listener" => self.listener = map.next_value()?,
             "mqtt" => self.mqtt = map.next_value()?,
             "sys" => self.sys = map.next_value()?,
+            "retained" => self.retained = map.next_value()?,
             "authz" => self.authz = map.next_value()?,
             "metrics" => self.metrics = map.next_value()?,
             _ => return Ok(false),
