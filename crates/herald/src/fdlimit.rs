@@ -14,6 +14,7 @@ const RESERVE: u64 = 256;
 /// `max_connections` so MQTT connections leave the reserve free.
 #[cfg(unix)]
 #[allow(clippy::useless_conversion)] // rlim_t is u64 on most targets, not all
+#[allow(unsafe_code)] // two FFI calls on a struct we own; see the SAFETY notes
 pub fn raise(max_connections: &mut u32) {
     let mut limit = libc::rlimit {
         rlim_cur: 0,

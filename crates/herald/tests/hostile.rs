@@ -4,6 +4,7 @@
 //! `/metrics`. Each test is one row of issue 13's table, scaled down to
 //! what still proves the bound, and checks that another client is still
 //! served afterwards.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed unwrap is a failed assertion
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
