@@ -64,6 +64,42 @@ pub struct RouteOutcome {
     pub congested: Option<Arc<Session>>,
 }
 
+/// Where one message goes: the session, the highest QoS granted,
+/// retain-as-published, and the matching subscriptions' identifiers.
+type Target = (SessionKey, QoS, bool, Vec<u32>);
+
+/// Merges the matches of one session's overlapping subscriptions into one
+/// target (5.0 §3.3.4: one delivery, highest QoS, every identifier).
+/// Sorting by session keeps this O(n log n) in the matches: with 10,000
+/// subscribers on a topic, a search per match would be 50 million
+/// comparisons per message. The sort is stable, so identifiers keep their
+/// match order.
+fn merge_per_session(targets: &mut Vec<Target>) {
+    if targets.len() < 2 {
+        return;
+    }
+    targets.sort_by_key(|t| Arc::as_ptr(&t.0.0) as usize);
+    targets.dedup_by(|later, kept| {
+        if later.0 != kept.0 {
+            return false;
+        }
+        kept.1 = kept.1.max(later.1);
+        kept.2 |= later.2;
+        kept.3.append(&mut later.3);
+        true
+    });
+}
+
+/// The retained messages and the bytes they hold, for `[retained]`'s
+/// limits.
+#[derive(Default)]
+struct RetainedStore {
+    /// Retained messages by topic.
+    tree: Retained<Arc<Message>>,
+    /// [`Message::size`] summed over `tree`.
+    bytes: usize,
+}
+
 /// The broker's shared state.
 pub struct Broker {
     /// Settings in force.
@@ -73,7 +109,9 @@ pub struct Broker {
     /// The subscription router.
     subs: RwLock<Subscriptions>,
     /// Retained messages by topic.
-    retained: RwLock<Retained<Arc<Message>>>,
+    retained: RwLock<RetainedStore>,
+    /// Rate of the "retained message not stored" warning.
+    retained_refusals: LogThrottle,
     /// Counters.
     pub metrics: Metrics,
     /// The extension point: event and decision handlers.
@@ -92,7 +130,8 @@ impl Broker {
             config,
             sessions: Mutex::new(HashMap::new()),
             subs: RwLock::new(Subscriptions::default()),
-            retained: RwLock::new(Retained::new()),
+            retained: RwLock::new(RetainedStore::default()),
+            retained_refusals: LogThrottle::default(),
             metrics: Metrics::default(),
             hooks: Hooks::default(),
             started: Instant::now(),
@@ -117,10 +156,12 @@ impl Broker {
 
     /// A new empty session with this broker's queue limits.
     pub fn new_session(&self, client_id: ByteStr) -> Arc<Session> {
+        let mqtt = &self.config.mqtt;
         Session::new(
             client_id,
-            self.config.mqtt.max_queued_messages as usize,
-            self.config.mqtt.queue_qos0,
+            mqtt.max_queued_messages as usize,
+            usize::try_from(mqtt.max_queued_bytes).unwrap_or(usize::MAX),
+            mqtt.queue_qos0,
         )
     }
 
@@ -144,15 +185,9 @@ impl Broker {
     fn route(&self, message: Arc<Message>, count_unrouted: bool) -> RouteOutcome {
         self.hooks.fire(Event::MessagePublish { message: &message });
         if message.retain {
-            let mut retained = write(&self.retained);
-            if message.payload.is_empty() {
-                retained.remove(&message.topic);
-            } else {
-                retained.set(&message.topic, message.clone());
-            }
+            self.retain(&message);
         }
-        // (session, qos, retain-as-published, subscription ids)
-        let mut targets: Vec<(SessionKey, QoS, bool, Vec<u32>)> = Vec::new();
+        let mut targets: Vec<Target> = Vec::new();
         {
             let subs = read(&self.subs);
             let from = &message.from_client_id;
@@ -160,20 +195,14 @@ impl Broker {
                 if entry.options.no_local && key.0.client_id == *from {
                     return;
                 }
-                match targets.iter_mut().find(|t| t.0 == *key) {
-                    Some(t) => {
-                        t.1 = t.1.max(entry.options.qos);
-                        t.2 |= entry.options.retain_as_published;
-                        t.3.extend(entry.id);
-                    }
-                    None => targets.push((
-                        key.clone(),
-                        entry.options.qos,
-                        entry.options.retain_as_published,
-                        entry.id.into_iter().collect(),
-                    )),
-                }
+                targets.push((
+                    key.clone(),
+                    entry.options.qos,
+                    entry.options.retain_as_published,
+                    entry.id.into_iter().collect(),
+                ));
             });
+            merge_per_session(&mut targets);
             if !subs.shared.is_empty() {
                 subs.shared.for_each_match(
                     &message.topic,
@@ -219,6 +248,68 @@ impl Broker {
         outcome
     }
 
+    /// Stores (or, with an empty payload, deletes) a retained message,
+    /// within `[retained]`'s limits. One over a limit is not stored, and
+    /// the message it would have replaced is removed too, so no
+    /// subscriber gets a value older than the last one published.
+    fn retain(&self, message: &Arc<Message>) {
+        let limits = &self.config.retained;
+        let refused = {
+            let mut store = write(&self.retained);
+            let old = store.tree.get(&message.topic).map(|m| m.size());
+            let size = message.size();
+            let kept = store.bytes - old.unwrap_or(0);
+            let refused = if message.payload.is_empty() {
+                None
+            } else if message.payload.len() as u64 > u64::from(limits.max_payload_size) {
+                Some("payload larger than retained.max_payload_size")
+            } else if old.is_none() && store.tree.len() as u64 >= limits.max_messages {
+                Some("retained.max_messages reached")
+            } else if (kept + size) as u64 > limits.max_bytes {
+                Some("retained.max_bytes reached")
+            } else {
+                None
+            };
+            if message.payload.is_empty() || refused.is_some() {
+                store.tree.remove(&message.topic);
+                store.bytes = kept;
+            } else {
+                store.tree.set(&message.topic, message.clone());
+                store.bytes = kept + size;
+            }
+            refused
+        };
+        if let Some(why) = refused {
+            Metrics::add(&self.metrics.retained_refused, 1);
+            if let Some(n) = self.retained_refusals.hit(std::time::Instant::now()) {
+                tracing::warn!(
+                    topic = %message.topic,
+                    client_id = %message.from_client_id,
+                    refused = n,
+                    "retained message not stored: {why} (refused {n} since the last warning)"
+                );
+            }
+        }
+    }
+
+    /// Bytes the retained store holds (topic, payload, properties).
+    pub fn retained_bytes(&self) -> usize {
+        read(&self.retained).bytes
+    }
+
+    /// Whether `client_id` may publish to `topic`: `$SYS` and what is under
+    /// it belong to the broker, unless `sys.allowed_publishers` names the
+    /// client.
+    pub fn may_publish_to(&self, client_id: &str, topic: &str) -> bool {
+        let sys = topic == "$SYS" || topic.starts_with("$SYS/");
+        !sys || self
+            .config
+            .sys
+            .allowed_publishers
+            .iter()
+            .any(|c| c == client_id)
+    }
+
     /// Counts a dropped message and fires `message.dropped`.
     pub fn dropped(&self, message: &Message, reason: DropReason) {
         let m = &self.metrics;
@@ -248,7 +339,12 @@ impl Broker {
                 _ => subs.direct.insert(filter, key, entry).is_none(),
             }
         };
-        session.lock().subscriptions.insert(filter.clone(), entry);
+        // A copy: the SUBSCRIBE's read buffer must not live as long as
+        // the subscription.
+        session
+            .lock()
+            .subscriptions
+            .insert(filter.detached(), entry);
         is_new
     }
 
@@ -286,8 +382,10 @@ impl Broker {
         let (queued, inflight, username) = {
             let mut st = session.lock();
             st.incoming_qos2.clear();
+            // Still in the retained store: nothing of them is lost.
+            st.retained_backlog.clear();
             (
-                std::mem::take(&mut st.queue),
+                st.take_queued(),
                 st.take_all_inflight(),
                 st.username.clone(),
             )
@@ -322,28 +420,28 @@ impl Broker {
         }
         let now = Instant::now();
         let mut found = Vec::new();
-        read(&self.retained).for_each_matching(filter, |_, m| {
+        read(&self.retained).tree.for_each_matching(filter, |_, m| {
             if !m.is_expired(now) {
-                found.push(m.clone());
+                found.push(Delivery {
+                    qos: m.qos.min(entry.options.qos),
+                    retain: true,
+                    subscription_ids: entry.id.into_iter().collect(),
+                    message: m.clone(),
+                });
             }
         });
-        for message in found {
-            let message_of_drop = message.clone();
-            let delivery = Delivery {
-                qos: message.qos.min(entry.options.qos),
-                retain: true,
-                subscription_ids: entry.id.into_iter().collect(),
-                message,
-            };
-            if let Err(reason) = session.enqueue(delivery) {
-                self.dropped(&message_of_drop, reason);
-            }
+        if found.is_empty() {
+            return;
         }
+        // Every one of them, paced by the connection like any backlog; the
+        // queue's limits are for messages the store does not hold anyway.
+        session.lock().retained_backlog.extend(found);
+        session.wake.notify_one();
     }
 
     /// Number of retained messages.
     pub fn retained_count(&self) -> usize {
-        read(&self.retained).len()
+        read(&self.retained).tree.len()
     }
 
     /// The authorization point: the `client.check_acl` handlers decide; if

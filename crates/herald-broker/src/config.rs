@@ -46,6 +46,8 @@ pub struct Config {
     pub mqtt: MqttConfig,
     /// Publishing of broker statistics under `$SYS/`.
     pub sys: SysConfig,
+    /// Limits of the retained-message store.
+    pub retained: RetainedConfig,
     /// Who may connect and which topics are off limits.
     pub authz: AuthzConfig,
     /// The Prometheus `/metrics` endpoint.
@@ -54,8 +56,9 @@ pub struct Config {
 
 impl Config {
     /// The top-level keys of a `Config` in TOML, in declaration order.
-    pub const KEYS: &'static [&'static str] =
-        &["data_dir", "listener", "mqtt", "sys", "authz", "metrics"];
+    pub const KEYS: &'static [&'static str] = &[
+        "data_dir", "listener", "mqtt", "sys", "retained", "authz", "metrics",
+    ];
 
     /// Reads the value of the top-level key `key` from `map` into its
     /// field, for a document that embeds the broker's settings among its own
@@ -72,6 +75,7 @@ impl Config {
             "listener" => self.listener = map.next_value()?,
             "mqtt" => self.mqtt = map.next_value()?,
             "sys" => self.sys = map.next_value()?,
+            "retained" => self.retained = map.next_value()?,
             "authz" => self.authz = map.next_value()?,
             "metrics" => self.metrics = map.next_value()?,
             _ => return Ok(false),
@@ -137,6 +141,11 @@ pub struct ListenerConfig {
     /// Seconds a new connection may take to send CONNECT before it is closed,
     /// so idle sockets cannot hold connection slots.
     pub connect_timeout: u32,
+    /// Largest CONNECT packet in bytes: what a connection may make the
+    /// broker buffer before it is accepted. A bigger one closes the
+    /// connection as soon as its length is read, so unauthenticated
+    /// clients cannot hold megabytes each. At least 64.
+    pub max_connect_size: u32,
 }
 
 /// `[mqtt]`: protocol limits. Values announced in CONNACK (MQTT 5.0) are the
@@ -160,6 +169,15 @@ pub struct MqttConfig {
     /// Messages held per session beyond the inflight window, while it is
     /// offline or slow; when full, new messages for it are dropped and counted.
     pub max_queued_messages: u32,
+    /// Bytes (topic, payload and properties of each message) held per
+    /// session beyond the inflight window; with `max_queued_messages`,
+    /// whichever is reached first drops new messages for the session.
+    pub max_queued_bytes: u64,
+    /// Incoming QoS 2 messages a 3.1/3.1.1 client may leave awaiting
+    /// PUBREL (5.0 clients are held to `receive_maximum` instead, which
+    /// they are told); one more closes the connection and is counted.
+    /// At least 1.
+    pub max_awaiting_rel: u32,
     /// Whether QoS 0 messages are queued for offline sessions (true) or only
     /// delivered to connected clients (false).
     pub queue_qos0: bool,
@@ -194,6 +212,27 @@ pub struct MqttConfig {
 pub struct SysConfig {
     /// Seconds between `$SYS/` publications; 0 disables them.
     pub interval: u32,
+    /// Client ids allowed to publish under `$SYS/` (a bridge forwarding
+    /// another broker's statistics, say). Everyone else is refused: a 5.0
+    /// QoS 1/2 PUBLISH gets reason 0x87, others are dropped; both counted
+    /// as dropped, not authorized.
+    pub allowed_publishers: Vec<String>,
+}
+
+/// `[retained]`: limits of the retained-message store. A retained message
+/// over a limit is still delivered to current subscribers but not stored;
+/// it is counted (`herald_retained_refused_total`) and logged at most
+/// once per 10 seconds.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetainedConfig {
+    /// Most retained messages stored (topics). Replacing one on a topic
+    /// that has one always fits this limit.
+    pub max_messages: u64,
+    /// Most bytes (topic, payload, properties) stored in all.
+    pub max_bytes: u64,
+    /// Largest payload in bytes a retained message may have to be stored.
+    pub max_payload_size: u32,
 }
 
 /// `[authz]`: a deliberately small authorisation model.
@@ -217,6 +256,7 @@ impl Default for Config {
             listener: ListenerConfig::default(),
             mqtt: MqttConfig::default(),
             sys: SysConfig::default(),
+            retained: RetainedConfig::default(),
             authz: AuthzConfig::default(),
             metrics: MetricsConfig::default(),
         }
@@ -229,6 +269,7 @@ impl Default for ListenerConfig {
             bind: vec![SocketAddr::from((Ipv4Addr::UNSPECIFIED, 1883))],
             max_connections: 100_000,
             connect_timeout: 10,
+            max_connect_size: 64 * 1024,
         }
     }
 }
@@ -241,6 +282,8 @@ impl Default for MqttConfig {
             receive_maximum: 128,
             max_inflight: 128,
             max_queued_messages: 1000,
+            max_queued_bytes: 16 * 1024 * 1024,
+            max_awaiting_rel: 1000,
             queue_qos0: true,
             max_session_expiry: 7200,
             topic_alias_maximum: 32,
@@ -256,7 +299,20 @@ impl Default for MqttConfig {
 
 impl Default for SysConfig {
     fn default() -> Self {
-        Self { interval: 10 }
+        Self {
+            interval: 10,
+            allowed_publishers: Vec::new(),
+        }
+    }
+}
+
+impl Default for RetainedConfig {
+    fn default() -> Self {
+        Self {
+            max_messages: 1_000_000,
+            max_bytes: 256 * 1024 * 1024,
+            max_payload_size: 1024 * 1024,
+        }
     }
 }
 
@@ -351,6 +407,13 @@ impl ListenerConfig {
                 "must be at least 1 second",
             ));
         }
+        if self.max_connect_size < 64 {
+            return Err(invalid(
+                "listener.max_connect_size",
+                self.max_connect_size,
+                "must be at least 64",
+            ));
+        }
         Ok(())
     }
 }
@@ -375,6 +438,9 @@ impl MqttConfig {
         }
         if self.max_inflight == 0 {
             return Err(invalid("mqtt.max_inflight", 0, "must be at least 1"));
+        }
+        if self.max_awaiting_rel == 0 {
+            return Err(invalid("mqtt.max_awaiting_rel", 0, "must be at least 1"));
         }
         if self.max_qos > 2 {
             return Err(invalid("mqtt.max_qos", self.max_qos, "must be 0, 1 or 2"));

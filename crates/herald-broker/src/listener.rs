@@ -4,7 +4,9 @@
 
 use crate::broker::Broker;
 use crate::config::{Config, ConfigError};
+use crate::metrics::Metrics;
 use crate::protocol::serve_connection;
+use crate::support::LogThrottle;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -108,29 +110,65 @@ fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(BACKLOG)
 }
 
+/// First and longest pause of the accept loop after a failed accept.
+const ACCEPT_BACKOFF: (Duration, Duration) = (Duration::from_millis(10), Duration::from_secs(1));
+
+/// Whether an accept failed for want of file descriptors (EMFILE: the
+/// process's limit; ENFILE: the system's; the same numbers on Linux, the
+/// BSDs and macOS).
+fn out_of_descriptors(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(23 | 24))
+}
+
 async fn accept_loop(
     listener: TcpListener,
     broker: Arc<Broker>,
     slots: Arc<Semaphore>,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    // One descriptor held back: at the open-file limit it is let go to
+    // accept a waiting client and close it at once, so clients are refused
+    // rather than left hanging without CONNACK in the backlog.
+    let mut spare = std::fs::File::open("/dev/null").ok();
+    let failures = LogThrottle::default();
+    let refusals = LogThrottle::default();
+    let mut backoff = ACCEPT_BACKOFF.0;
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
             _ = shutdown.changed() => return,
         };
         let (stream, peer) = match accepted {
-            Ok(a) => a,
+            Ok(a) => {
+                backoff = ACCEPT_BACKOFF.0;
+                a
+            }
             Err(e) => {
-                // Out of file descriptors and the like: back off briefly
-                // rather than spin.
-                tracing::warn!(error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                // Out of file descriptors and the like: back off (up to a
+                // second) rather than spin; existing connections go on.
+                Metrics::add(&broker.metrics.accept_failures, 1);
+                if let Some(n) = failures.hit(std::time::Instant::now()) {
+                    tracing::warn!(error = %e, failures = n, "accept failed {n} times since the last warning; backing off");
+                }
+                if out_of_descriptors(&e) && spare.take().is_some() {
+                    let waiting = tokio::time::timeout(ACCEPT_BACKOFF.0, listener.accept());
+                    if let Ok(Ok((refused, _))) = waiting.await {
+                        drop(refused);
+                    }
+                    spare = std::fs::File::open("/dev/null").ok();
+                }
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = shutdown.changed() => return,
+                }
+                backoff = (backoff * 2).min(ACCEPT_BACKOFF.1);
                 continue;
             }
         };
         let Ok(permit) = slots.clone().try_acquire_owned() else {
-            tracing::warn!(%peer, "connection limit reached; closing new connection");
+            if let Some(n) = refusals.hit(std::time::Instant::now()) {
+                tracing::warn!(%peer, refused = n, "connection limit reached; closed {n} new connections since the last warning");
+            }
             continue;
         };
         let _ = stream.set_nodelay(true);

@@ -3,6 +3,12 @@
 //!
 //! A message is immutable once routed; per-subscriber choices (QoS granted,
 //! RETAIN flag, subscription identifiers) live in [`Delivery`].
+//!
+//! A message owns its bytes: [`Message::new`] copies the topic, payload and
+//! properties out of the buffer they were decoded from. A message may be
+//! kept for hours (retained, queued for an offline session), and a slice
+//! would keep the publisher's whole read buffer alive with it: a 10-byte
+//! retained message read together with a 1 MB one would hold the megabyte.
 
 use crate::support::now_ms;
 use bytes::Bytes;
@@ -15,7 +21,8 @@ use tokio::time::Instant;
 pub struct Message {
     /// Topic name it was published to (aliases already resolved).
     pub topic: ByteStr,
-    /// Application payload, shared with the publisher's read buffer.
+    /// Application payload; one allocation with `topic`, never a slice of
+    /// the publisher's read buffer.
     pub payload: Bytes,
     /// QoS it was published with.
     pub qos: QoS,
@@ -39,6 +46,9 @@ pub struct Message {
 
 impl Message {
     /// Builds a message; `expiry` is the Message Expiry Interval in seconds.
+    /// Topic, payload and properties are copied into allocations of their
+    /// own (the topic and payload into one), so the message keeps no read
+    /// buffer alive however long it is stored.
     pub fn new(
         topic: ByteStr,
         payload: Bytes,
@@ -54,7 +64,11 @@ impl Message {
             .map(|s| Instant::now() + std::time::Duration::from_secs(s.into()));
         properties.topic_alias = None;
         properties.subscription_identifiers.clear();
-        let properties = (!properties.is_empty()).then(|| Box::new(properties));
+        let properties = (!properties.is_empty()).then(|| {
+            properties.detach();
+            Box::new(properties)
+        });
+        let (topic, payload) = topic.detached_with(&payload);
         Message {
             topic,
             payload,
@@ -76,6 +90,23 @@ impl Message {
             let secs = left.as_secs() + u64::from(left.subsec_nanos() > 0);
             u32::try_from(secs).unwrap_or(u32::MAX)
         })
+    }
+
+    /// Bytes the message holds that its publisher chose: topic, payload
+    /// and the variable-size properties. What byte limits (queues, the
+    /// retained store) count.
+    pub fn size(&self) -> usize {
+        let props = self.properties.as_deref().map_or(0, |p| {
+            let s = |v: &Option<ByteStr>| v.as_ref().map_or(0, |v| v.len());
+            s(&p.content_type)
+                + s(&p.response_topic)
+                + p.correlation_data.as_ref().map_or(0, |v| v.len())
+                + p.user_properties
+                    .iter()
+                    .map(|(k, v)| k.len() + v.len())
+                    .sum::<usize>()
+        });
+        self.topic.len() + self.payload.len() + props
     }
 
     /// Whether the message has expired at `now`.

@@ -36,6 +36,13 @@ pub struct Metrics {
     pub dropped_other: AtomicU64,
     /// Connections closed for a protocol violation.
     pub protocol_errors: AtomicU64,
+    /// Retained messages not stored for a `[retained]` limit.
+    pub retained_refused: AtomicU64,
+    /// 3.x connections closed for more QoS 2 messages awaiting PUBREL than
+    /// `mqtt.max_awaiting_rel`.
+    pub awaiting_rel_full: AtomicU64,
+    /// Accepts that failed (out of file descriptors and the like).
+    pub accept_failures: AtomicU64,
 }
 
 impl Metrics {

@@ -56,8 +56,19 @@ pub struct SessionState {
     /// Topic filter as the client sent it (with any `$share/g/` prefix) →
     /// the subscription.
     pub subscriptions: HashMap<ByteStr, SubEntry>,
-    /// Messages waiting for the connection (or for a window slot).
+    /// Messages waiting for the connection (or for a window slot). Read
+    /// freely; change only through [`Session::enqueue`],
+    /// [`SessionState::pop_next`] and [`SessionState::take_queued`], which
+    /// keep `queued_bytes` in step.
     pub queue: VecDeque<Delivery>,
+    /// [`Message::size`](crate::message::Message::size) summed over `queue`.
+    queued_bytes: usize,
+    /// Retained messages for new subscriptions, not yet sent: served before
+    /// `queue`, as the inflight window and the socket allow, however many
+    /// there are. They count against no queue limit: the retained store
+    /// holds the messages anyway, and a subscriber gets every one of them
+    /// (a slow consumer of them, not a full queue).
+    pub retained_backlog: VecDeque<Delivery>,
     /// Sent QoS 1/2 messages awaiting acknowledgement, in send order.
     /// Read freely; change only through `push_inflight`, `take_inflight`
     /// and `take_all_inflight`, which keep `ids_in_use` in step.
@@ -101,20 +112,29 @@ pub struct Session {
     /// Notified (all waiters) when the session ends, so a delayed will is
     /// published then rather than after its full delay.
     pub ended: Notify,
-    /// Limit on `queue`.
+    /// Limit on `queue`, in messages.
     max_queued: usize,
+    /// Limit on `queue`, in bytes.
+    max_queued_bytes: usize,
     /// Whether QoS 0 messages are queued while offline.
     queue_qos0: bool,
 }
 
 impl Session {
     /// A fresh, empty session.
-    pub fn new(client_id: ByteStr, max_queued: usize, queue_qos0: bool) -> Arc<Session> {
+    pub fn new(
+        client_id: ByteStr,
+        max_queued: usize,
+        max_queued_bytes: usize,
+        queue_qos0: bool,
+    ) -> Arc<Session> {
         Arc::new(Session {
             client_id,
             state: Mutex::new(SessionState {
                 subscriptions: HashMap::new(),
                 queue: VecDeque::new(),
+                queued_bytes: 0,
+                retained_backlog: VecDeque::new(),
                 inflight: VecDeque::new(),
                 ids_in_use: HashSet::default(),
                 incoming_qos2: HashSet::new(),
@@ -131,6 +151,7 @@ impl Session {
             drained: Notify::new(),
             ended: Notify::new(),
             max_queued,
+            max_queued_bytes,
             queue_qos0,
         })
     }
@@ -142,8 +163,9 @@ impl Session {
         crate::support::lock(&self.state)
     }
 
-    /// Queues a delivery and wakes the connection; refuses when full
-    /// ([`DropReason::QueueFull`]) or for QoS 0 while offline
+    /// Queues a delivery and wakes the connection; refuses when full, by
+    /// count or by bytes, whichever comes first ([`DropReason::QueueFull`]),
+    /// or for QoS 0 while offline
     /// ([`DropReason::Qos0Offline`]). `Ok(true)`: the session is online and
     /// its queue is above high water: the publisher should pause.
     pub fn enqueue(&self, delivery: Delivery) -> Result<bool, DropReason> {
@@ -152,9 +174,13 @@ impl Session {
             if !st.online && delivery.qos == QoS::AtMostOnce && !self.queue_qos0 {
                 return Err(DropReason::Qos0Offline);
             }
-            if st.queue.len() >= self.max_queued {
+            let size = delivery.message.size();
+            if st.queue.len() >= self.max_queued
+                || st.queued_bytes.saturating_add(size) > self.max_queued_bytes
+            {
                 return Err(DropReason::QueueFull);
             }
+            st.queued_bytes += size;
             st.queue.push_back(delivery);
             st.online && st.queue.len() >= self.high_water()
         };
@@ -209,6 +235,33 @@ impl Session {
 }
 
 impl SessionState {
+    /// The next delivery to send: retained messages for new subscriptions
+    /// first, then the queue.
+    pub fn next_queued(&self) -> Option<&Delivery> {
+        self.retained_backlog.front().or_else(|| self.queue.front())
+    }
+
+    /// Takes the delivery [`SessionState::next_queued`] shows.
+    pub fn pop_next(&mut self) -> Option<Delivery> {
+        if let Some(d) = self.retained_backlog.pop_front() {
+            return Some(d);
+        }
+        let d = self.queue.pop_front()?;
+        self.queued_bytes = self.queued_bytes.saturating_sub(d.message.size());
+        Some(d)
+    }
+
+    /// Bytes queued (see [`Message::size`](crate::message::Message::size)).
+    pub fn queued_bytes(&self) -> usize {
+        self.queued_bytes
+    }
+
+    /// Empties the queue (not the retained backlog).
+    pub fn take_queued(&mut self) -> VecDeque<Delivery> {
+        self.queued_bytes = 0;
+        std::mem::take(&mut self.queue)
+    }
+
     /// A packet identifier not used by any inflight message. The caller
     /// keeps the window (≤ 65,535) so one is always free.
     pub fn next_packet_id(&mut self) -> u16 {

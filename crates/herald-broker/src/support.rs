@@ -6,6 +6,7 @@
 //! (the broker, the WebHook, the binary) depends on. Nothing here knows
 //! about MQTT.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -34,13 +35,18 @@ pub fn write<T: ?Sized>(l: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
 }
 
 /// Lets a repeated log line through at most once per period, so a failure
-/// that repeats thousands of times a second costs one line, not a flood.
-#[derive(Debug, Clone)]
+/// that repeats thousands of times a second (a client can trigger some of
+/// them at will) costs one line, not a flood. It counts the occurrences in
+/// between, so the line can say how many there were. Shared by reference:
+/// any thread may record an occurrence.
+#[derive(Debug)]
 pub struct LogThrottle {
     /// Shortest time between two lines.
     every: Duration,
-    /// When a line last went through.
-    last: Option<Instant>,
+    /// When a line last went through; `None` before the first.
+    last: Mutex<Option<Instant>>,
+    /// Occurrences since the last line went through.
+    since: AtomicU64,
 }
 
 impl LogThrottle {
@@ -49,24 +55,29 @@ impl LogThrottle {
 
     /// A throttle letting one line through per `every`; the first passes.
     pub const fn new(every: Duration) -> Self {
-        Self { every, last: None }
+        Self {
+            every,
+            last: Mutex::new(None),
+            since: AtomicU64::new(0),
+        }
     }
 
     /// Whether a line may be logged now; if so, the period starts again.
-    pub fn ready(&mut self) -> bool {
-        self.ready_at(Instant::now())
+    pub fn ready(&self) -> bool {
+        self.hit(Instant::now()).is_some()
     }
 
-    /// [`LogThrottle::ready`] at the given time.
-    pub fn ready_at(&mut self, now: Instant) -> bool {
-        if self
-            .last
-            .is_some_and(|last| now.saturating_duration_since(last) < self.every)
-        {
-            return false;
+    /// Records one occurrence at `now`. `Some(n)`: log now, `n` occurrences
+    /// (this one included) since the previous line went through.
+    pub fn hit(&self, now: Instant) -> Option<u64> {
+        let n = self.since.fetch_add(1, Ordering::Relaxed) + 1;
+        let mut last = lock(&self.last);
+        if last.is_some_and(|at| now.saturating_duration_since(at) < self.every) {
+            return None;
         }
-        self.last = Some(now);
-        true
+        *last = Some(now);
+        self.since.fetch_sub(n, Ordering::Relaxed);
+        Some(n)
     }
 }
 
@@ -82,18 +93,21 @@ mod tests {
     use std::sync::Arc;
 
     #[test]
-    fn throttle_lets_one_line_through_per_period() {
-        let mut t = LogThrottle::new(Duration::from_secs(10));
+    fn throttle_lets_one_line_through_per_period_with_the_count() {
+        let t = LogThrottle::new(Duration::from_secs(10));
         let t0 = Instant::now();
-        assert!(t.ready_at(t0), "the first line passes");
-        assert!(!t.ready_at(t0));
-        assert!(!t.ready_at(t0 + Duration::from_millis(9_999)));
-        assert!(t.ready_at(t0 + Duration::from_secs(10)));
-        assert!(
-            !t.ready_at(t0 + Duration::from_secs(15)),
+        assert_eq!(t.hit(t0), Some(1), "the first line passes");
+        for i in 1..5 {
+            assert_eq!(t.hit(t0 + Duration::from_secs(i)), None);
+        }
+        assert_eq!(t.hit(t0 + Duration::from_millis(9_999)), None);
+        assert_eq!(t.hit(t0 + Duration::from_secs(10)), Some(6));
+        assert_eq!(
+            t.hit(t0 + Duration::from_secs(15)),
+            None,
             "period restarted at 10 s"
         );
-        assert!(t.ready_at(t0 + Duration::from_secs(20)));
+        assert_eq!(t.hit(t0 + Duration::from_secs(20)), Some(2));
         assert_eq!(LogThrottle::default().every, Duration::from_secs(10));
     }
 

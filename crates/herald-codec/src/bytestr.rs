@@ -81,6 +81,28 @@ impl ByteStr {
     pub fn into_bytes(self) -> Bytes {
         self.bytes
     }
+
+    /// The same string in an allocation of its own: for anything kept
+    /// beyond the packet it was decoded from, which would otherwise keep
+    /// that packet's whole read buffer alive.
+    pub fn detached(&self) -> ByteStr {
+        ByteStr {
+            bytes: Bytes::copy_from_slice(&self.bytes),
+        }
+    }
+
+    /// `self` and `payload` copied into one allocation of exactly their
+    /// size (one allocation and one copy for a message's topic and
+    /// payload): the pair shares nothing with the buffers they came from.
+    pub fn detached_with(&self, payload: &[u8]) -> (ByteStr, Bytes) {
+        let topic_len = self.bytes.len();
+        let mut joined = Vec::with_capacity(topic_len + payload.len());
+        joined.extend_from_slice(&self.bytes);
+        joined.extend_from_slice(payload);
+        let mut payload = Bytes::from(joined);
+        let topic = payload.split_to(topic_len);
+        (ByteStr { bytes: topic }, payload)
+    }
 }
 
 impl Deref for ByteStr {
@@ -182,6 +204,23 @@ fn check_mqtt_string(bytes: &[u8], field: &'static str) -> Result<(), DecodeErro
 mod tests {
     use super::ByteStr;
     use std::collections::HashMap;
+
+    #[test]
+    fn detached_copies_share_nothing_with_the_original() {
+        let buffer = bytes::Bytes::from(b"a/bpayload and more".to_vec());
+        let topic = ByteStr::from_utf8(buffer.slice(..3)).expect("utf-8");
+        let payload = buffer.slice(3..10);
+        let (t, p) = topic.detached_with(&payload);
+        assert_eq!((&*t, &p[..]), ("a/b", &b"payload"[..]));
+        let range = buffer.as_ptr_range();
+        assert!(!range.contains(&t.as_bytes().as_ptr()));
+        assert!(!range.contains(&p.as_ptr()));
+        let d = topic.detached();
+        assert_eq!(d, topic);
+        assert!(!range.contains(&d.as_bytes().as_ptr()));
+        let (t, p) = ByteStr::new().detached_with(b"");
+        assert!(t.is_empty() && p.is_empty());
+    }
 
     #[test]
     fn a_map_keyed_by_bytestr_is_found_by_str() {

@@ -45,6 +45,16 @@ pub struct Will {
     pub properties: Properties,
 }
 
+impl Will {
+    /// Gives the topic, payload and properties allocations of their own: a
+    /// will is kept for the whole connection, and must not keep the
+    /// CONNECT's read buffer alive meanwhile.
+    pub fn detach(&mut self) {
+        (self.topic, self.payload) = self.topic.detached_with(&self.payload);
+        self.properties.detach();
+    }
+}
+
 impl Connect {
     pub(crate) fn decode(r: &mut Reader) -> Result<Connect, DecodeError> {
         let name = r.string("protocol name")?;

@@ -290,6 +290,34 @@ impl Properties {
         *self == Properties::default()
     }
 
+    /// Gives every string and binary property an allocation of its own
+    /// (see [`ByteStr::detached`]), for properties kept beyond the packet
+    /// they were decoded from.
+    pub fn detach(&mut self) {
+        let strings = [
+            &mut self.content_type,
+            &mut self.response_topic,
+            &mut self.assigned_client_identifier,
+            &mut self.authentication_method,
+            &mut self.response_information,
+            &mut self.server_reference,
+            &mut self.reason_string,
+        ];
+        for s in strings.into_iter().flatten() {
+            *s = s.detached();
+        }
+        for b in [&mut self.correlation_data, &mut self.authentication_data]
+            .into_iter()
+            .flatten()
+        {
+            *b = Bytes::copy_from_slice(b);
+        }
+        for (k, v) in &mut self.user_properties {
+            *k = k.detached();
+            *v = v.detached();
+        }
+    }
+
     /// Reads a property length and the properties it covers.
     pub(crate) fn decode(r: &mut Reader, ctx: Context) -> Result<Properties, DecodeError> {
         let len = r.varint("property length")? as usize;

@@ -121,7 +121,18 @@ web.hook.rule.message.dropped.1 = {\"action\": \"on_message_dropped\"}
 ";
     // $SYS on: the first statistics go out as soon as the broker starts
     // (no subscriber yet: message.publish and message.dropped on $SYS/).
-    let hooked = start(&sink.base("http"), extra, |c| c.sys.interval = 3600, |_| {}).await;
+    // c1 may publish under $SYS/ (as a bridge would): its own $SYS/
+    // publication must not be sent either.
+    let hooked = start(
+        &sink.base("http"),
+        extra,
+        |c| {
+            c.sys.interval = 3600;
+            c.sys.allowed_publishers = vec!["c1".into()];
+        },
+        |_| {},
+    )
+    .await;
     let mut c1 = Mqtt5::connect(options5(hooked.mqtt(), "c1")).await;
     c1.client
         .subscribe("$SYS/#", QoS::AtLeastOnce)

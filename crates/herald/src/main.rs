@@ -9,6 +9,7 @@
 //! or configuration, 1 when something fails to start or fails while
 //! running.
 
+mod fdlimit;
 mod health;
 mod metrics;
 #[cfg(unix)]
@@ -169,10 +170,11 @@ fn run(args: RunArgs) -> ExitCode {
         }
     };
     let HeraldConfig {
-        broker: config,
+        broker: mut config,
         log,
         ..
     } = loaded.config;
+    fdlimit::raise(&mut config.listener.max_connections);
     tracing::info!(
         config_file = %args
             .config

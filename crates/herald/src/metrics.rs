@@ -9,10 +9,17 @@
 //! Rendering only reads atomics (and, for the session gauge, takes the
 //! session registry's lock briefly); it never waits on the MQTT path.
 //! Any other path is answered 404, any method but `GET` and `HEAD` 405.
+//!
+//! The listener is bounded like the MQTT one: at most
+//! [`MAX_CONNECTIONS`] at once (more are closed on accept), a request head
+//! must arrive within [`HEADER_TIMEOUT`] (which is also how long a
+//! keep-alive connection may sit idle between requests), and no connection
+//! lives longer than [`CONNECTION_TIMEOUT`].
 
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use herald_broker::broker::Broker;
@@ -23,8 +30,9 @@ use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
-use hyper_util::rt::TokioIo;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio::task::JoinHandle;
 
 use crate::health::Readiness;
@@ -34,6 +42,19 @@ const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// Content type of `/health` and `/ready`.
 const PLAIN_TEXT: &str = "text/plain; charset=utf-8";
+
+/// Connections served at once; more are closed right after accept, so
+/// half-sent requests cannot pile up.
+pub const MAX_CONNECTIONS: usize = 64;
+
+/// How long a request head may take to arrive, counted from when the
+/// connection waits for one: a half-sent request and an idle keep-alive
+/// connection are both closed after this.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Longest any one connection lives (a client reading its answer a byte at
+/// a time, say).
+pub const CONNECTION_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Renders extra metrics (the WebHook's) after the broker's.
 pub type Extra = Arc<dyn Fn() -> String + Send + Sync>;
@@ -61,14 +82,21 @@ pub async fn serve(
 ) -> std::io::Result<MetricsServer> {
     let listener = TcpListener::bind(addr).await?;
     let addr = listener.local_addr()?;
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let task = tokio::spawn(async move {
         loop {
             let stream = match listener.accept().await {
                 Ok((stream, _)) => stream,
                 Err(err) => {
+                    // Out of descriptors, say: wait rather than spin.
                     tracing::debug!(error = %err, "metrics accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
+            };
+            let Ok(permit) = slots.clone().try_acquire_owned() else {
+                tracing::debug!("metrics connection limit reached; closing new connection");
+                continue;
             };
             let broker = broker.clone();
             let extra = extra.clone();
@@ -82,9 +110,12 @@ pub async fn serve(
                         Ok::<_, std::convert::Infallible>(response)
                     }
                 });
-                let _ = http1::Builder::new()
-                    .serve_connection(TokioIo::new(stream), service)
-                    .await;
+                let connection = http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .header_read_timeout(HEADER_TIMEOUT)
+                    .serve_connection(TokioIo::new(stream), service);
+                let _ = tokio::time::timeout(CONNECTION_TIMEOUT, connection).await;
+                drop(permit);
             });
         }
     });
@@ -227,6 +258,34 @@ pub fn render_broker(broker: &Broker) -> String {
         "counter",
         "connections closed for a protocol violation",
         get(&m.protocol_errors),
+    );
+    one(
+        &mut out,
+        "herald_retained_bytes",
+        "gauge",
+        "bytes held by retained messages (topic, payload, properties)",
+        broker.retained_bytes() as u64,
+    );
+    one(
+        &mut out,
+        "herald_retained_refused_total",
+        "counter",
+        "retained messages not stored for a [retained] limit",
+        get(&m.retained_refused),
+    );
+    one(
+        &mut out,
+        "herald_awaiting_rel_full_total",
+        "counter",
+        "3.x connections closed for more QoS 2 messages awaiting PUBREL than mqtt.max_awaiting_rel",
+        get(&m.awaiting_rel_full),
+    );
+    one(
+        &mut out,
+        "herald_accept_failures_total",
+        "counter",
+        "MQTT accepts that failed (e.g. at the open-file limit)",
+        get(&m.accept_failures),
     );
     let _ = writeln!(
         out,

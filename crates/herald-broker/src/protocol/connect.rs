@@ -41,6 +41,11 @@ where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let timeout = broker.config.listener.connect_timeout();
+    // Until CONNECT is accepted, a client may make us buffer no more than
+    // a CONNECT of listener.max_connect_size (nor any packet over
+    // mqtt.max_packet_size).
+    let cfg = &broker.config;
+    io.opts.max_packet_size = cfg.listener.max_connect_size.min(cfg.mqtt.max_packet_size) as usize;
     let first = match tokio::time::timeout(timeout, read_one(&mut io)).await {
         Err(_) => {
             tracing::debug!(%peer, "no CONNECT within {timeout:?}; closing");
@@ -72,9 +77,12 @@ where
         return None;
     };
     io.opts.protocol = connect.protocol;
+    io.opts.max_packet_size = broker.config.mqtt.max_packet_size as usize;
+    // Kept for the whole connection (and the session): copies of their
+    // own, not slices of the read buffer.
     let info = ClientInfo {
-        client_id: connect.client_id.clone(),
-        username: connect.username.clone(),
+        client_id: connect.client_id.detached(),
+        username: connect.username.as_ref().map(ByteStr::detached),
         peer: canonical_peer(peer),
         protocol: connect.protocol,
         keepalive: connect.keep_alive,
@@ -174,7 +182,7 @@ fn accept(broker: &Broker, c: &Connect) -> Result<Accepted, ReasonCode> {
         let id = format!("herald-{:x}-{n}", now_ms());
         (ByteStr::from(id), true)
     } else {
-        (c.client_id.clone(), false)
+        (c.client_id.detached(), false)
     };
     let max_expiry = cfg.mqtt.max_session_expiry;
     let (session_expiry, expiry_changed) = if v5 {
@@ -258,7 +266,10 @@ where
         session: attached.session,
         info,
         keep_alive: Duration::from_secs(a.keep_alive.into()),
-        will: connect.will.map(Box::new),
+        will: connect.will.map(|mut will| {
+            will.detach();
+            Box::new(will)
+        }),
         session_expiry: a.session_expiry,
         connect_expiry_zero: a.session_expiry == 0,
         send_window: usize::from(p.receive_maximum.unwrap_or(u16::MAX).min(cfg.max_inflight)),

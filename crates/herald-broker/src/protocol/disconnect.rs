@@ -226,9 +226,10 @@ fn will_message(will: Will, client: &ClientInfo) -> Message {
 /// Publishes a will if the authorization point lets its client publish to
 /// the will topic.
 async fn publish_will(broker: &Broker, client: &ClientInfo, message: Message) {
-    if broker
-        .authorize(client, AclAction::Publish, &message.topic)
-        .await
+    if broker.may_publish_to(&client.client_id, &message.topic)
+        && broker
+            .authorize(client, AclAction::Publish, &message.topic)
+            .await
     {
         broker.publish(Arc::new(message));
     } else {

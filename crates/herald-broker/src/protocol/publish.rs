@@ -32,8 +32,11 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
         };
         let allowed = self
             .broker
-            .authorize(&self.info, AclAction::Publish, &message.topic)
-            .await;
+            .may_publish_to(&self.info.client_id, &message.topic)
+            && self
+                .broker
+                .authorize(&self.info, AclAction::Publish, &message.topic)
+                .await;
         self.route_publish(message, packet_id, qos, allowed);
         Ok(())
     }
@@ -44,9 +47,9 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
         let Some((message, packet_id, qos)) = self.accept_publish(p)? else {
             return Ok(());
         };
-        let allowed = self
-            .broker
-            .authorized_by_config(AclAction::Publish, &message.topic);
+        let broker = &self.broker;
+        let allowed = broker.may_publish_to(&self.info.client_id, &message.topic)
+            && broker.authorized_by_config(AclAction::Publish, &message.topic);
         self.route_publish(message, packet_id, qos, allowed);
         Ok(())
     }
@@ -77,7 +80,8 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
                     None => return Err(protocol_error("unknown topic alias")),
                 }
             } else {
-                self.in_aliases.insert(alias, p.topic.clone());
+                // Kept for the connection: a copy, not a read-buffer slice.
+                self.in_aliases.insert(alias, p.topic.detached());
             }
         }
         // Rules a message with a topic can break: it is dropped
@@ -99,12 +103,19 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
         } else {
             None
         };
+        // QoS 2 exchanges awaiting PUBREL: 5.0 clients were told Receive
+        // Maximum; 3.x clients know no limit, so theirs is larger.
+        let awaiting_max = if self.protocol.is_v5() {
+            usize::from(cfg.receive_maximum)
+        } else {
+            cfg.max_awaiting_rel as usize
+        };
         let duplicate_or_full = if p.qos == QoS::ExactlyOnce && broken.is_none() {
             let st = self.session.lock();
             if st.incoming_qos2.contains(&p.packet_id) {
                 Some(true)
             } else {
-                (st.incoming_qos2.len() >= usize::from(cfg.receive_maximum)).then_some(false)
+                (st.incoming_qos2.len() >= awaiting_max).then_some(false)
             }
         } else {
             None
@@ -132,6 +143,12 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
         if duplicate_or_full == Some(false) {
             self.broker
                 .dropped(&message, DropReason::ReceiveMaximumExceeded);
+            if !self.protocol.is_v5() {
+                Metrics::add(&self.broker.metrics.awaiting_rel_full, 1);
+                return Err(protocol_error(&format!(
+                    "more than mqtt.max_awaiting_rel = {awaiting_max} QoS 2 messages awaiting PUBREL"
+                )));
+            }
             return Err(Close::Protocol(
                 ReasonCode::RECEIVE_MAXIMUM_EXCEEDED,
                 "more unacknowledged QoS 2 messages than Receive Maximum".into(),
@@ -174,8 +191,33 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
     }
 
     pub(crate) fn handle_puback(&mut self, p: PubResp) -> Result<(), Close> {
+        // PUBACK for a QoS 2 delivery: a protocol error in every version
+        // (5.0 gives no reason code to answer it with).
+        self.wrong_ack(p.packet_id, "PUBACK", |m| {
+            m.delivery.qos == QoS::ExactlyOnce
+        })?;
         self.complete(p.packet_id, |m| m.delivery.qos == QoS::AtLeastOnce);
         Ok(())
+    }
+
+    /// A protocol error if inflight message `packet_id` is one `wrong` says
+    /// this acknowledgement cannot be for ([MQTT-4.8.0-1]: the connection
+    /// closes). An unknown id is not an error: it may be a late duplicate.
+    fn wrong_ack(
+        &self,
+        packet_id: u16,
+        ack: &str,
+        wrong: impl Fn(&Inflight) -> bool,
+    ) -> Result<(), Close> {
+        let st = self.session.lock();
+        match st.inflight.iter().find(|m| m.packet_id == packet_id) {
+            Some(m) if wrong(m) => Err(protocol_error(&format!(
+                "{ack} for packet id {packet_id}, a QoS {} delivery{}",
+                m.delivery.qos as u8,
+                if m.released { " already released" } else { "" }
+            ))),
+            _ => Ok(()),
+        }
     }
 
     /// Ends the exchange of inflight message `packet_id` if `expected` holds
@@ -202,6 +244,13 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
     }
 
     pub(crate) fn handle_pubrec(&mut self, p: PubResp) -> Result<(), Close> {
+        // A PUBREC for a QoS 1 delivery: 3.x closes; 5.0 answers PUBREL
+        // 0x92 (Packet Identifier not found), below.
+        if !self.protocol.is_v5() {
+            self.wrong_ack(p.packet_id, "PUBREC", |m| {
+                m.delivery.qos == QoS::AtLeastOnce
+            })?;
+        }
         let mut rel = PubResp::new(p.packet_id);
         {
             let mut st = self.session.lock();
@@ -240,6 +289,10 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
     }
 
     pub(crate) fn handle_pubcomp(&mut self, p: PubResp) -> Result<(), Close> {
+        // PUBCOMP before PUBREC, or for a QoS 1 delivery.
+        if !self.protocol.is_v5() {
+            self.wrong_ack(p.packet_id, "PUBCOMP", |m| !m.released)?;
+        }
         self.complete(p.packet_id, |m| m.released);
         Ok(())
     }
@@ -254,13 +307,13 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
         let mut st = session.lock();
         let mut taken = 0u64;
         while self.io.wbuf.len() < WRITE_HIGH_WATER {
-            let Some(front) = st.queue.front() else {
+            let Some(front) = st.next_queued() else {
                 break;
             };
             if front.qos != QoS::AtMostOnce && st.inflight.len() >= self.send_window {
                 break;
             }
-            let Some(delivery) = st.queue.pop_front() else {
+            let Some(delivery) = st.pop_next() else {
                 break;
             };
             taken += 1;

@@ -26,6 +26,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
                 "No Local on a shared subscription".into(),
             ));
         }
+        self.filters_well_formed(s.filters.iter().map(|f| &*f.filter), "SUBSCRIBE")?;
         let id = s.properties.subscription_identifiers.first().copied();
         let mut codes = Vec::with_capacity(s.filters.len());
         let mut added = Vec::new();
@@ -78,18 +79,39 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
         Ok(())
     }
 
+    /// 3.x: a malformed topic filter in a SUBSCRIBE or UNSUBSCRIBE is a
+    /// protocol violation that closes the connection ([MQTT-4.8.0-1]),
+    /// before anything of the packet takes effect. 5.0 answers it with
+    /// reason 0x8F per filter instead.
+    fn filters_well_formed<'f>(
+        &self,
+        mut filters: impl Iterator<Item = &'f str>,
+        packet: &str,
+    ) -> Result<(), Close> {
+        if self.protocol.is_v5() {
+            return Ok(());
+        }
+        match filters.find(|f| !well_formed(f)) {
+            Some(bad) => Err(Close::Protocol(
+                ReasonCode::PROTOCOL_ERROR,
+                format!("invalid topic filter {bad:?} in {packet}"),
+            )),
+            None => Ok(()),
+        }
+    }
+
     /// The entry to store for one filter, or the SUBACK failure code.
     fn check_filter(&self, sub: &Subscription, id: Option<u32>) -> Result<SubEntry, ReasonCode> {
         let cfg = &self.broker.config;
         let filter: &str = &sub.filter;
+        if !well_formed(filter) {
+            return Err(ReasonCode::TOPIC_FILTER_INVALID);
+        }
         let shared = parse_shared(filter).map_err(|_| ReasonCode::TOPIC_FILTER_INVALID)?;
         let plain = match shared {
             Some((_, f)) => f,
             None => filter,
         };
-        if !valid_topic_filter(plain) {
-            return Err(ReasonCode::TOPIC_FILTER_INVALID);
-        }
         if shared.is_some() && !cfg.mqtt.shared_subscription_available {
             return Err(ReasonCode::SHARED_SUBSCRIPTIONS_NOT_SUPPORTED);
         }
@@ -114,8 +136,13 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
     }
 
     pub(crate) fn handle_unsubscribe(&mut self, u: Unsubscribe) -> Result<(), Close> {
+        self.filters_well_formed(u.filters.iter().map(|f| &**f), "UNSUBSCRIBE")?;
         let mut codes = Vec::with_capacity(u.filters.len());
         for filter in &u.filters {
+            if !well_formed(filter) {
+                codes.push(ReasonCode::TOPIC_FILTER_INVALID);
+                continue;
+            }
             let (share, topic) = split_share(filter);
             let hooks = &self.broker.hooks;
             hooks.fire(Event::ClientUnsubscribe {
@@ -140,6 +167,16 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
             codes,
         }));
         Ok(())
+    }
+}
+
+/// Whether a filter as sent (plain or `$share/g/f`) is a valid topic
+/// filter.
+fn well_formed(filter: &str) -> bool {
+    match parse_shared(filter) {
+        Ok(Some((_, f))) => valid_topic_filter(f),
+        Ok(None) => valid_topic_filter(filter),
+        Err(_) => false,
     }
 }
 

@@ -49,6 +49,21 @@ impl Running {
         if let Some(cwd) = cwd {
             cmd.current_dir(cwd);
         }
+        Running::spawn_command(cmd, args, env)
+    }
+
+    /// Runs herald with at most `n` open files (soft and hard limit).
+    pub fn spawn_with_open_files(n: u32, args: &[&str], env: &[(&str, &str)]) -> Running {
+        let mut sh = Command::new("/bin/sh");
+        sh.args([
+            "-c",
+            &format!("ulimit -n {n} && exec \"$0\" \"$@\""),
+            env!("CARGO_BIN_EXE_herald"),
+        ]);
+        Running::spawn_command(sh, args, env)
+    }
+
+    fn spawn_command(mut cmd: Command, args: &[&str], env: &[(&str, &str)]) -> Running {
         cmd.env_clear()
             .args(args)
             .stdin(Stdio::null())
