@@ -11,8 +11,10 @@
 //! - [`broker`]: what connections share (registry, router, retained store).
 //! - [`router`]: topic-filter trie, shared groups, retained store.
 //! - [`hooks`]: the extension point: events and decision handlers.
+//! - [`ack`]: acknowledgements held until what handlers did is durable.
 //! - [`message`], [`metrics`], [`sys`] (`$SYS` topics), [`config`].
 
+pub mod ack;
 pub mod broker;
 pub mod config;
 pub mod connection;

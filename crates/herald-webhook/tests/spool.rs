@@ -35,6 +35,7 @@ fn options(dir: Option<PathBuf>, lanes: usize) -> SpoolOptions {
         max_bytes: 64 << 20,
         fsync: Fsync::Always,
         cache_bytes: 16 << 20,
+        memory_limit: 64 << 20,
     }
 }
 

@@ -118,6 +118,9 @@ impl LaneReader {
                 self.file = None;
             }
             if self.next >= lane.committed {
+                // Caught up: let go of the segment, so that once it is
+                // delivered and deleted its space really comes back.
+                self.file = None;
                 return Ok(None);
             }
             let done = lane.acked.max(lane.floor);
