@@ -313,6 +313,13 @@ impl WebHook {
         &self.metrics
     }
 
+    /// Whether the spool writes normally: `false` while writes fail and
+    /// events are held in memory (QoS 1/2 publishes that match a rule are
+    /// then refused once that memory is full). For readiness checks.
+    pub fn healthy(&self) -> bool {
+        self.spool.healthy()
+    }
+
     /// The spool.
     pub fn spool(&self) -> &Spool {
         &self.spool

@@ -153,10 +153,25 @@ async fn full_spool_drops_oldest_and_counts() {
         opts.max_bytes = 256 * 1024;
         let (spool, mut readers) = Spool::open(opts).unwrap();
         let total = 2000u64;
+        let mut last = None;
         for i in 0..total {
             let mut payload = format!("{i:>8}").into_bytes();
             payload.resize(1000, b'x');
-            spool.push(0, 1, 0, Bytes::from(payload));
+            last = spool.push_held(0, 1, 0, Bytes::from(payload)).ok();
+        }
+        // Everything written before the lane starts reading, so the limit
+        // has to drop some.
+        let last = last.expect("taken");
+        tokio::time::timeout(Duration::from_secs(10), spool.wait_written(last))
+            .await
+            .expect("written within the wait");
+        assert!(spool.written(last));
+        // ... and the limit enforced on them (the writer does that after
+        // publishing a group).
+        let until = std::time::Instant::now() + Duration::from_secs(10);
+        while spool.stats().bytes.load(Ordering::Relaxed) > 256 * 1024 {
+            assert!(std::time::Instant::now() < until, "the limit is enforced");
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
         // Read until the last event pushed (the newest is never dropped).
         let mut seen = Vec::new();

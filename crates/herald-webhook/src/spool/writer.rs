@@ -208,19 +208,27 @@ impl Writer {
             if self.held[lane_no].is_empty() {
                 continue;
             }
-            if let Some(dir) = shared.options.dir.clone() {
-                let always = shared.options.fsync == Fsync::Always;
-                match self.append(&dir, lane_no, always) {
-                    Ok(()) => {}
+            let Some(dir) = shared.options.dir.clone() else {
+                let n = self.held[lane_no].len();
+                self.publish(lane_no, n);
+                continue;
+            };
+            let always = shared.options.fsync == Fsync::Always;
+            // A segment at a time, so segments stay near their size (the
+            // size limit drops whole segments) and each part is published
+            // as soon as it is written.
+            while !self.held[lane_no].is_empty() {
+                let n = self.fitting(lane_no);
+                match self.append(&dir, lane_no, n, always) {
+                    Ok(()) => self.publish(lane_no, n),
                     Err(e) => {
                         shared.stats.write_errors.fetch_add(1, Ordering::Relaxed);
                         self.rollback(lane_no);
                         error = Some(e);
-                        continue;
+                        break;
                     }
                 }
             }
-            self.publish(lane_no);
         }
         if let Some(dir) = &shared.options.dir {
             let _ = dir;
@@ -305,9 +313,12 @@ impl Writer {
 
     /// Makes a lane's held records (now written) visible to its reader and
     /// settles their tickets.
-    fn publish(&mut self, lane_no: usize) {
+    fn publish(&mut self, lane_no: usize, count: usize) {
         let shared = self.shared.clone();
-        let records = std::mem::take(&mut self.held[lane_no]);
+        let held = &mut self.held[lane_no];
+        let records: Vec<Record> = held.drain(..count.min(held.len())).collect();
+        // Held records have consecutive tickets, the newest `held_ticket`.
+        let ticket = self.held_ticket[lane_no] - held.len() as u64;
         let n = records.len() as u64;
         let bytes: u64 = records.iter().map(Record::stored_len).sum();
         {
@@ -332,7 +343,7 @@ impl Writer {
         }
         shared.stats.committed.fetch_add(n, Ordering::Relaxed);
         sub(&shared.pending_bytes, bytes);
-        shared.written[lane_no].store(self.held_ticket[lane_no], Ordering::Release);
+        shared.written[lane_no].store(ticket, Ordering::Release);
         shared.written_wake[lane_no].notify_waiters();
         shared.lane_wake[lane_no].notify_one();
     }
@@ -341,17 +352,18 @@ impl Writer {
     /// by its body, with one vectored write) to its active segment,
     /// starting a new segment when the current one is full, and fsyncs it
     /// if `sync`. Only then is the segment's bookkeeping moved on.
-    fn append(&mut self, dir: &Path, lane_no: usize, sync: bool) -> io::Result<()> {
+    fn append(&mut self, dir: &Path, lane_no: usize, count: usize, sync: bool) -> io::Result<()> {
         let shared = self.shared.clone();
         let mut heads = std::mem::take(&mut self.buffers[lane_no]);
         heads.clear();
-        let records = std::mem::take(&mut self.held[lane_no]);
-        for r in &records {
+        let held = std::mem::take(&mut self.held[lane_no]);
+        let records = held.range(..count.min(held.len()));
+        for r in records.clone() {
             encode_head(&mut heads, r);
         }
-        let first = records.front().map_or(0, |r| r.seq);
+        let first = held.front().map_or(0, |r| r.seq);
         let count = records.len() as u64;
-        let total = (heads.len() + records.iter().map(|r| r.body.len()).sum::<usize>()) as u64;
+        let total = (heads.len() + records.clone().map(|r| r.body.len()).sum::<usize>()) as u64;
         let result = (|| {
             let rotate = {
                 let lane = lock(&shared.lanes[lane_no]);
@@ -368,7 +380,7 @@ impl Writer {
             };
             let mut slices: Vec<IoSlice<'_>> = heads
                 .chunks(HEAD)
-                .zip(&records)
+                .zip(records)
                 .flat_map(|(head, r)| [IoSlice::new(head), IoSlice::new(&r.body)])
                 .collect();
             let mut rest = &mut slices[..];
@@ -396,8 +408,31 @@ impl Writer {
         })();
         heads.clear();
         self.buffers[lane_no] = heads;
-        self.held[lane_no] = records;
+        self.held[lane_no] = held;
         result
+    }
+
+    /// How many of a lane's held records go into its current segment (at
+    /// least one: a new segment takes what fits in a whole segment).
+    fn fitting(&self, lane_no: usize) -> usize {
+        let limit = self.shared.segment_bytes;
+        let used = match (
+            &self.active[lane_no],
+            lock(&self.shared.lanes[lane_no]).segments.back(),
+        ) {
+            (Some(_), Some(s)) if s.len < limit => s.len,
+            _ => 0,
+        };
+        let mut bytes = used;
+        let mut n = 0;
+        for r in &self.held[lane_no] {
+            bytes += r.stored_len();
+            n += 1;
+            if bytes >= limit {
+                break;
+            }
+        }
+        n.max(1)
     }
 
     /// Starts a new segment for a lane whose first record is `first`
