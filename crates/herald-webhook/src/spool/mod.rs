@@ -181,17 +181,22 @@ impl Spool {
         let lanes_n = options.lanes.max(1);
         let segment_bytes = (options.max_bytes / (lanes_n as u64 * 4)).clamp(64 * 1024, 8 << 20);
         let mut lanes: Vec<Lane> = (0..lanes_n).map(|_| Lane::default()).collect();
+        let mut lost = 0u64;
         let id = match &options.dir {
             Some(dir) => {
                 fs::create_dir_all(dir).map_err(io_err(dir))?;
                 for (i, lane) in lanes.iter_mut().enumerate() {
-                    recover_lane(&lane_dir(dir, i), lane)?;
+                    recover_lane(&lane_dir(dir, i), lane, &mut lost)?;
+                }
+                if lost > 0 {
+                    tracing::warn!(dir = %dir.display(), records = lost, "webhook spool: records lost to damage at start");
                 }
                 spool_id(dir)?
             }
             None => random_id(),
         };
         let stats = SpoolStats::default();
+        stats.corrupt.store(lost, Ordering::Relaxed);
         let pending_limit = options.memory_limit;
         let cache_limit = (options.cache_bytes / lanes_n as u64).max(4096);
         let total: u64 = lanes.iter().map(|l| l.bytes).sum();

@@ -217,8 +217,16 @@ impl Writer {
             // A segment at a time, so segments stay near their size (the
             // size limit drops whole segments) and each part is published
             // as soon as it is written.
+            let mut wrote = false;
             while !self.held[lane_no].is_empty() {
-                let n = self.fitting(lane_no);
+                // While writes fail, one record at a time until one goes
+                // through: a disk with a little space back takes what fits.
+                let n = if self.failing.is_some() && !wrote {
+                    1
+                } else {
+                    self.fitting(lane_no)
+                };
+                wrote = true;
                 match self.append(&dir, lane_no, n, always) {
                     Ok(()) => self.publish(lane_no, n),
                     Err(e) => {
@@ -517,32 +525,33 @@ impl Writer {
             self.last_cursor = Instant::now();
         }
         for lane_no in 0..self.shared.lanes.len() {
-            let (doomed, cursor) =
+            let (doomed, cursor) = {
+                let mut lane = lock(&self.shared.lanes[lane_no]);
+                let mut doomed = Vec::new();
+                // The segment being written goes too once all of it is
+                // delivered (the next write starts a new one), so the
+                // space of a drained spool comes back, also while
+                // records wait for space to be written.
+                while lane
+                    .segments
+                    .front()
+                    .is_some_and(|s| s.end_seq <= lane.acked)
                 {
-                    let mut lane = lock(&self.shared.lanes[lane_no]);
-                    let mut doomed = Vec::new();
-                    // The segment being written goes too once all of it is
-                    // delivered (and nothing waits to be appended to it), so
-                    // the space of a drained spool comes back.
-                    let idle = self.held[lane_no].is_empty();
-                    while lane.segments.front().is_some_and(|s| {
-                        s.end_seq <= lane.acked && (lane.segments.len() > 1 || idle)
-                    }) {
-                        if let Some(s) = lane.segments.pop_front() {
-                            if lane.segments.is_empty() {
-                                self.active[lane_no] = None;
-                            }
-                            lane.bytes = lane.bytes.saturating_sub(s.len);
-                            sub(&self.shared.stats.bytes, s.len);
-                            doomed.push(s.path);
+                    if let Some(s) = lane.segments.pop_front() {
+                        if lane.segments.is_empty() {
+                            self.active[lane_no] = None;
                         }
+                        lane.bytes = lane.bytes.saturating_sub(s.len);
+                        sub(&self.shared.stats.bytes, s.len);
+                        doomed.push(s.path);
                     }
-                    let cursor = (cursors && lane.cursor_dirty).then_some(lane.acked);
-                    if cursors {
-                        lane.cursor_dirty = false;
-                    }
-                    (doomed, cursor)
-                };
+                }
+                let cursor = (cursors && lane.cursor_dirty).then_some(lane.acked);
+                if cursors {
+                    lane.cursor_dirty = false;
+                }
+                (doomed, cursor)
+            };
             for path in doomed {
                 self.remove(&path);
             }
