@@ -9,6 +9,7 @@
 //! own. No lock is held across an `.await` or while another of these is taken,
 //! except router → session (to enqueue), in that order only.
 
+use crate::ack::AckHolds;
 use crate::config::Config;
 use crate::hooks::{AclAction, AclRequest, ClientInfo, Decision, DropReason, Event, Hooks};
 use crate::message::{Delivery, Message};
@@ -171,19 +172,35 @@ impl Broker {
     /// message is retained. Fires `message.publish`, and `message.dropped`
     /// for no subscribers and for every session that refused it.
     pub fn publish(&self, message: Arc<Message>) -> RouteOutcome {
-        self.route(message, true)
+        self.route(message, true, &mut AckHolds::unwanted())
+    }
+
+    /// [`Broker::publish`] for a message whose publisher waits for an
+    /// acknowledgement: `holds` collects what that acknowledgement must
+    /// wait for ([`crate::ack`]). A message a handler refused is not
+    /// routed (the publisher will be told, and may send it again).
+    pub fn publish_held(&self, message: Arc<Message>, holds: &mut AckHolds) -> RouteOutcome {
+        self.route(message, true, holds)
     }
 
     /// [`Broker::publish`] for the broker's own messages (`$SYS`): that no
     /// one is subscribed is normal for them, not a drop.
     pub fn publish_own(&self, message: Arc<Message>) -> RouteOutcome {
-        self.route(message, false)
+        self.route(message, false, &mut AckHolds::unwanted())
     }
 
     /// Routes `message`; `count_unrouted`: a message nobody is subscribed
     /// to counts as dropped (no subscribers).
-    fn route(&self, message: Arc<Message>, count_unrouted: bool) -> RouteOutcome {
-        self.hooks.fire(Event::MessagePublish { message: &message });
+    fn route(
+        &self,
+        message: Arc<Message>,
+        count_unrouted: bool,
+        holds: &mut AckHolds,
+    ) -> RouteOutcome {
+        self.hooks.fire_publish(&message, holds);
+        if holds.is_refused() {
+            return RouteOutcome::default();
+        }
         if message.retain {
             self.retain(&message);
         }

@@ -80,6 +80,7 @@
 //! Registration works at start-up and at runtime; [`Hooks::replace_handler`]
 //! swaps a handler atomically (no event is seen by neither or both).
 
+use crate::ack::AckHolds;
 use crate::message::Message;
 pub use crate::reason::{DisconnectReason, DropReason, TerminationReason};
 use crate::support::{read, write};
@@ -241,6 +242,15 @@ impl Event<'_> {
 pub trait Handler: Send + Sync {
     /// Called inline where the event happens.
     fn on_event(&self, event: &Event<'_>);
+
+    /// `message.publish`, with the holds the publisher's acknowledgement
+    /// may wait for ([`crate::ack`]): a handler whose work must be durable
+    /// before the publisher is told its message is safe adds a hold (or
+    /// refuses the message). The default treats it as any other event.
+    fn on_publish(&self, event: &Event<'_>, holds: &mut AckHolds) {
+        let _ = holds;
+        self.on_event(event);
+    }
 }
 
 /// The answer of a decision handler.
@@ -449,6 +459,25 @@ impl Hooks {
         };
         for entry in list.iter() {
             let run = catch_unwind(AssertUnwindSafe(|| entry.handler.on_event(&event)));
+            if run.is_err() {
+                tracing::error!(
+                    event = event.name(),
+                    hook = entry.id.0,
+                    "hook handler panicked"
+                );
+            }
+        }
+    }
+
+    /// Fires `message.publish` for `message`, letting handlers hold (or
+    /// refuse) its acknowledgement through `holds`.
+    pub fn fire_publish(&self, message: &Message, holds: &mut AckHolds) {
+        let Some(list) = self.handlers.snapshot() else {
+            return;
+        };
+        let event = Event::MessagePublish { message };
+        for entry in list.iter() {
+            let run = catch_unwind(AssertUnwindSafe(|| entry.handler.on_publish(&event, holds)));
             if run.is_err() {
                 tracing::error!(
                     event = event.name(),

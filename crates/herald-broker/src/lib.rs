@@ -12,10 +12,12 @@
 //! - [`router`]: topic-filter trie, shared groups, retained store.
 //! - [`hooks`]: the extension point: events and decision handlers;
 //!   [`reason`]: why connections, sessions and messages end.
+//! - [`ack`]: acknowledgements held until what handlers did is durable.
 //! - [`message`], [`metrics`], [`sys`] (`$SYS` topics), [`config`].
 //! - [`support`]: the clock, poison-ignoring locks and a log throttle,
 //!   shared with the other Herald crates.
 
+pub mod ack;
 pub mod broker;
 pub mod config;
 pub mod config_path;

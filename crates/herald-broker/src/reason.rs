@@ -32,6 +32,10 @@ pub enum DisconnectReason {
     FrameError,
     /// A packet broke a protocol rule of the connection's state.
     ProtocolError,
+    /// A 3.x client's QoS 1/2 PUBLISH could not be made durable (an
+    /// acknowledgement gate refused it); 3.x cannot say so in an
+    /// acknowledgement, so the connection closes without one.
+    NotAccepted,
 }
 
 impl fmt::Display for DisconnectReason {
@@ -47,6 +51,7 @@ impl fmt::Display for DisconnectReason {
             DisconnectReason::ServerShutdown => "server_shutdown",
             DisconnectReason::FrameError => "malformed_packet",
             DisconnectReason::ProtocolError => "protocol_error",
+            DisconnectReason::NotAccepted => "quota_exceeded",
         })
     }
 }

@@ -211,6 +211,26 @@ impl fmt::Display for Endpoint {
     }
 }
 
+/// A URL as written, fit to print: the password of a `user:password@`
+/// part is replaced by `***` (errors and logs never show it).
+pub fn redacted(url: &str) -> String {
+    let (scheme, rest) = match url.find("://") {
+        Some(i) => url.split_at(i + 3),
+        None => ("", url),
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rfind('@') {
+        Some(at) => {
+            let (userinfo, host) = authority.split_at(at);
+            let user = userinfo.split(':').next().unwrap_or_default();
+            let hidden = if userinfo.contains(':') { ":***" } else { "" };
+            format!("{scheme}{user}{hidden}{host}{tail}")
+        }
+        None => url.to_owned(),
+    }
+}
+
 /// Splits `host[:port]` / `[v6][:port]`; the port text is returned raw.
 fn split_host_port(authority: &str) -> Result<(Host, Option<&str>), UrlError> {
     if let Some(inner) = authority.strip_prefix('[') {
@@ -350,5 +370,21 @@ mod tests {
             Endpoint::parse("http://h$/"),
             Err(UrlError::Host("h$".into()))
         );
+    }
+}
+
+#[cfg(test)]
+mod redaction_tests {
+    use super::redacted;
+
+    #[test]
+    fn passwords_never_printed() {
+        assert_eq!(
+            redacted("http://alice:s3cret@example.com:8080/hook?x=1"),
+            "http://alice:***@example.com:8080/hook?x=1"
+        );
+        assert_eq!(redacted("https://bob@h/p"), "https://bob@h/p");
+        assert_eq!(redacted("http://h:80/a@b"), "http://h:80/a@b");
+        assert_eq!(redacted("u:p@h"), "u:***@h");
     }
 }

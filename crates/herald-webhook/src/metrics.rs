@@ -126,7 +126,18 @@ impl WebhookMetrics {
         }
         if let Some(spool) = spool {
             let stats = spool.stats();
-            let single: [(&str, &str, &str, &AtomicU64); 3] = [
+            header(
+                &mut out,
+                "spool_healthy",
+                "gauge",
+                "1 while the spool writes normally, 0 while writes fail and events are held in memory",
+            );
+            let _ = writeln!(
+                out,
+                "herald_webhook_spool_healthy {}",
+                u8::from(spool.healthy())
+            );
+            let single: [(&str, &str, &str, &AtomicU64); 9] = [
                 (
                     "spool_bytes",
                     "gauge",
@@ -144,6 +155,42 @@ impl WebhookMetrics {
                     "counter",
                     "events dropped because the spool was full",
                     &stats.dropped,
+                ),
+                (
+                    "spool_overflow_dropped_total",
+                    "counter",
+                    "events nobody waited for (QoS 0, other events) dropped because the events not yet written filled the memory allowed",
+                    &stats.overflow,
+                ),
+                (
+                    "spool_refused_total",
+                    "counter",
+                    "QoS 1/2 publishes refused because writes failed and the memory allowed was full",
+                    &stats.refused,
+                ),
+                (
+                    "spool_write_errors_total",
+                    "counter",
+                    "spool writes (or fsyncs under fsync = always) that failed and were retried",
+                    &stats.write_errors,
+                ),
+                (
+                    "spool_fsync_errors_total",
+                    "counter",
+                    "fsyncs under fsync = interval that failed",
+                    &stats.fsync_errors,
+                ),
+                (
+                    "spool_corrupt_records_total",
+                    "counter",
+                    "damaged records skipped when reading the spool",
+                    &stats.corrupt,
+                ),
+                (
+                    "spool_delete_errors_total",
+                    "counter",
+                    "delivered segment files that could not be deleted",
+                    &stats.delete_errors,
                 ),
             ];
             for (name, kind, help, value) in single {

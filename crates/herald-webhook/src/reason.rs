@@ -21,6 +21,7 @@ pub fn disconnect(reason: DisconnectReason) -> &'static str {
         DisconnectReason::ServerShutdown => "server_shutting_down",
         DisconnectReason::FrameError => "frame_error",
         DisconnectReason::ProtocolError => "protocol_error",
+        DisconnectReason::NotAccepted => "quota_exceeded",
     }
 }
 

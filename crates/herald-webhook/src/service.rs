@@ -13,8 +13,9 @@ use crate::event::client_id;
 use crate::http::{SetupError, Target};
 use crate::metrics::WebhookMetrics;
 use crate::rules::Rules;
-use crate::spool::{self, Fsync, Spool, SpoolError, SpoolOptions};
+use crate::spool::{self, Fsync, Spool, SpoolError, SpoolOptions, Ticket};
 use bytes::Bytes;
+use herald_broker::ack::{AckGate, AckHolds, Changed, Refused};
 use herald_broker::broker::Broker;
 use herald_broker::hooks::{Event, Handler, HookId};
 use herald_broker::support::now_ms;
@@ -66,11 +67,16 @@ struct Enqueue {
     rules: Rules,
     bodies: BodyBuilder,
     spool: Spool,
+    /// The spool as an acknowledgement gate.
+    gate: Arc<dyn AckGate>,
     metrics: Arc<WebhookMetrics>,
 }
 
-impl Handler for Enqueue {
-    fn on_event(&self, event: &Event<'_>) {
+impl Enqueue {
+    /// Matches the rules, builds the body and spools it (as many times as
+    /// rules match). With `holds`, the publisher's acknowledgement waits
+    /// for the records to be written (or is refused if they cannot be).
+    fn enqueue(&self, event: &Event<'_>, holds: Option<&mut AckHolds>) {
         let copies = self.rules.matching(event);
         if copies == 0 {
             return;
@@ -89,16 +95,79 @@ impl Handler for Enqueue {
         };
         let key = client_key(client_id(event));
         let tag = kind.index() as u8;
-        // The last copy takes the body itself: cloning would turn it into a
-        // shared (reference-counted) buffer for nothing in the usual case.
-        // Counted before the push: once pushed, the event may reach the
-        // web service (and a reader of /metrics) before this thread runs on.
-        for _ in 1..copies {
+        let Some(holds) = holds else {
+            // The last copy takes the body itself: cloning would turn it
+            // into a shared (reference-counted) buffer for nothing in the
+            // usual case.
+            // Counted before the push: once pushed, the event may reach
+            // the web service (and a reader of /metrics) before this
+            // thread runs on.
+            for _ in 1..copies {
+                self.metrics.matched(tag);
+                self.spool.push(key, tag, now, body.clone());
+            }
             self.metrics.matched(tag);
-            self.spool.push(key, tag, now, body.clone());
+            self.spool.push(key, tag, now, body);
+            return;
+        };
+        let mut last = None;
+        let mut body = Some(body);
+        for i in 0..copies {
+            let copy = if i + 1 == copies {
+                body.take()
+            } else {
+                body.clone()
+            };
+            let Some(copy) = copy else { break };
+            self.metrics.matched(tag);
+            match self.spool.push_held(key, tag, now, copy) {
+                Ok(ticket) => last = Some(ticket),
+                Err(_) => {
+                    holds.refuse();
+                    return;
+                }
+            }
         }
-        self.metrics.matched(tag);
-        self.spool.push(key, tag, now, body);
+        // One client's events share a lane, written in order: the last
+        // ticket settles after all the others.
+        if let Some(ticket) = last {
+            holds.hold(self.gate.clone(), ticket.0);
+        }
+    }
+}
+
+impl Handler for Enqueue {
+    fn on_event(&self, event: &Event<'_>) {
+        self.enqueue(event, None);
+    }
+
+    fn on_publish(&self, event: &Event<'_>, holds: &mut AckHolds) {
+        if holds.is_wanted() {
+            self.enqueue(event, Some(holds));
+        } else {
+            self.enqueue(event, None);
+        }
+    }
+}
+
+/// The spool as the broker's acknowledgement gate: a QoS 1/2 PUBLISH that
+/// matched a rule is acknowledged once its records are written.
+struct SpoolGate(Spool);
+
+impl AckGate for SpoolGate {
+    fn settled(&self, ticket: u64) -> Option<Result<(), Refused>> {
+        if self.0.written(Ticket(ticket)) {
+            Some(Ok(()))
+        } else if self.0.stopped() {
+            Some(Err(Refused))
+        } else {
+            None
+        }
+    }
+
+    fn changed(&self, ticket: u64) -> Changed {
+        let spool = self.0.clone();
+        Box::pin(async move { spool.wait_written(Ticket(ticket)).await })
     }
 }
 
@@ -163,6 +232,7 @@ impl WebHook {
                 FsyncPolicy::Never => Fsync::Never,
             },
             cache_bytes: spool::CACHE_BYTES.min(config.spool.max_bytes / 4),
+            memory_limit: spool::MEMORY_LIMIT.min(config.spool.max_bytes),
         })?;
         let signing = match &config.sign.secret {
             Some(secret) => Some(Signing {
@@ -197,6 +267,7 @@ impl WebHook {
             rules: config.rules.clone(),
             bodies: BodyBuilder::from_config(config),
             spool: spool.clone(),
+            gate: Arc::new(SpoolGate(spool.clone())),
             metrics: metrics.clone(),
         };
         let hook = broker.hooks.add_handler(PRIORITY, Arc::new(handler));
@@ -223,6 +294,7 @@ impl WebHook {
             rules: config.rules.clone(),
             bodies: BodyBuilder::from_config(config),
             spool: self.spool.clone(),
+            gate: Arc::new(SpoolGate(self.spool.clone())),
             metrics: self.metrics.clone(),
         };
         self.broker
@@ -233,6 +305,13 @@ impl WebHook {
     /// The counters.
     pub fn metrics(&self) -> &Arc<WebhookMetrics> {
         &self.metrics
+    }
+
+    /// Whether the spool writes normally: `false` while writes fail and
+    /// events are held in memory (QoS 1/2 publishes that match a rule are
+    /// then refused once that memory is full). For readiness checks.
+    pub fn healthy(&self) -> bool {
+        self.spool.healthy()
     }
 
     /// The spool.

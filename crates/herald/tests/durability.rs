@@ -8,6 +8,7 @@ use herald_webhook::listen;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 mod support;
@@ -202,5 +203,263 @@ async fn graceful_restart_loses_nothing() {
         .unwrap_or_else(|e| panic!("{e}"));
     let (_again, _, _) = start(&conf, &data);
     receive_all(&mut rx).await;
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// One raw-socket MQTT 3.1.1 publisher flooding QoS 1 PUBLISHes (payload:
+/// its index) without waiting for each PUBACK (at most `WINDOW` unanswered),
+/// counting the PUBACKs until the connection breaks.
+mod flood {
+    use std::io::{Read, Write};
+    use std::net::{SocketAddr, TcpStream};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// Most PUBLISHes sent and not yet acknowledged.
+    const WINDOW: u64 = 500;
+
+    fn varint(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let mut b = (n % 128) as u8;
+            n /= 128;
+            if n > 0 {
+                b |= 0x80;
+            }
+            out.push(b);
+            if n == 0 {
+                return;
+            }
+        }
+    }
+
+    fn connect_packet(client_id: &str) -> Vec<u8> {
+        let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 0];
+        body.extend_from_slice(&(client_id.len() as u16).to_be_bytes());
+        body.extend_from_slice(client_id.as_bytes());
+        let mut out = vec![0x10];
+        varint(body.len(), &mut out);
+        out.extend_from_slice(&body);
+        out
+    }
+
+    fn publish_packet(index: u64, out: &mut Vec<u8>) {
+        let topic = b"sensors/t";
+        let payload = index.to_string();
+        let id = (index % 65_535 + 1) as u16;
+        out.push(0x32);
+        varint(2 + topic.len() + 2 + payload.len(), out);
+        out.extend_from_slice(&(topic.len() as u16).to_be_bytes());
+        out.extend_from_slice(topic);
+        out.extend_from_slice(&id.to_be_bytes());
+        out.extend_from_slice(payload.as_bytes());
+    }
+
+    /// Floods until the broker goes away; `acked` counts the PUBACKs (in
+    /// order: each must carry the next packet id). Returns when the socket
+    /// breaks.
+    pub fn run(mqtt: SocketAddr, client_id: &str, acked: Arc<AtomicU64>) {
+        let Ok(mut stream) = TcpStream::connect(mqtt) else {
+            return;
+        };
+        let _ = stream.set_nodelay(true);
+        if stream.write_all(&connect_packet(client_id)).is_err() {
+            return;
+        }
+        let mut connack = [0u8; 4];
+        if stream.read_exact(&mut connack).is_err() || connack != [0x20, 2, 0, 0] {
+            return;
+        }
+        let Ok(mut reader) = stream.try_clone() else {
+            return;
+        };
+        let counter = acked.clone();
+        let reading = std::thread::spawn(move || {
+            let mut ack = [0u8; 4];
+            while reader.read_exact(&mut ack).is_ok() {
+                let n = counter.load(Ordering::SeqCst);
+                let expected = (n % 65_535 + 1) as u16;
+                assert_eq!(ack[..2], [0x40, 2], "a PUBACK");
+                assert_eq!(
+                    u16::from_be_bytes([ack[2], ack[3]]),
+                    expected,
+                    "PUBACKs in PUBLISH order"
+                );
+                counter.store(n + 1, Ordering::SeqCst);
+            }
+        });
+        let mut sent = 0u64;
+        let mut buf = Vec::new();
+        loop {
+            let done = acked.load(Ordering::SeqCst);
+            if reading.is_finished() {
+                break;
+            }
+            if sent - done >= WINDOW {
+                std::thread::yield_now();
+                continue;
+            }
+            buf.clear();
+            while sent - done < WINDOW && buf.len() < 16 * 1024 {
+                publish_packet(sent, &mut buf);
+                sent += 1;
+            }
+            if stream.write_all(&buf).is_err() {
+                break;
+            }
+        }
+        let _ = stream.shutdown(std::net::Shutdown::Both);
+        if let Err(panic) = reading.join() {
+            std::panic::resume_unwind(panic);
+        }
+    }
+}
+
+/// Collects what the web service received: per client, the payload
+/// indexes of its unique events (by event id) in arrival order.
+type Collected = Arc<std::sync::Mutex<HashMap<String, Vec<u64>>>>;
+
+fn collect(mut rx: tokio::sync::mpsc::UnboundedReceiver<listen::Received>) -> Collected {
+    let collected = Collected::default();
+    let into = collected.clone();
+    tokio::spawn(async move {
+        let mut ids = HashSet::new();
+        while let Some(r) = rx.recv().await {
+            let Some(id) = r
+                .headers
+                .get("x-herald-event-id")
+                .and_then(|v| v.to_str().ok())
+            else {
+                continue;
+            };
+            if !ids.insert(id.to_owned()) {
+                continue;
+            }
+            let Ok(body) = serde_json::from_slice::<serde_json::Value>(&r.body) else {
+                continue;
+            };
+            let client = body["from_client_id"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let index = body["payload"]
+                .as_str()
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(u64::MAX);
+            into.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(client)
+                .or_default()
+                .push(index);
+        }
+    });
+    collected
+}
+
+/// `kill -9` in the middle of a flood of QoS 1 publishes from 10 raw-socket
+/// clients, at several points (with the web service up, so some events are
+/// delivered before the kill and the rest after the restart): every
+/// PUBACKed message's event reaches the web service, each client's in
+/// order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_flood_loses_no_acknowledged_event() {
+    const PUBLISHERS: usize = 10;
+    let dir = temp_dir("sigkill-flood");
+    let web = free_port();
+    let conf = conf_for(&dir, web, "interval");
+    let data = dir.join("data").display().to_string();
+    let (_receiver, rx) = listen::channel(web, None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let collected = collect(rx);
+
+    // Kill when the publishers together have this many PUBACKs.
+    let kill_points = [2_000u64, 6_000, 12_000];
+    let mut acked_by_client: HashMap<String, u64> = HashMap::new();
+    for (round, kill_at) in kill_points.iter().enumerate() {
+        let (mut herald, mqtt, _) = start(&conf, &data);
+        let counters: Vec<(String, Arc<std::sync::atomic::AtomicU64>)> = (0..PUBLISHERS)
+            .map(|c| (format!("r{round}-c{c}"), Arc::default()))
+            .collect();
+        let threads: Vec<_> = counters
+            .iter()
+            .map(|(id, acked)| {
+                let (id, acked) = (id.clone(), acked.clone());
+                std::thread::spawn(move || flood::run(mqtt, &id, acked))
+            })
+            .collect();
+        let total = || {
+            counters
+                .iter()
+                .map(|(_, a)| a.load(std::sync::atomic::Ordering::SeqCst))
+                .sum::<u64>()
+        };
+        let until = std::time::Instant::now() + WAIT * 4;
+        while total() < *kill_at {
+            assert!(
+                std::time::Instant::now() < until,
+                "only {} PUBACKs; log:\n{}",
+                total(),
+                herald.log.join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        // Crash in the middle of the flood: no shutdown code runs.
+        herald.child.kill().unwrap_or_else(|e| panic!("{e}"));
+        let _ = herald.child.wait();
+        for t in threads {
+            if let Err(panic) = t.join() {
+                std::panic::resume_unwind(panic);
+            }
+        }
+        for (id, acked) in &counters {
+            acked_by_client.insert(id.clone(), acked.load(std::sync::atomic::Ordering::SeqCst));
+        }
+        drop(herald);
+    }
+
+    // Restart: whatever was acknowledged and not yet delivered arrives now.
+    let (_again, _, _) = start(&conf, &data);
+    let until = std::time::Instant::now() + WAIT * 4;
+    loop {
+        let missing: Vec<String> = {
+            let got = collected.lock().unwrap_or_else(|e| e.into_inner());
+            acked_by_client
+                .iter()
+                .filter(|(id, acked)| {
+                    let seen = got
+                        .get(*id)
+                        .map_or(0, |v| v.iter().filter(|&&i| i < **acked).count() as u64);
+                    seen < **acked
+                })
+                .map(|(id, acked)| format!("{id}: {acked} acknowledged"))
+                .collect()
+        };
+        if missing.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "acknowledged events never arrived: {missing:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let got = collected.lock().unwrap_or_else(|e| e.into_inner());
+    for (id, acked) in &acked_by_client {
+        let events = &got[id];
+        assert!(
+            events.windows(2).all(|w| w[0] < w[1]),
+            "{id}: events in publish order"
+        );
+        let acknowledged: Vec<u64> = events.iter().copied().filter(|&i| i < *acked).collect();
+        assert_eq!(
+            acknowledged,
+            (0..*acked).collect::<Vec<_>>(),
+            "{id}: every acknowledged event"
+        );
+    }
+    assert!(
+        acked_by_client.values().sum::<u64>() >= kill_points.iter().sum::<u64>(),
+        "the flood ran"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -7,6 +7,7 @@
 //! closes; nothing about other clients changes.
 
 use super::{Client, flush_briefly, read_one};
+use crate::ack::PendingAcks;
 use crate::broker::Broker;
 use crate::connection::Io;
 use crate::hooks::{AuthRequest, ClientInfo, Decision, Event};
@@ -280,6 +281,7 @@ where
         generation: attached.generation,
         pressure: None,
         ignored: None,
+        acks: PendingAcks::default(),
     };
     let mut props = Properties::default();
     if connect.protocol.is_v5() {

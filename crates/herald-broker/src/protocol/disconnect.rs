@@ -34,6 +34,10 @@ pub enum Close {
     Decode(DecodeError),
     /// A packet broke a protocol rule: the 5.0 reason and what happened.
     Protocol(ReasonCode, String),
+    /// A 3.x client's QoS 1/2 PUBLISH could not be stored: 3.x has no
+    /// reason code to refuse it with, so the connection closes without the
+    /// acknowledgement.
+    NotAccepted,
 }
 
 impl Close {
@@ -48,6 +52,7 @@ impl Close {
             Close::ServerShutdown => DisconnectReason::ServerShutdown,
             Close::Decode(_) => DisconnectReason::FrameError,
             Close::Protocol(..) => DisconnectReason::ProtocolError,
+            Close::NotAccepted => DisconnectReason::NotAccepted,
         }
     }
 
@@ -60,6 +65,7 @@ impl Close {
             Close::ServerShutdown => Some(ReasonCode::SERVER_SHUTTING_DOWN),
             Close::Decode(e) => Some(e.reason_code()),
             Close::Protocol(r, _) => Some(*r),
+            Close::NotAccepted => Some(crate::ack::REFUSED_REASON),
         }
     }
 }
@@ -92,6 +98,10 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
             Close::Protocol(code, why) => Some(format!("{why} (reason {code})")),
             _ => None,
         };
+        if let Close::NotAccepted = close {
+            // Always worth a line: the client's message was not stored.
+            tracing::info!(%client_id, peer = %self.info.peer, "a QoS 1/2 message could not be stored; closing without acknowledging it");
+        }
         if broke_rule.is_some() {
             Metrics::add(&self.broker.metrics.protocol_errors, 1);
         }

@@ -12,6 +12,7 @@ pub mod ping;
 pub mod publish;
 pub mod subscribe;
 
+use crate::ack::PendingAcks;
 use crate::broker::Broker;
 use crate::connection::{Io, WRITE_HIGH_WATER};
 use crate::hooks::ClientInfo;
@@ -73,7 +74,13 @@ pub struct Client<S> {
     /// A congested session waited on in vain; not waited on again until it
     /// has drained.
     pub(crate) ignored: Option<std::sync::Weak<Session>>,
+    /// PUBACKs / PUBRECs waiting, in order, for what hooks hold them on.
+    pub(crate) acks: PendingAcks,
 }
+
+/// Most acknowledgements a connection keeps waiting before it stops reading
+/// (paces a publisher whose messages cannot be stored as fast as it sends).
+const MAX_HELD_ACKS: usize = 4096;
 
 impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
     /// The packet loop: reads and handles packets, sends queued messages,
@@ -88,7 +95,10 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
         let mut deadline = Instant::now() + grace;
         let mut kick_live = true;
         loop {
-            while self.io.wbuf.len() < WRITE_HIGH_WATER && self.paused_on().is_none() {
+            while self.io.wbuf.len() < WRITE_HIGH_WATER
+                && self.acks.len() < MAX_HELD_ACKS
+                && self.paused_on().is_none()
+            {
                 match self.io.next_packet() {
                     Ok(Some(packet)) => {
                         let done = match self.handle(packet) {
@@ -113,11 +123,17 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
                     Err(e) => return Close::Decode(e),
                 }
             }
+            if let Err(close) = self.release_acks() {
+                return close;
+            }
             self.drain_queue();
             self.io.prepare_read();
             let spare = self.io.read_spare();
             let paused_on = self.paused_on();
-            let reading = self.io.wbuf.len() < WRITE_HIGH_WATER && paused_on.is_none();
+            let reading = self.io.wbuf.len() < WRITE_HIGH_WATER
+                && self.acks.len() < MAX_HELD_ACKS
+                && paused_on.is_none();
+            let holding = !self.acks.is_empty();
             let wake_at = match &self.pressure {
                 Some((_, until, _)) if paused_on.is_some() && self.keep_alive.is_zero() => *until,
                 Some((_, until, _)) if paused_on.is_some() => (*until).min(deadline),
@@ -145,6 +161,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
                     }
                 },
                 _ = self.session.wake.notified() => {}
+                _ = self.acks.changed(), if holding => {}
                 _ = async { if let Some(s) = &paused_on { s.until_drained().await } }, if paused_on.is_some() => {
                     self.pressure = None;
                 }

@@ -9,6 +9,7 @@
 
 use super::Client;
 use super::disconnect::Close;
+use crate::ack::{AckHolds, REFUSED_REASON, Released};
 use crate::connection::WRITE_HIGH_WATER;
 use crate::hooks::{AclAction, DropReason, Event};
 use crate::message::{Delivery, Message};
@@ -37,8 +38,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
                 .broker
                 .authorize(&self.info, AclAction::Publish, &message.topic)
                 .await;
-        self.route_publish(message, packet_id, qos, allowed);
-        Ok(())
+        self.route_publish(message, packet_id, qos, allowed)
     }
 
     /// [`Client::handle_publish`] when no `client.check_acl` handler is
@@ -50,8 +50,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
         let broker = &self.broker;
         let allowed = broker.may_publish_to(&self.info.client_id, &message.topic)
             && broker.authorized_by_config(AclAction::Publish, &message.topic);
-        self.route_publish(message, packet_id, qos, allowed);
-        Ok(())
+        self.route_publish(message, packet_id, qos, allowed)
     }
 
     /// Checks a PUBLISH against the protocol rules and resolves its topic
@@ -121,8 +120,12 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
             None
         };
         if duplicate_or_full == Some(true) {
-            // A resend of a message already routed: acknowledge only.
-            self.send(&Packet::PubRec(PubResp::new(p.packet_id)));
+            // A resend of a message already routed: acknowledge only (in
+            // order, behind any acknowledgement still held).
+            self.acknowledge(
+                Packet::PubRec(PubResp::new(p.packet_id)),
+                AckHolds::unwanted(),
+            )?;
             return Ok(None);
         }
         let packet_id = p.packet_id;
@@ -157,18 +160,32 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
         Ok(Some((Arc::new(message), packet_id, qos)))
     }
 
-    /// Routes an accepted PUBLISH (or drops it, if not allowed) and answers.
-    fn route_publish(&mut self, message: Arc<Message>, packet_id: u16, qos: QoS, allowed: bool) {
+    /// Routes an accepted PUBLISH (or drops it, if not allowed) and answers
+    /// once what the hooks hold its acknowledgement on has settled.
+    fn route_publish(
+        &mut self,
+        message: Arc<Message>,
+        packet_id: u16,
+        qos: QoS,
+        allowed: bool,
+    ) -> Result<(), Close> {
         let v5 = self.protocol.is_v5();
+        let mut holds = if qos == QoS::AtMostOnce {
+            AckHolds::unwanted()
+        } else {
+            AckHolds::wanted()
+        };
         let reason = if !allowed {
             self.broker.dropped(&message, DropReason::NotAuthorized);
             ReasonCode::NOT_AUTHORIZED
         } else {
-            let outcome = self.broker.publish(message);
+            let outcome = self.broker.publish_held(message, &mut holds);
             if let Some(congested) = outcome.congested {
                 self.push_back(congested);
             }
-            if outcome.matched {
+            if holds.is_refused() {
+                REFUSED_REASON
+            } else if outcome.matched {
                 ReasonCode::SUCCESS
             } else {
                 ReasonCode::NO_MATCHING_SUBSCRIBERS
@@ -179,15 +196,52 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
             ack.reason = reason;
         }
         match qos {
-            QoS::AtMostOnce => {}
-            QoS::AtLeastOnce => self.send(&Packet::PubAck(ack)),
+            QoS::AtMostOnce => Ok(()),
+            QoS::AtLeastOnce => self.acknowledge(Packet::PubAck(ack), holds),
             QoS::ExactlyOnce => {
                 if !reason.is_error() {
                     self.session.lock().incoming_qos2.insert(packet_id);
                 }
-                self.send(&Packet::PubRec(ack));
+                self.acknowledge(Packet::PubRec(ack), holds)
             }
         }
+    }
+
+    /// Sends a PUBACK / PUBREC now if nothing holds it or the ones before
+    /// it, else queues it to leave in order once its holds settle.
+    fn acknowledge(&mut self, packet: Packet, holds: AckHolds) -> Result<(), Close> {
+        if self.acks.is_empty() && holds.is_empty() && !holds.is_refused() {
+            self.send(&packet);
+            return Ok(());
+        }
+        self.acks.push(packet, holds);
+        self.release_acks()
+    }
+
+    /// Sends the held acknowledgements that have settled, in order. One
+    /// whose message was refused goes out with reason 0x97 (5.0) or, as
+    /// 3.x cannot say so, closes the connection without it (the client
+    /// sends the message again when it reconnects).
+    pub(crate) fn release_acks(&mut self) -> Result<(), Close> {
+        while let Some(released) = self.acks.next_released() {
+            match released {
+                Released::Send(packet) => self.send(&packet),
+                Released::Refused(mut packet) => {
+                    if let Packet::PubRec(p) = &packet {
+                        // Not stored: a resend must be taken as new.
+                        self.session.lock().incoming_qos2.remove(&p.packet_id);
+                    }
+                    if !self.protocol.is_v5() {
+                        return Err(Close::NotAccepted);
+                    }
+                    if let Packet::PubAck(p) | Packet::PubRec(p) = &mut packet {
+                        p.reason = REFUSED_REASON;
+                    }
+                    self.send(&packet);
+                }
+            }
+        }
+        Ok(())
     }
 
     pub(crate) fn handle_puback(&mut self, p: PubResp) -> Result<(), Close> {

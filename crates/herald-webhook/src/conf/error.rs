@@ -135,7 +135,7 @@ pub enum Problem {
         expected: String,
     },
     /// `web.hook.url` is not a usable URL.
-    #[error("invalid URL `{value}`: {error}")]
+    #[error("invalid URL `{shown}`: {error}", shown = crate::endpoint::redacted(value))]
     BadUrl {
         /// The value as written.
         value: String,

@@ -59,3 +59,22 @@ pub(super) fn write_atomically(path: &Path, data: &[u8], sync: bool) -> io::Resu
     }
     fs::rename(&tmp, path)
 }
+
+/// Creates a folder (and its parents) readable by the owner only.
+pub(super) fn create_private_dir(dir: &Path) -> io::Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder.create(dir)
+}
+
+/// Opens a segment file for appending, creating it readable and writable
+/// by the owner only.
+pub(super) fn open_segment(path: &Path) -> io::Result<File> {
+    let mut options = fs::OpenOptions::new();
+    options.create(true).append(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    options.open(path)
+}

@@ -45,18 +45,18 @@ use files::{lane_dir, random_id, spool_id};
 use herald_broker::support::lock;
 use record::{CLIENT, HAS_CLIENT, HEADER};
 use recovery::recover_lane;
-use state::{Lane, Pending, PendingList, Shared};
+use state::{Lane, Pending, Shared};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 use tokio::sync::Notify;
 use writer::Writer;
 
-/// Most bytes accepted and waiting in memory for the writer thread.
-const PENDING_MAX: u64 = 64 << 20;
+/// The default for [`SpoolOptions::memory_limit`].
+pub const MEMORY_LIMIT: u64 = 64 << 20;
 
 /// The default for [`SpoolOptions::cache_bytes`].
 pub const CACHE_BYTES: u64 = 16 << 20;
@@ -91,6 +91,11 @@ pub struct SpoolOptions {
     /// its records back from the disk (each lane gets an equal share, at
     /// least 4 KiB); a lane that falls further behind reads the disk.
     pub cache_bytes: u64,
+    /// Most bytes of events accepted and not yet written (waiting for the
+    /// writer, or held while writes fail): beyond it events nobody waits
+    /// for are dropped and, while writes fail, those a publisher waits for
+    /// are refused ([`MEMORY_LIMIT`] by default).
+    pub memory_limit: u64,
 }
 
 /// Why the spool could not open.
@@ -125,6 +130,42 @@ pub struct SpoolStats {
     /// Records committed: written (and fsynced per policy) and visible to
     /// the lanes. After a crash, every one of these is still there.
     pub committed: AtomicU64,
+    /// Events nobody waited for (QoS 0 publishes, other events) dropped
+    /// because the writer was that far behind.
+    pub overflow: AtomicU64,
+    /// Events a publisher waited for that were refused: writes were failing
+    /// and the memory allowed for holding them was full.
+    pub refused: AtomicU64,
+    /// Writes (or fsyncs under `fsync = always`) that failed; the events
+    /// stay held and are written again.
+    pub write_errors: AtomicU64,
+    /// fsyncs under `fsync = interval` that failed (the events had been
+    /// written: the OS holds them, but may lose them at a power loss).
+    pub fsync_errors: AtomicU64,
+    /// Damaged records skipped when reading a segment.
+    pub corrupt: AtomicU64,
+    /// Delivered segment files that could not be deleted.
+    pub delete_errors: AtomicU64,
+}
+
+/// A pushed event's place in the spool, to wait for it to be written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticket(pub u64);
+
+/// Bits of a [`Ticket`] below the lane number.
+const TICKET_LANE_SHIFT: u32 = 48;
+
+/// Why an event was not taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum NotTaken {
+    /// Writes are failing and the memory allowed for holding events is
+    /// full: a publisher waiting for it must be refused.
+    #[error("webhook spool cannot write and its memory is full")]
+    Refused,
+    /// The writer is far behind and the event is one nobody waits for: it
+    /// was dropped (counted).
+    #[error("webhook spool writer far behind: event dropped")]
+    Dropped,
 }
 
 /// The spool: cheap to clone, shared by the handler and the delivery side.
@@ -141,18 +182,23 @@ impl Spool {
         let lanes_n = options.lanes.max(1);
         let segment_bytes = (options.max_bytes / (lanes_n as u64 * 4)).clamp(64 * 1024, 8 << 20);
         let mut lanes: Vec<Lane> = (0..lanes_n).map(|_| Lane::default()).collect();
+        let mut lost = 0u64;
         let id = match &options.dir {
             Some(dir) => {
                 fs::create_dir_all(dir).map_err(io_err(dir))?;
                 for (i, lane) in lanes.iter_mut().enumerate() {
-                    recover_lane(&lane_dir(dir, i), lane)?;
+                    recover_lane(&lane_dir(dir, i), lane, &mut lost)?;
+                }
+                if lost > 0 {
+                    tracing::warn!(dir = %dir.display(), records = lost, "webhook spool: records lost to damage at start");
                 }
                 spool_id(dir)?
             }
             None => random_id(),
         };
         let stats = SpoolStats::default();
-        let pending_limit = options.max_bytes.min(PENDING_MAX);
+        stats.corrupt.store(lost, Ordering::Relaxed);
+        let pending_limit = options.memory_limit;
         let cache_limit = (options.cache_bytes / lanes_n as u64).max(4096);
         let total: u64 = lanes.iter().map(|l| l.bytes).sum();
         stats.bytes.store(total, Ordering::Relaxed);
@@ -161,9 +207,16 @@ impl Spool {
             lanes: lanes.into_iter().map(Mutex::new).collect(),
             options,
             id,
-            pending: Mutex::new(PendingList::default()),
-            writer_wake: Condvar::new(),
+            pending: (0..lanes_n).map(|_| Mutex::default()).collect(),
+            pending_count: AtomicU64::new(0),
+            pending_bytes: AtomicU64::new(0),
+            written: (0..lanes_n).map(|_| AtomicU64::new(0)).collect(),
+            written_wake: (0..lanes_n).map(|_| Notify::new()).collect(),
+            writer_idle: AtomicBool::new(false),
+            writer_thread: OnceLock::new(),
+            degraded: AtomicBool::new(false),
             closing: AtomicBool::new(false),
+            stopped: AtomicBool::new(false),
             stats,
             segment_bytes,
             pending_limit,
@@ -185,6 +238,7 @@ impl Spool {
             .name("webhook-spool".into())
             .spawn(move || Writer::new(writer_shared).run())
             .map_err(io_err(Path::new("<writer thread>")))?;
+        let _ = shared.writer_thread.set(writer.thread().clone());
         Ok((
             Spool {
                 shared,
@@ -197,38 +251,112 @@ impl Spool {
     /// Accepts an event about the client whose hash is `key`: it goes to
     /// lane `key` modulo the lane count, tagged with the client (so a
     /// pipelining lane never has two of one client's requests in flight). A
-    /// non-blocking append to the pending list. If the pending list alone
-    /// exceeds the smaller of the size limit and 64 MiB (the disk cannot
-    /// keep up), its oldest entries are dropped and counted, so memory stays
-    /// bounded whatever the disk does.
+    /// non-blocking append to the lane's pending list. Nobody waits for
+    /// this event: if the events not yet written exceed the smaller of the
+    /// size limit and 64 MiB (the disk cannot keep up), it is dropped and
+    /// counted ([`SpoolStats::overflow`]), so memory stays bounded whatever
+    /// the disk does.
     pub fn push(&self, key: u64, kind: u8, enqueued_ms: u64, body: Bytes) {
+        let _ = self.take(key, kind, enqueued_ms, body, false);
+    }
+
+    /// Accepts an event a publisher's acknowledgement waits for: the
+    /// returned ticket is [`Spool::written`] once its record is written
+    /// (and fsynced under [`Fsync::Always`]). Never dropped for being
+    /// behind (the waiting publishers are paced instead); refused only
+    /// while writes fail and the memory allowed for holding events is full.
+    pub fn push_held(
+        &self,
+        key: u64,
+        kind: u8,
+        enqueued_ms: u64,
+        body: Bytes,
+    ) -> Result<Ticket, NotTaken> {
+        self.take(key, kind, enqueued_ms, body, true)
+    }
+
+    fn take(
+        &self,
+        key: u64,
+        kind: u8,
+        enqueued_ms: u64,
+        body: Bytes,
+        held: bool,
+    ) -> Result<Ticket, NotTaken> {
         let shared = &self.shared;
         let size = (HEADER + CLIENT + body.len()) as u64;
-        let wake = {
-            let mut pending = lock(&shared.pending);
-            let wake = std::mem::take(&mut pending.idle);
-            pending.bytes += size;
+        if shared.pending_bytes.load(Ordering::Relaxed) + size > shared.pending_limit {
+            if !held {
+                shared.stats.overflow.fetch_add(1, Ordering::Relaxed);
+                return Err(NotTaken::Dropped);
+            }
+            if shared.degraded.load(Ordering::Relaxed) {
+                shared.stats.refused.fetch_add(1, Ordering::Relaxed);
+                return Err(NotTaken::Refused);
+            }
+        }
+        let lane = (key % shared.lanes.len() as u64) as usize;
+        let ticket = {
+            let Some(pending) = shared.pending.get(lane) else {
+                return Err(NotTaken::Dropped);
+            };
+            let mut pending = lock(pending);
+            pending.pushed += 1;
             pending.items.push_back(Pending {
-                lane: (key % shared.lanes.len() as u64) as usize,
                 kind: kind & !HAS_CLIENT,
                 client: (key ^ (key >> 32)) as u32,
                 enqueued_ms,
                 body,
             });
-            while pending.bytes > shared.pending_limit && pending.items.len() > 1 {
-                if let Some(old) = pending.items.pop_front() {
-                    pending.bytes -= old.stored_len();
-                }
-                shared.stats.dropped.fetch_add(1, Ordering::Relaxed);
-            }
-            wake
+            shared.pending_bytes.fetch_add(size, Ordering::Relaxed);
+            shared.pending_count.fetch_add(1, Ordering::SeqCst);
+            pending.pushed
         };
         shared.stats.accepted.fetch_add(1, Ordering::Relaxed);
-        // The writer looks at the list before it sleeps, so only a push
+        // The writer looks at the count before it sleeps, so only a push
         // that finds it asleep wakes it: no system call per event.
-        if wake {
-            shared.writer_wake.notify_one();
+        shared.wake_writer();
+        Ok(Ticket(((lane as u64) << TICKET_LANE_SHIFT) | ticket))
+    }
+
+    /// Whether the event of `ticket` is written (and fsynced per policy).
+    pub fn written(&self, ticket: Ticket) -> bool {
+        let lane = (ticket.0 >> TICKET_LANE_SHIFT) as usize;
+        let n = ticket.0 & ((1 << TICKET_LANE_SHIFT) - 1);
+        self.shared
+            .written
+            .get(lane)
+            .is_none_or(|w| w.load(Ordering::Acquire) >= n)
+    }
+
+    /// Completes once the event of `ticket` is written, or once the spool
+    /// has closed (check [`Spool::written`]).
+    pub async fn wait_written(&self, ticket: Ticket) {
+        let lane = (ticket.0 >> TICKET_LANE_SHIFT) as usize;
+        let Some(wake) = self.shared.written_wake.get(lane) else {
+            return;
+        };
+        loop {
+            let notified = wake.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.written(ticket) || self.stopped() {
+                return;
+            }
+            notified.await;
         }
+    }
+
+    /// Whether the writer has stopped (closed): a ticket not written by
+    /// then never will be.
+    pub fn stopped(&self) -> bool {
+        self.shared.stopped.load(Ordering::Acquire)
+    }
+
+    /// Whether the spool writes normally (not holding events in memory
+    /// because writes fail).
+    pub fn healthy(&self) -> bool {
+        !self.shared.degraded.load(Ordering::Relaxed)
     }
 
     /// This spool's id (part of every event id).
@@ -278,7 +406,8 @@ impl Spool {
     /// from a blocking context (e.g. `spawn_blocking`).
     pub fn close(&self) {
         self.shared.closing.store(true, Ordering::Release);
-        self.shared.writer_wake.notify_one();
+        self.shared.writer_idle.store(true, Ordering::SeqCst);
+        self.shared.wake_writer();
         if let Some(writer) = lock(&self.writer).take() {
             let _ = writer.join();
         }

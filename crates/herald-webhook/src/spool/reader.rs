@@ -32,14 +32,24 @@ pub(super) struct SegmentReader {
 }
 
 impl SegmentReader {
-    /// Moves forward, record by record without reading bodies, to `seq`.
+    /// Moves forward, record by record without reading bodies, to the
+    /// first record numbered `seq` or more (numbers may have gaps where
+    /// recovery removed a damaged record).
     fn skip_to(&mut self, seq: u64) -> io::Result<()> {
         while self.at < seq {
-            let mut head = [0u8; 8];
+            let mut head = [0u8; 16];
             self.reader.read_exact(&mut head)?;
             let len = u32::from_be_bytes([head[0], head[1], head[2], head[3]]);
-            self.reader.seek_relative(i64::from(len))?;
-            self.at += 1;
+            let mut at = [0u8; 8];
+            at.copy_from_slice(&head[8..16]);
+            let at = u64::from_be_bytes(at);
+            if at >= seq {
+                self.reader.seek_relative(-16)?;
+                self.at = at;
+                return Ok(());
+            }
+            self.reader.seek_relative(i64::from(len) - 8)?;
+            self.at = at + 1;
         }
         Ok(())
     }
@@ -119,6 +129,9 @@ impl LaneReader {
                 self.file = None;
             }
             if self.next >= lane.committed {
+                // Caught up: let go of the segment, so that once it is
+                // delivered and deleted its space really comes back.
+                self.file = None;
                 return Ok(None);
             }
             let done = lane.acked.max(lane.floor);
@@ -137,8 +150,17 @@ impl LaneReader {
             return Ok(Some(record));
         }
         let Some((first_seq, path)) = segment else {
-            // Nothing holds it (dropped for space meanwhile): move on.
-            self.next += 1;
+            // Nothing holds it (dropped for space meanwhile, or a gap left
+            // by damage or a cursor beyond the data): on to the next
+            // record that exists.
+            let lane = lock(&self.shared.lanes[self.lane]);
+            self.next = lane
+                .segments
+                .iter()
+                .map(|s| s.first_seq)
+                .find(|&first| first > self.next)
+                .unwrap_or(lane.committed)
+                .max(self.next + 1);
             return Ok(None);
         };
         // Reuse the open segment if it is this one and not past `next`
@@ -159,9 +181,12 @@ impl LaneReader {
         };
         file.skip_to(self.next)?;
         let read = read_record(&mut file.reader, self.lane)?;
-        file.at += 1;
         match read {
-            Some(record) if record.seq == self.next => Ok(Some(record)),
+            // Past `next` where recovery removed damaged records.
+            Some(record) if record.seq >= self.next => {
+                file.at = record.seq + 1;
+                Ok(Some(record))
+            }
             Some(other) => Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!("expected record {} found {}", self.next, other.seq),
@@ -185,6 +210,10 @@ impl LaneReader {
         }
         self.next = next;
         lane.read = next;
+        if next >= lane.committed {
+            // Caught up: no file kept open that the writer may delete.
+            self.file = None;
+        }
         true
     }
 

@@ -7,7 +7,6 @@
 //!
 //! Encoding and decoding only: no files are opened here.
 
-use super::state::Pending;
 use bytes::{Buf, Bytes};
 use std::io::{self, Read};
 
@@ -107,13 +106,13 @@ pub(super) fn read_record(r: &mut impl Read, lane: usize) -> io::Result<Option<R
 
 /// Appends a record's header (everything before the body, which is
 /// written from its own buffer, not copied here).
-pub(super) fn encode_head(out: &mut Vec<u8>, seq: u64, p: &Pending) {
+pub(super) fn encode_head(out: &mut Vec<u8>, p: &Record) {
     let start = out.len();
     out.extend_from_slice(&[0; 8]);
-    out.extend_from_slice(&seq.to_be_bytes());
+    out.extend_from_slice(&p.seq.to_be_bytes());
     out.extend_from_slice(&p.enqueued_ms.to_be_bytes());
     out.push(p.kind | HAS_CLIENT);
-    out.extend_from_slice(&p.client.to_be_bytes());
+    out.extend_from_slice(&p.client.unwrap_or(0).to_be_bytes());
     let len = (out.len() - start - 8 + p.body.len()) as u32;
     let mut crc = crc32fast::Hasher::new();
     crc.update(&out[start + 8..]);

@@ -3,13 +3,13 @@
 //!
 //! Data and locking helpers only; no I/O.
 
-use super::record::{CLIENT, HEADER, Record};
+use super::record::Record;
 use super::{SpoolOptions, SpoolStats};
 use bytes::Bytes;
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Mutex, OnceLock};
 use tokio::sync::Notify;
 
 /// A segment file as the lane's bookkeeping knows it.
@@ -55,17 +55,18 @@ pub(super) struct Lane {
 
 /// Something accepted and not yet written.
 pub(super) struct Pending {
-    pub(super) lane: usize,
     pub(super) kind: u8,
     pub(super) client: u32,
     pub(super) enqueued_ms: u64,
     pub(super) body: Bytes,
 }
 
-impl Pending {
-    pub(super) fn stored_len(&self) -> u64 {
-        (HEADER + CLIENT + self.body.len()) as u64
-    }
+/// One lane's events accepted and not yet taken by the writer.
+#[derive(Default)]
+pub(super) struct LanePending {
+    pub(super) items: VecDeque<Pending>,
+    /// Events ever pushed to this lane: the last one's ticket.
+    pub(super) pushed: u64,
 }
 
 /// State shared by the pushers, the writer thread and the readers.
@@ -76,31 +77,50 @@ pub(super) struct Shared {
     pub(super) lanes: Vec<Mutex<Lane>>,
     /// Wakes the lane's reader when records were committed.
     pub(super) lane_wake: Vec<Notify>,
-    /// Accepted, not yet written.
-    pub(super) pending: Mutex<PendingList>,
-    /// Wakes the writer.
-    pub(super) writer_wake: Condvar,
+    /// Per lane: accepted, not yet taken by the writer (one lock per lane,
+    /// so pushers of different lanes never contend).
+    pub(super) pending: Vec<Mutex<LanePending>>,
+    /// Events pushed and not yet taken by the writer, all lanes.
+    pub(super) pending_count: AtomicU64,
+    /// Bytes pushed and not yet written (pending or held by the writer
+    /// for a retry), all lanes.
+    pub(super) pending_bytes: AtomicU64,
+    /// Per lane: pushes up to this ticket are written (accepted).
+    pub(super) written: Vec<AtomicU64>,
+    /// Per lane: wakes those waiting for a ticket to be written.
+    pub(super) written_wake: Vec<Notify>,
+    /// The writer is waiting for work: the next push must wake it.
+    pub(super) writer_idle: AtomicBool,
+    /// The writer thread, to wake it.
+    pub(super) writer_thread: OnceLock<std::thread::Thread>,
+    /// Writes are failing: events are held in memory and retried.
+    pub(super) degraded: AtomicBool,
     /// Set when the spool is closing: the writer writes what is pending and
     /// exits.
     pub(super) closing: AtomicBool,
+    /// Set when the writer has exited: nothing more will be written.
+    pub(super) stopped: AtomicBool,
     /// Counters.
     pub(super) stats: SpoolStats,
     /// Size of a segment before a new one is started.
     pub(super) segment_bytes: u64,
-    /// Most bytes waiting in memory for the writer: if the disk cannot keep
-    /// up, memory stays bounded and the oldest pending events are dropped.
+    /// Most bytes waiting in memory for the writer: beyond it, events
+    /// nobody waits for are dropped (counted), and while writes fail,
+    /// events a publisher waits for are refused.
     pub(super) pending_limit: u64,
     /// Most bytes of a lane's read cache (disk mode).
     pub(super) cache_limit: u64,
 }
 
-#[derive(Default)]
-pub(super) struct PendingList {
-    pub(super) items: VecDeque<Pending>,
-    pub(super) bytes: u64,
-    /// The writer is waiting for work: the next push must wake it. While
-    /// it works (or lingers to gather a group), pushes need not.
-    pub(super) idle: bool,
+impl Shared {
+    /// Wakes the writer if it sleeps.
+    pub(super) fn wake_writer(&self) {
+        if self.writer_idle.swap(false, Ordering::SeqCst)
+            && let Some(t) = self.writer_thread.get()
+        {
+            t.unpark();
+        }
+    }
 }
 
 /// Subtracts without wrapping below zero.

@@ -7,12 +7,12 @@
 //! visible to a lane before it is written.
 
 use super::Fsync;
-use super::files::{lane_dir, segment_path, write_atomically};
+use super::files::{create_private_dir, lane_dir, open_segment, segment_path, write_atomically};
 use super::record::{HEAD, Record, encode_head};
-use super::state::{Pending, Segment, Shared, sub};
+use super::state::{Segment, Shared, sub};
 use herald_broker::support::{LogThrottle, lock};
 use std::collections::VecDeque;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, IoSlice, Write};
 use std::path::Path;
 use std::sync::Arc;
@@ -31,6 +31,13 @@ pub(super) const HOUSEKEEPING: Duration = Duration::from_millis(100);
 /// lost in a crash only means resending what was delivered since.
 pub(super) const CURSOR_INTERVAL: Duration = Duration::from_secs(1);
 
+/// First wait before writing again after a failed write; doubles up to
+/// [`RETRY_MAX`].
+const RETRY_MIN: Duration = Duration::from_millis(10);
+
+/// Longest wait between attempts to write while writes fail.
+const RETRY_MAX: Duration = Duration::from_secs(1);
+
 /// The writer thread's own state: open segment files per lane.
 pub(super) struct Writer {
     pub(super) shared: Arc<Shared>,
@@ -43,8 +50,29 @@ pub(super) struct Writer {
     pub(super) last_cursor: Instant,
     /// Reused buffers for record headers, one per lane.
     pub(super) buffers: Vec<Vec<u8>>,
-    /// One failure log line per interval, not per write.
-    pub(super) error_log: LogThrottle,
+    /// Per lane: records taken from the pending list and not yet written,
+    /// oldest first, numbered from the lane's `committed` on (a failed
+    /// write keeps them here to be written again, in order).
+    pub(super) held: Vec<VecDeque<Record>>,
+    /// Per lane: the ticket of the newest record in `held`.
+    pub(super) held_ticket: Vec<u64>,
+    /// While writes fail: when the trouble began, and when to try again.
+    pub(super) failing: Option<(Instant, Instant)>,
+    /// The current wait between attempts while writes fail.
+    pub(super) retry_wait: Duration,
+    /// Rate limit of the log lines, per kind of trouble.
+    pub(super) logs: [LogThrottle; 4],
+    /// Counters last logged: overflow drops, refusals.
+    pub(super) logged: (u64, u64),
+}
+
+/// Kinds of trouble, each logged at most once per [`LogThrottle::DEFAULT_EVERY`].
+#[derive(Clone, Copy)]
+enum Trouble {
+    Write = 0,
+    Full = 1,
+    Overflow = 2,
+    Housekeeping = 3,
 }
 
 impl Writer {
@@ -58,45 +86,52 @@ impl Writer {
             last_housekeeping: Instant::now(),
             last_cursor: Instant::now(),
             buffers: (0..n).map(|_| Vec::new()).collect(),
-            error_log: LogThrottle::default(),
+            held: (0..n).map(|_| VecDeque::new()).collect(),
+            held_ticket: vec![0; n],
+            failing: None,
+            retry_wait: RETRY_MIN,
+            logs: Default::default(),
+            logged: (0, 0),
         }
     }
 
     pub(super) fn run(mut self) {
-        // The list being committed; swapped with the pushers' list so
-        // neither side allocates a new one per group.
-        let mut batch = VecDeque::new();
         loop {
-            {
-                let mut pending = lock(&self.shared.pending);
-                while pending.items.is_empty() && !self.shared.closing.load(Ordering::Acquire) {
-                    pending.idle = true;
-                    let (guard, _) = self
-                        .shared
-                        .writer_wake
-                        .wait_timeout(pending, HOUSEKEEPING)
-                        .unwrap_or_else(|e| e.into_inner());
-                    pending = guard;
-                    if pending.items.is_empty() {
-                        break;
-                    }
-                }
-                pending.idle = false;
-                pending.bytes = 0;
-                std::mem::swap(&mut pending.items, &mut batch);
-            }
+            self.sleep();
             let closing = self.shared.closing.load(Ordering::Acquire);
-            let worked = !batch.is_empty();
-            if worked {
-                self.commit(&mut batch, closing);
+            let took = self.take_pending();
+            let retry_due = self
+                .failing
+                .is_none_or(|(_, at)| closing || Instant::now() >= at);
+            let mut worked = false;
+            if retry_due && self.held.iter().any(|h| !h.is_empty()) {
+                self.commit(closing);
+                worked = true;
             }
             self.housekeeping(closing);
-            if closing && lock(&self.shared.pending).items.is_empty() {
+            self.log_drops();
+            if closing && self.shared.pending_count.load(Ordering::SeqCst) == 0 {
+                // One last try for what is held; what still cannot be
+                // written is lost with the process, and said so.
+                if self.held.iter().any(|h| !h.is_empty()) {
+                    self.commit(true);
+                }
+                let lost: usize = self.held.iter().map(VecDeque::len).sum();
+                if lost > 0 {
+                    tracing::error!(
+                        events = lost,
+                        "webhook spool: closing with events that could not be written; they are lost"
+                    );
+                }
                 self.sync_all();
                 self.housekeeping(true);
+                self.shared.stopped.store(true, Ordering::Release);
+                for wake in &self.shared.written_wake {
+                    wake.notify_waiters();
+                }
                 return;
             }
-            if worked && !closing {
+            if (worked || took) && !closing && self.failing.is_none() {
                 // Let the next group gather (pushes meanwhile do not wake
                 // us): under load, one write and one wake-up per lane per
                 // interval instead of per event.
@@ -105,48 +140,106 @@ impl Writer {
         }
     }
 
-    /// Appends a batch: assigns sequence numbers, writes each lane's part
-    /// with one write, fsyncs per policy, then publishes the records.
-    fn commit(&mut self, batch: &mut VecDeque<Pending>, closing: bool) {
-        let shared = self.shared.clone();
-        let disk = shared.options.dir.clone();
-        let mut committed: Vec<Vec<Record>> = (0..shared.lanes.len()).map(|_| Vec::new()).collect();
-        // Only this thread moves `committed`.
-        let base: Vec<u64> = shared.lanes.iter().map(|l| lock(l).committed).collect();
-        for p in batch.drain(..) {
-            let seq = base[p.lane] + committed[p.lane].len() as u64;
-            if disk.is_some() {
-                encode_head(&mut self.buffers[p.lane], seq, &p);
-            }
-            committed[p.lane].push(Record {
-                lane: p.lane,
-                seq,
-                enqueued_ms: p.enqueued_ms,
-                kind: p.kind,
-                client: Some(p.client),
-                body: p.body,
-            });
+    /// Sleeps until a push wakes us, a retry is due, or housekeeping is.
+    fn sleep(&self) {
+        let shared = &self.shared;
+        let retry_in = self
+            .failing
+            .map(|(_, at)| at.saturating_duration_since(Instant::now()));
+        let has_held = self.held.iter().any(|h| !h.is_empty());
+        if has_held && retry_in.is_none_or(|d| d.is_zero()) {
+            return;
         }
-        let mut on_disk = vec![false; committed.len()];
-        if let Some(dir) = &disk {
-            for lane in 0..committed.len() {
-                if committed[lane].is_empty() {
+        shared.writer_idle.store(true, Ordering::SeqCst);
+        if shared.pending_count.load(Ordering::SeqCst) == 0
+            && !shared.closing.load(Ordering::Acquire)
+        {
+            let wait = match retry_in {
+                Some(d) if has_held => d.min(HOUSEKEEPING),
+                _ => HOUSEKEEPING,
+            };
+            std::thread::park_timeout(wait);
+        }
+        shared.writer_idle.store(false, Ordering::SeqCst);
+    }
+
+    /// Moves every lane's pending events behind what that lane holds,
+    /// numbering them; `true` if there were any.
+    fn take_pending(&mut self) -> bool {
+        let shared = self.shared.clone();
+        let mut took = false;
+        for (lane_no, pending) in shared.pending.iter().enumerate() {
+            let (items, ticket) = {
+                let mut p = lock(pending);
+                if p.items.is_empty() {
                     continue;
                 }
-                match self.append(dir, lane, &committed[lane]) {
-                    Ok(()) => on_disk[lane] = true,
+                (std::mem::take(&mut p.items), p.pushed)
+            };
+            took = true;
+            sub(&shared.pending_count, items.len() as u64);
+            let base = lock(&shared.lanes[lane_no]).committed;
+            let held = &mut self.held[lane_no];
+            for p in items {
+                let seq = base + held.len() as u64;
+                held.push_back(Record {
+                    lane: lane_no,
+                    seq,
+                    enqueued_ms: p.enqueued_ms,
+                    kind: p.kind,
+                    client: Some(p.client),
+                    body: p.body,
+                });
+            }
+            self.held_ticket[lane_no] = ticket;
+        }
+        took
+    }
+
+    /// Writes every lane's held records (fsyncing per policy), then makes
+    /// them visible to the lanes and settles their tickets. A lane whose
+    /// write fails keeps its records held for the next attempt.
+    fn commit(&mut self, closing: bool) {
+        let shared = self.shared.clone();
+        let mut error = None;
+        for lane_no in 0..self.held.len() {
+            if self.held[lane_no].is_empty() {
+                continue;
+            }
+            let Some(dir) = shared.options.dir.clone() else {
+                let n = self.held[lane_no].len();
+                self.publish(lane_no, n);
+                continue;
+            };
+            let always = shared.options.fsync == Fsync::Always;
+            // A segment at a time, so segments stay near their size (the
+            // size limit drops whole segments) and each part is published
+            // as soon as it is written.
+            let mut wrote = false;
+            while !self.held[lane_no].is_empty() {
+                // While writes fail, one record at a time until one goes
+                // through: a disk with a little space back takes what fits.
+                let n = if self.failing.is_some() && !wrote {
+                    1
+                } else {
+                    self.fitting(lane_no)
+                };
+                wrote = true;
+                match self.append(&dir, lane_no, n, always) {
+                    Ok(()) => self.publish(lane_no, n),
                     Err(e) => {
-                        // Not on disk: keep it deliverable from memory rather
-                        // than lose it (it won't survive a restart), and
-                        // start a fresh segment next time so segments stay
-                        // contiguous.
-                        self.log_error(&e);
-                        self.active[lane] = None;
+                        shared.stats.write_errors.fetch_add(1, Ordering::Relaxed);
+                        self.rollback(lane_no);
+                        error = Some(e);
+                        break;
                     }
                 }
             }
+        }
+        if let Some(dir) = &shared.options.dir {
+            let _ = dir;
             let due = match shared.options.fsync {
-                Fsync::Always => true,
+                Fsync::Always => false,
                 Fsync::Interval(every) => closing || self.last_fsync.elapsed() >= every,
                 Fsync::Never => false,
             };
@@ -154,88 +247,155 @@ impl Writer {
                 self.sync_all();
             }
         }
-        for (lane_no, records) in committed.into_iter().enumerate() {
-            if records.is_empty() {
-                continue;
-            }
-            {
-                let mut lane = lock(&shared.lanes[lane_no]);
-                let n = records.len() as u64;
-                let bytes: u64 = records.iter().map(Record::stored_len).sum();
-                lane.committed += n;
-                shared.stats.committed.fetch_add(n, Ordering::Relaxed);
-                if on_disk[lane_no] {
-                    // Also kept in the lane's read cache, newest first to
-                    // stay when the cache is full.
-                    lane.cache_bytes += bytes;
-                    lane.cache.extend(records);
-                    while lane.cache_bytes > shared.cache_limit {
-                        match lane.cache.pop_front() {
-                            Some(r) => lane.cache_bytes -= r.stored_len(),
-                            None => break,
-                        }
-                    }
-                } else {
-                    // Memory mode, or a disk write that failed (the segment
-                    // bytes were counted by `append` otherwise).
-                    lane.bytes += bytes;
-                    shared.stats.bytes.fetch_add(bytes, Ordering::Relaxed);
-                    lane.memory.extend(records);
-                }
-            }
-            shared.lane_wake[lane_no].notify_one();
+        match error {
+            Some(e) => self.failed(&e),
+            None => self.recovered(),
         }
         self.enforce_limit();
     }
 
-    /// Writes the lane's records (the encoded headers, each followed by its
-    /// body, with one vectored write) to its active segment, starting a
-    /// new segment when the current one is full.
-    fn append(&mut self, dir: &Path, lane_no: usize, records: &[Record]) -> io::Result<()> {
-        let shared = self.shared.clone();
-        let heads = std::mem::take(&mut self.buffers[lane_no]);
-        let first = records.first().map_or(0, |r| r.seq);
-        let count = records.len() as u64;
-        let total = (heads.len() + records.iter().map(|r| r.body.len()).sum::<usize>()) as u64;
-        let result = (|| {
-            let mut lane = lock(&shared.lanes[lane_no]);
-            let rotate = lane
-                .segments
-                .back()
-                .is_none_or(|s| s.len >= self.shared.segment_bytes)
-                || self.active[lane_no].is_none();
-            if rotate {
-                let ldir = lane_dir(dir, lane_no);
-                fs::create_dir_all(&ldir)?;
-                let path = segment_path(&ldir, first);
-                let file = OpenOptions::new().create(true).append(true).open(&path)?;
-                if let Some(old) = self.active[lane_no].take() {
-                    old.sync_all()?;
-                }
-                self.active[lane_no] = Some(file);
-                lane.segments.push_back(Segment {
-                    first_seq: first,
-                    end_seq: first,
-                    len: 0,
-                    path,
-                });
+    /// A write failed: hold on and try again later, saying so once.
+    fn failed(&mut self, e: &io::Error) {
+        let now = Instant::now();
+        let since = match self.failing {
+            Some((since, _)) => {
+                self.retry_wait = (self.retry_wait * 2).min(RETRY_MAX);
+                since
             }
-            drop(lane);
-            if let Some(file) = self.active[lane_no].as_mut() {
-                let mut slices: Vec<IoSlice<'_>> = heads
-                    .chunks(HEAD)
-                    .zip(records)
-                    .flat_map(|(head, r)| [IoSlice::new(head), IoSlice::new(&r.body)])
-                    .collect();
-                let mut rest = &mut slices[..];
-                while !rest.is_empty() {
-                    match file.write_vectored(rest) {
-                        Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                        Ok(n) => IoSlice::advance_slices(&mut rest, n),
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                        Err(e) => return Err(e),
+            None => {
+                self.retry_wait = RETRY_MIN;
+                now
+            }
+        };
+        self.failing = Some((since, now + self.retry_wait));
+        let first = !self.shared.degraded.swap(true, Ordering::Relaxed);
+        if self.logs[Trouble::Write as usize].ready() || first {
+            let held: usize = self.held.iter().map(VecDeque::len).sum();
+            tracing::error!(
+                error = %e,
+                held,
+                memory_limit = self.shared.pending_limit,
+                "webhook spool: cannot write; holding events in memory and retrying (QoS 1/2 publishes that match a rule are refused once the memory limit is reached)"
+            );
+        }
+    }
+
+    /// Writes succeed (again).
+    fn recovered(&mut self) {
+        if let Some((since, _)) = self.failing.take() {
+            self.retry_wait = RETRY_MIN;
+            self.shared.degraded.store(false, Ordering::Relaxed);
+            tracing::info!(
+                failed_for_ms = since.elapsed().as_millis() as u64,
+                "webhook spool: writing again"
+            );
+        }
+    }
+
+    /// Logs (rate-limited) events dropped or refused since the last line.
+    fn log_drops(&mut self) {
+        let stats = &self.shared.stats;
+        let overflow = stats.overflow.load(Ordering::Relaxed);
+        let refused = stats.refused.load(Ordering::Relaxed);
+        if (overflow, refused) == self.logged || !self.logs[Trouble::Overflow as usize].ready() {
+            return;
+        }
+        tracing::warn!(
+            dropped = overflow - self.logged.0,
+            refused = refused - self.logged.1,
+            dropped_total = overflow,
+            refused_total = refused,
+            memory_limit = self.shared.pending_limit,
+            "webhook spool: events not written yet fill the memory allowed: dropping events nobody waits for, refusing QoS 1/2 publishes while writes fail"
+        );
+        self.logged = (overflow, refused);
+    }
+
+    /// Makes a lane's held records (now written) visible to its reader and
+    /// settles their tickets.
+    fn publish(&mut self, lane_no: usize, count: usize) {
+        let shared = self.shared.clone();
+        let held = &mut self.held[lane_no];
+        let records: Vec<Record> = held.drain(..count.min(held.len())).collect();
+        // Held records have consecutive tickets, the newest `held_ticket`.
+        let ticket = self.held_ticket[lane_no] - held.len() as u64;
+        let n = records.len() as u64;
+        let bytes: u64 = records.iter().map(Record::stored_len).sum();
+        {
+            let mut lane = lock(&shared.lanes[lane_no]);
+            lane.committed += n;
+            if shared.options.dir.is_some() {
+                // Also kept in the lane's read cache, newest first to
+                // stay when the cache is full.
+                lane.cache_bytes += bytes;
+                lane.cache.extend(records);
+                while lane.cache_bytes > shared.cache_limit {
+                    match lane.cache.pop_front() {
+                        Some(r) => lane.cache_bytes -= r.stored_len(),
+                        None => break,
                     }
                 }
+            } else {
+                lane.bytes += bytes;
+                shared.stats.bytes.fetch_add(bytes, Ordering::Relaxed);
+                lane.memory.extend(records);
+            }
+        }
+        shared.stats.committed.fetch_add(n, Ordering::Relaxed);
+        sub(&shared.pending_bytes, bytes);
+        shared.written[lane_no].store(ticket, Ordering::Release);
+        shared.written_wake[lane_no].notify_waiters();
+        shared.lane_wake[lane_no].notify_one();
+    }
+
+    /// Writes the lane's held records (the encoded headers, each followed
+    /// by its body, with one vectored write) to its active segment,
+    /// starting a new segment when the current one is full, and fsyncs it
+    /// if `sync`. Only then is the segment's bookkeeping moved on.
+    fn append(&mut self, dir: &Path, lane_no: usize, count: usize, sync: bool) -> io::Result<()> {
+        let shared = self.shared.clone();
+        let mut heads = std::mem::take(&mut self.buffers[lane_no]);
+        heads.clear();
+        let held = std::mem::take(&mut self.held[lane_no]);
+        let records = held.range(..count.min(held.len()));
+        for r in records.clone() {
+            encode_head(&mut heads, r);
+        }
+        let first = held.front().map_or(0, |r| r.seq);
+        let count = records.len() as u64;
+        let total = (heads.len() + records.clone().map(|r| r.body.len()).sum::<usize>()) as u64;
+        let result = (|| {
+            let rotate = {
+                let lane = lock(&shared.lanes[lane_no]);
+                lane.segments
+                    .back()
+                    .is_none_or(|s| s.len >= shared.segment_bytes)
+                    || self.active[lane_no].is_none()
+            };
+            if rotate {
+                self.rotate(dir, lane_no, first)?;
+            }
+            let Some(file) = self.active[lane_no].as_mut() else {
+                return Err(io::Error::other("no segment open"));
+            };
+            let mut slices: Vec<IoSlice<'_>> = heads
+                .chunks(HEAD)
+                .zip(records)
+                .flat_map(|(head, r)| [IoSlice::new(head), IoSlice::new(&r.body)])
+                .collect();
+            let mut rest = &mut slices[..];
+            while !rest.is_empty() {
+                match file.write_vectored(rest) {
+                    Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                    Ok(n) => IoSlice::advance_slices(&mut rest, n),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            if sync {
+                file.sync_data()?;
+            } else {
+                self.dirty[lane_no] = true;
             }
             let mut lane = lock(&shared.lanes[lane_no]);
             if let Some(seg) = lane.segments.back_mut() {
@@ -246,11 +406,83 @@ impl Writer {
             shared.stats.bytes.fetch_add(total, Ordering::Relaxed);
             Ok(())
         })();
-        let mut heads = heads;
         heads.clear();
         self.buffers[lane_no] = heads;
-        self.dirty[lane_no] = true;
+        self.held[lane_no] = held;
         result
+    }
+
+    /// How many of a lane's held records go into its current segment (at
+    /// least one: a new segment takes what fits in a whole segment).
+    fn fitting(&self, lane_no: usize) -> usize {
+        let limit = self.shared.segment_bytes;
+        let used = match (
+            &self.active[lane_no],
+            lock(&self.shared.lanes[lane_no]).segments.back(),
+        ) {
+            (Some(_), Some(s)) if s.len < limit => s.len,
+            _ => 0,
+        };
+        let mut bytes = used;
+        let mut n = 0;
+        for r in &self.held[lane_no] {
+            bytes += r.stored_len();
+            n += 1;
+            if bytes >= limit {
+                break;
+            }
+        }
+        n.max(1)
+    }
+
+    /// Starts a new segment for a lane whose first record is `first`
+    /// (reusing an empty one left by a failed write).
+    fn rotate(&mut self, dir: &Path, lane_no: usize, first: u64) -> io::Result<()> {
+        let ldir = lane_dir(dir, lane_no);
+        create_private_dir(&ldir)?;
+        let path = segment_path(&ldir, first);
+        let file = open_segment(&path)?;
+        if let Some(old) = self.active[lane_no].take() {
+            old.sync_all()?;
+        }
+        let mut lane = lock(&self.shared.lanes[lane_no]);
+        let reuse = lane.segments.back().is_some_and(|s| s.first_seq == first);
+        if reuse {
+            // A failed write left it: whatever it holds is not committed.
+            file.set_len(0)?;
+            if let Some(s) = lane.segments.back_mut() {
+                s.len = 0;
+                s.end_seq = first;
+            }
+        } else {
+            lane.segments.push_back(Segment {
+                first_seq: first,
+                end_seq: first,
+                len: 0,
+                path,
+            });
+        }
+        drop(lane);
+        self.active[lane_no] = Some(file);
+        Ok(())
+    }
+
+    /// After a failed write: cuts the lane's active segment back to what is
+    /// committed, so the records can be written again in place; if even
+    /// that fails, the segment is closed (the next write starts a new one,
+    /// and recovery cuts the uncommitted tail).
+    fn rollback(&mut self, lane_no: usize) {
+        let committed = lock(&self.shared.lanes[lane_no])
+            .segments
+            .back()
+            .map(|s| s.len);
+        let cut = match (self.active[lane_no].as_ref(), committed) {
+            (Some(file), Some(len)) => file.set_len(len).is_ok(),
+            _ => false,
+        };
+        if !cut {
+            self.active[lane_no] = None;
+        }
     }
 
     fn sync_all(&mut self) {
@@ -258,17 +490,15 @@ impl Writer {
             if let (true, Some(f)) = (self.dirty[lane], file)
                 && let Err(e) = f.sync_data()
             {
-                tracing::error!(lane, error = %e, "webhook spool: fsync failed");
+                self.shared
+                    .stats
+                    .fsync_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                tracing::error!(lane, error = %e, "webhook spool: fsync failed (the events were written; a power loss may lose them)");
             }
         }
         self.dirty.iter_mut().for_each(|d| *d = false);
         self.last_fsync = Instant::now();
-    }
-
-    fn log_error(&mut self, e: &io::Error) {
-        if self.error_log.ready() {
-            tracing::error!(error = %e, "webhook spool: write failed; keeping events in memory");
-        }
     }
 
     /// Deletes delivered segments (at most every [`HOUSEKEEPING`]) and
@@ -290,13 +520,19 @@ impl Writer {
             let (doomed, cursor) = {
                 let mut lane = lock(&self.shared.lanes[lane_no]);
                 let mut doomed = Vec::new();
-                while lane.segments.len() > 1
-                    && lane
-                        .segments
-                        .front()
-                        .is_some_and(|s| s.end_seq <= lane.acked)
+                // The segment being written goes too once all of it is
+                // delivered (the next write starts a new one), so the
+                // space of a drained spool comes back, also while
+                // records wait for space to be written.
+                while lane
+                    .segments
+                    .front()
+                    .is_some_and(|s| s.end_seq <= lane.acked)
                 {
                     if let Some(s) = lane.segments.pop_front() {
+                        if lane.segments.is_empty() {
+                            self.active[lane_no] = None;
+                        }
                         lane.bytes = lane.bytes.saturating_sub(s.len);
                         sub(&self.shared.stats.bytes, s.len);
                         doomed.push(s.path);
@@ -309,12 +545,14 @@ impl Writer {
                 (doomed, cursor)
             };
             for path in doomed {
-                let _ = fs::remove_file(&path);
+                self.remove(&path);
             }
             if let Some(acked) = cursor {
                 let path = lane_dir(&dir, lane_no).join("cursor");
-                if let Err(e) = write_atomically(&path, acked.to_string().as_bytes(), now) {
-                    self.log_error(&e);
+                if let Err(e) = write_atomically(&path, acked.to_string().as_bytes(), now)
+                    && self.logs[Trouble::Housekeeping as usize].ready()
+                {
+                    tracing::warn!(path = %path.display(), error = %e, "webhook spool: cannot write a cursor (a restart may resend delivered events)");
                 }
             }
         }
@@ -365,7 +603,7 @@ impl Writer {
             drop(lane);
             sub(&shared.stats.bytes, bytes);
             if let Some(path) = path {
-                let _ = fs::remove_file(path);
+                self.remove(&path);
             }
             dropped_now += records;
         }
@@ -374,12 +612,30 @@ impl Writer {
                 .stats
                 .dropped
                 .fetch_add(dropped_now, Ordering::Relaxed);
-            if self.error_log.ready() {
+            if self.logs[Trouble::Full as usize].ready() {
                 tracing::warn!(
                     dropped_total = shared.stats.dropped.load(Ordering::Relaxed),
                     max_bytes = max,
                     "webhook spool full: dropping the oldest events"
                 );
+            }
+        }
+    }
+
+    /// Deletes a segment file, counting (and now and then logging) a
+    /// failure.
+    fn remove(&mut self, path: &Path) {
+        match fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(e) => {
+                self.shared
+                    .stats
+                    .delete_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                if self.logs[Trouble::Housekeeping as usize].ready() {
+                    tracing::warn!(path = %path.display(), error = %e, "webhook spool: cannot delete a delivered segment");
+                }
             }
         }
     }
