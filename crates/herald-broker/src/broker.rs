@@ -17,7 +17,7 @@ use crate::metrics::Metrics;
 use crate::reason::TerminationReason;
 use crate::router::{Retained, SharedGroups, Trie, matches, parse_shared};
 use crate::session::{Session, SubEntry};
-use crate::support::{lock, read, write};
+use crate::support::{LogThrottle, lock, read, write};
 use herald_codec::{ByteStr, QoS, RetainHandling};
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};

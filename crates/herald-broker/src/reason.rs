@@ -111,7 +111,7 @@ impl DropReason {
 impl DisconnectReason {
     /// Every reason but [`DisconnectReason::ClientReason`], which carries
     /// any code.
-    pub const FIXED: [DisconnectReason; 7] = [
+    pub const FIXED: [DisconnectReason; 8] = [
         DisconnectReason::Normal,
         DisconnectReason::SocketClosed,
         DisconnectReason::KeepaliveTimeout,
@@ -119,6 +119,7 @@ impl DisconnectReason {
         DisconnectReason::ServerShutdown,
         DisconnectReason::FrameError,
         DisconnectReason::ProtocolError,
+        DisconnectReason::NotAccepted,
     ];
 }
 
@@ -150,7 +151,8 @@ mod tests {
             | DisconnectReason::TakenOver
             | DisconnectReason::ServerShutdown
             | DisconnectReason::FrameError
-            | DisconnectReason::ProtocolError => DisconnectReason::FIXED.contains(&r),
+            | DisconnectReason::ProtocolError
+            | DisconnectReason::NotAccepted => DisconnectReason::FIXED.contains(&r),
         }
     }
 
