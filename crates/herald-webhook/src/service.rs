@@ -90,14 +90,12 @@ impl Handler for Enqueue {
         let tag = kind.index() as u8;
         // The last copy takes the body itself: cloning would turn it into a
         // shared (reference-counted) buffer for nothing in the usual case.
-        // Counted before the push: once pushed, the event may reach the
-        // web service (and a reader of /metrics) before this thread runs on.
         for _ in 1..copies {
-            self.metrics.matched(tag);
             self.spool.push(key, tag, now, body.clone());
+            self.metrics.matched(tag);
         }
-        self.metrics.matched(tag);
         self.spool.push(key, tag, now, body);
+        self.metrics.matched(tag);
     }
 }
 

@@ -13,6 +13,7 @@ use crate::hooks::{AuthRequest, ClientInfo, Decision, Event};
 use crate::message::now_ms;
 use crate::metrics::Metrics;
 use crate::session::{ConnHandle, Kick, Session};
+use crate::transport::Peer;
 use herald_codec::{
     ByteStr, ConnAck, Connect, DecodeError, Packet, Properties, Protocol, PubResp, Publish,
     ReasonCode,
@@ -34,13 +35,15 @@ pub(crate) type Handshake<S> = (Client<S>, oneshot::Receiver<Kick>, oneshot::Sen
 pub(crate) async fn handshake<S>(
     broker: Arc<Broker>,
     mut io: Io<S>,
-    peer: SocketAddr,
+    from: Peer,
 ) -> Option<Handshake<S>>
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let timeout = broker.config.listener.connect_timeout();
-    let first = match tokio::time::timeout(timeout, read_one(&mut io)).await {
+    let peer = from.addr;
+    let deadline = from.accepted_at + timeout;
+    let first = match tokio::time::timeout_at(deadline, read_one(&mut io)).await {
         Err(_) => {
             tracing::debug!(%peer, "no CONNECT within {timeout:?}; closing");
             return None;
@@ -65,12 +68,15 @@ where
             return None;
         }
     };
-    let Packet::Connect(connect) = first else {
+    let Packet::Connect(mut connect) = first else {
         tracing::debug!(%peer, "first packet is not CONNECT; closing");
         Metrics::add(&broker.metrics.protocol_errors, 1);
         return None;
     };
     io.opts.protocol = connect.protocol;
+    if let Some(name) = from.cert_username {
+        connect.username = name;
+    }
     let info = ClientInfo {
         client_id: connect.client_id.clone(),
         username: connect.username.clone(),
@@ -79,6 +85,8 @@ where
         keepalive: connect.keep_alive,
         clean_start: connect.clean_start,
         connected_at_ms: now_ms(),
+        listener: from.listener,
+        cert: from.cert,
     };
     broker.hooks.fire(Event::ClientConnect { client: &info });
     let verdict = match accept(&broker, &connect) {
@@ -246,8 +254,7 @@ where
     } else {
         hooks.fire(Event::SessionCreated { client: &info });
     }
-    Metrics::add(&broker.metrics.connected, 1);
-    Metrics::add(&broker.metrics.connections_total, 1);
+    broker.metrics.add_connected(info.listener);
     let cfg = &broker.config.mqtt;
     let p = &connect.properties;
     let mut client = Client {
