@@ -252,15 +252,16 @@ def check_openssl_s_client(b, d, hooks):
     for version, ok in (("-tls1_2", True), ("-tls1_3", True), ("-tls1_1", False)):
         r = subprocess.run(
             ["openssl", "s_client", "-connect", f"127.0.0.1:{b.ports['tls']}", "-servername",
-             "localhost", "-CAfile", f"{d}/test-ca.pem", "-alpn", "mqtt", version, "-brief"],
+             "localhost", "-CAfile", f"{d}/test-ca.pem", "-alpn", "mqtt", version],
             input=b"", capture_output=True, timeout=30)
         text = (r.stdout + r.stderr).decode(errors="replace")
         if ok:
-            assert "Verification: OK" in text or "Verify return code: 0" in text, text
-            assert "ALPN protocol: mqtt" in text or "ALPN protocol: mqtt" in text, text
+            assert r.returncode == 0, text
+            assert "Verify return code: 0 (ok)" in text, text
+            assert "ALPN protocol: mqtt" in text, text
         else:
-            assert "Protocol version: TLSv1.1" not in text, text
-            assert "CONNECTION ESTABLISHED" not in text, text
+            assert r.returncode != 0, text
+            assert "ALPN protocol: mqtt" not in text, text
 
 
 def check_paho_websocket(b, d, hooks):
