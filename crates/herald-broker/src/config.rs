@@ -22,6 +22,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 pub use crate::config_path::ConfigPath;
 use crate::router::valid_topic_filter;
+pub use crate::transport::config::{
+    PeerCertAsUsername, TlsListenerConfig, TlsSettings, WsListenerConfig, WssListenerConfig,
+};
+use crate::transport::config::{validate_header_name, validate_ws_path};
 
 /// The largest packet MQTT can express: the Remaining Length is a variable
 /// byte integer of at most four bytes.
@@ -129,23 +133,36 @@ mod optional_addr {
     }
 }
 
-/// `[listener]`: the TCP side of the broker.
+/// `[listener]`: where clients connect: plain TCP here, TLS, WebSocket and
+/// secure WebSocket in the sub-sections; limits common to all.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ListenerConfig {
     /// Addresses to accept MQTT over TCP on; each gets its own accept loop.
+    /// `[::]:PORT` accepts IPv6 and (where the OS allows) IPv4 too.
     pub bind: Vec<SocketAddr>,
+    /// Whether each TCP connection starts with a PROXY protocol (v1 or v2)
+    /// header whose source address is the client's (behind HAProxy, nginx,
+    /// a cloud load balancer); connections without a valid one are closed.
+    pub proxy_protocol: bool,
     /// Connections open at once across all listeners; further ones are
     /// closed right after accept so a flood cannot exhaust file descriptors.
     pub max_connections: u32,
     /// Seconds a new connection may take to send CONNECT before it is closed,
-    /// so idle sockets cannot hold connection slots.
+    /// so idle sockets cannot hold connection slots. The PROXY header and
+    /// the TLS and WebSocket handshakes count against the same time.
     pub connect_timeout: u32,
     /// Largest CONNECT packet in bytes: what a connection may make the
     /// broker buffer before it is accepted. A bigger one closes the
     /// connection as soon as its length is read, so unauthenticated
     /// clients cannot hold megabytes each. At least 64.
     pub max_connect_size: u32,
+    /// MQTT over TLS.
+    pub tls: TlsListenerConfig,
+    /// MQTT over WebSocket.
+    pub ws: WsListenerConfig,
+    /// MQTT over secure WebSocket.
+    pub wss: WssListenerConfig,
 }
 
 /// `[mqtt]`: protocol limits. Values announced in CONNACK (MQTT 5.0) are the
@@ -267,9 +284,13 @@ impl Default for ListenerConfig {
     fn default() -> Self {
         Self {
             bind: vec![SocketAddr::from((Ipv4Addr::UNSPECIFIED, 1883))],
+            proxy_protocol: false,
             max_connections: 100_000,
             connect_timeout: 10,
             max_connect_size: 64 * 1024,
+            tls: TlsListenerConfig::default(),
+            ws: WsListenerConfig::default(),
+            wss: WssListenerConfig::default(),
         }
     }
 }
@@ -379,22 +400,29 @@ impl ListenerConfig {
         Duration::from_secs(u64::from(self.connect_timeout))
     }
 
-    /// Checks the `[listener]` section.
+    /// Checks the `[listener]` section and its sub-sections.
     fn validate(&self) -> Result<(), ConfigError> {
-        if self.bind.is_empty() {
+        let all = [
+            ("listener.bind", &self.bind),
+            ("listener.tls.bind", &self.tls.bind),
+            ("listener.ws.bind", &self.ws.bind),
+            ("listener.wss.bind", &self.wss.bind),
+        ];
+        if all.iter().all(|(_, binds)| binds.is_empty()) {
             return Err(invalid(
                 "listener.bind",
                 "[]",
-                "at least one address is required",
+                "at least one address is required (here or in listener.tls.bind, \
+                 listener.ws.bind, listener.wss.bind)",
             ));
         }
-        for (i, addr) in self.bind.iter().enumerate() {
-            if self.bind.get(..i).is_some_and(|seen| seen.contains(addr)) {
-                return Err(invalid(
-                    "listener.bind",
-                    format!("\"{addr}\""),
-                    "listed more than once",
-                ));
+        let mut seen = Vec::new();
+        for (key, binds) in all {
+            for addr in binds.iter() {
+                if addr.port() != 0 && seen.contains(addr) {
+                    return Err(invalid(key, format!("\"{addr}\""), "listed more than once"));
+                }
+                seen.push(*addr);
             }
         }
         if self.max_connections == 0 {
@@ -414,7 +442,22 @@ impl ListenerConfig {
                 "must be at least 64",
             ));
         }
-        Ok(())
+        if !self.tls.bind.is_empty() {
+            self.tls.settings().validate()?;
+        }
+        if !self.wss.bind.is_empty() {
+            self.wss.settings(&self.tls).validate()?;
+        }
+        validate_ws_path("listener.ws.path", &self.ws.path)?;
+        validate_ws_path("listener.wss.path", &self.wss.path)?;
+        validate_header_name(
+            "listener.ws.proxy_address_header",
+            &self.ws.proxy_address_header,
+        )?;
+        validate_header_name(
+            "listener.wss.proxy_address_header",
+            &self.wss.proxy_address_header,
+        )
     }
 }
 
@@ -647,7 +690,8 @@ mod tests {
         c.listener.bind.clear();
         assert_eq!(
             err_text(&c),
-            "listener.bind = []: at least one address is required"
+            "listener.bind = []: at least one address is required (here or in \
+             listener.tls.bind, listener.ws.bind, listener.wss.bind)"
         );
         let mut c = Config::default();
         c.listener

@@ -1,6 +1,7 @@
-//! Framed packet I/O over any `AsyncRead + AsyncWrite` (TCP now; TLS and
-//! WebSocket later): a read buffer that [`herald_codec::decode`] takes
-//! packets from, and a write buffer packets are encoded into.
+//! Framed packet I/O over any `AsyncRead + AsyncWrite` (TCP, or the TLS,
+//! WebSocket and PROXY layers of [`crate::transport`]): a read buffer that
+//! [`herald_codec::decode`] takes packets from, and a write buffer packets
+//! are encoded into.
 //!
 //! The fields are public to the protocol loop so it can poll reading and
 //! writing in one `select!` (disjoint borrows). Nothing here interprets a
@@ -9,6 +10,19 @@
 use bytes::BytesMut;
 use herald_codec::{DecodeError, DecodeOptions, EncodeError, Packet, Protocol, decode};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::net::TcpStream;
+
+/// A byte stream MQTT can run over.
+pub trait Stream: AsyncRead + AsyncWrite + Send + 'static {
+    /// Whether written bytes may wait in the stream's own buffer until it
+    /// is flushed (TLS records, WebSocket frames); a TCP socket sends them
+    /// at once and is never flushed.
+    const BUFFERS_WRITES: bool = true;
+}
+
+impl Stream for TcpStream {
+    const BUFFERS_WRITES: bool = false;
+}
 
 /// Above this many unsent bytes, the connection stops reading and stops
 /// taking messages from its session queue until the socket drains: the
@@ -19,6 +33,40 @@ pub const WRITE_HIGH_WATER: usize = 64 * 1024;
 const READ_MIN: usize = 64;
 /// Largest read size a busy connection grows to.
 const READ_MAX: usize = 16 * 1024;
+
+/// Whether a stream that buffers writes has bytes waiting for a flush.
+#[derive(Clone, Copy, Debug)]
+pub struct Flush {
+    /// The stream buffers writes (see [`Stream::BUFFERS_WRITES`]).
+    needed: bool,
+    /// Bytes were written and not flushed since.
+    pending: bool,
+}
+
+/// Writes some of `wbuf` to `writer`, or, with nothing left, flushes what
+/// earlier writes left in the stream's own buffer. Returns how many bytes
+/// it took from `wbuf` (0 for a flush); a socket that accepts nothing is an
+/// error. Cancel-safe: one write or one flush at a time, and an
+/// interrupted flush is redone. (Fields, not `&mut Io`, so the protocol
+/// loop can read at the same time.)
+pub async fn write_some<W: AsyncWrite>(
+    writer: &mut WriteHalf<W>,
+    wbuf: &mut BytesMut,
+    flush: &mut Flush,
+) -> std::io::Result<usize> {
+    if wbuf.is_empty() {
+        writer.flush().await?;
+        flush.pending = false;
+        return Ok(0);
+    }
+    match writer.write_buf(wbuf).await? {
+        0 => Err(std::io::ErrorKind::WriteZero.into()),
+        n => {
+            flush.pending = flush.needed;
+            Ok(n)
+        }
+    }
+}
 
 /// A client socket with its buffers.
 pub struct Io<S> {
@@ -32,6 +80,8 @@ pub struct Io<S> {
     pub wbuf: BytesMut,
     /// Protocol level and maximum packet size for decoding.
     pub opts: DecodeOptions,
+    /// Whether the stream holds written bytes that need a flush.
+    pub flush: Flush,
     /// How much to read next: doubles while reads fill the buffer, halves
     /// while they come back small, so an idle connection holds a few dozen
     /// bytes and a busy one reads in large chunks.
@@ -40,7 +90,10 @@ pub struct Io<S> {
 
 impl<S: AsyncRead + AsyncWrite> Io<S> {
     /// Wraps a connected socket.
-    pub fn new(stream: S, max_packet_size: usize) -> Io<S> {
+    pub fn new(stream: S, max_packet_size: usize) -> Io<S>
+    where
+        S: Stream,
+    {
         let (reader, writer) = tokio::io::split(stream);
         Io {
             reader,
@@ -52,7 +105,16 @@ impl<S: AsyncRead + AsyncWrite> Io<S> {
                 max_packet_size,
             },
             read_hint: READ_MIN * 4,
+            flush: Flush {
+                needed: S::BUFFERS_WRITES,
+                pending: false,
+            },
         }
+    }
+
+    /// Whether there is something to write or to flush.
+    pub fn wants_write(&self) -> bool {
+        !self.wbuf.is_empty() || self.flush.pending
     }
 
     /// The next complete packet in the read buffer, if any.

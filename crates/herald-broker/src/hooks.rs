@@ -84,6 +84,7 @@ use crate::ack::AckHolds;
 use crate::message::Message;
 pub use crate::reason::{DisconnectReason, DropReason, TerminationReason};
 use crate::support::{read, write};
+use crate::transport::{ListenerKind, PeerCert};
 use bytes::Bytes;
 use herald_codec::{ByteStr, Protocol, QoS, ReasonCode, SubOptions};
 use std::future::Future;
@@ -112,6 +113,11 @@ pub struct ClientInfo {
     pub clean_start: bool,
     /// When the connection was accepted (CONNECT handled), ms since epoch.
     pub connected_at_ms: u64,
+    /// The kind of listener it connected through.
+    pub listener: ListenerKind,
+    /// The names of its verified TLS client certificate (for access rules
+    /// by Common Name or Distinguished Name), if it gave one.
+    pub cert: Option<Arc<PeerCert>>,
 }
 
 impl ClientInfo {

@@ -5,6 +5,8 @@
 //! - [`listener`]: accept loops, the connection limit, graceful shutdown;
 //!   [`start`], [`start_on`] (a broker made beforehand, with hooks attached)
 //!   and [`serve`] are the entry points.
+//! - [`transport`]: what a connection runs over before MQTT starts (PROXY
+//!   header, TLS, WebSocket) and what it learns about the client.
 //! - [`connection`]: framed packet I/O over any `AsyncRead + AsyncWrite`.
 //! - [`protocol`]: one connection's state machine, one file per packet family.
 //! - [`session`]: state that outlives a connection (queue, inflight, expiry).
@@ -32,5 +34,6 @@ pub mod router;
 pub mod session;
 pub mod support;
 pub mod sys;
+pub mod transport;
 
 pub use listener::{ServeError, Server, serve, start, start_on};

@@ -1,17 +1,25 @@
-//! Accept loops (one per bound address), the connection limit, and graceful
+//! Accept loops (one per bound address, whatever its kind: TCP, TLS,
+//! WebSocket, secure WebSocket), the connection limit, and graceful
 //! shutdown: stop accepting, tell every connection to close (5.0 clients get
 //! DISCONNECT 0x8B), wait for them up to a deadline.
+//!
+//! The accept loop only accepts: the PROXY header, TLS and WebSocket
+//! handshakes ([`crate::transport`]) run in each connection's own task,
+//! under the connect timeout.
 
 use crate::broker::Broker;
 use crate::config::{Config, ConfigError};
 use crate::metrics::Metrics;
 use crate::protocol::serve_connection;
 use crate::support::LogThrottle;
+use crate::transport::tls::{TlsContext, TlsError};
+use crate::transport::ws::WsSettings;
+use crate::transport::{self, Endpoint, ListenerKind, Peer};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpSocket};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 
@@ -29,6 +37,9 @@ pub enum ServeError {
         /// Why.
         source: std::io::Error,
     },
+    /// A TLS listener's certificate, key or CA file cannot be used.
+    #[error(transparent)]
+    Tls(#[from] TlsError),
 }
 
 /// How long shutdown waits for connections to finish.
@@ -38,8 +49,14 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 pub struct Server {
     /// The shared state (for tests and the binary's endpoints).
     pub broker: Arc<Broker>,
-    /// The addresses actually bound (port 0 resolved).
+    /// The TCP (`[listener] bind`) addresses actually bound (port 0
+    /// resolved).
     pub local_addrs: Vec<SocketAddr>,
+    /// Every address bound, with its listener kind.
+    pub listeners: Vec<(ListenerKind, SocketAddr)>,
+    /// The TLS configurations of the `tls` and `wss` listeners, for
+    /// [`Server::reload_certificates`].
+    tls: Certificates,
     /// Set to `true` to make everything stop.
     shutdown: watch::Sender<bool>,
     /// Accept loops and the `$SYS` task.
@@ -63,20 +80,37 @@ pub async fn start_on(broker: Arc<Broker>) -> Result<Server, ServeError> {
     let sys_interval = broker.config.sys.interval();
     let (shutdown, shutdown_rx) = watch::channel(false);
     let slots = Arc::new(Semaphore::new(max as usize));
-    let mut local_addrs = Vec::new();
+    let endpoints = endpoints(&broker.config)?;
+    let all: Vec<SocketAddr> = endpoints.iter().flat_map(|(b, _)| b.clone()).collect();
+    let mut listeners = Vec::new();
     let mut tasks = Vec::new();
-    for &addr in &broker.config.listener.bind {
-        let listener = bind(addr).map_err(|source| ServeError::Bind { addr, source })?;
-        let local = listener.local_addr().unwrap_or(addr);
-        tracing::info!(addr = %local, "listening for MQTT");
-        local_addrs.push(local);
-        tasks.push(tokio::spawn(accept_loop(
-            listener,
-            broker.clone(),
-            slots.clone(),
-            shutdown_rx.clone(),
-        )));
+    for (binds, endpoint) in &endpoints {
+        for &addr in binds {
+            let listener = bind(addr, &all).map_err(|source| ServeError::Bind { addr, source })?;
+            let local = listener.local_addr().unwrap_or(addr);
+            let kind = endpoint.kind;
+            tracing::info!(addr = %local, listener = kind.name(), "listening for MQTT");
+            listeners.push((kind, local));
+            tasks.push(tokio::spawn(accept_loop(
+                listener,
+                endpoint.clone(),
+                broker.clone(),
+                slots.clone(),
+                shutdown_rx.clone(),
+            )));
+        }
     }
+    let local_addrs = listeners
+        .iter()
+        .filter(|(kind, _)| *kind == ListenerKind::Tcp)
+        .map(|(_, addr)| *addr)
+        .collect();
+    let tls = Certificates(
+        endpoints
+            .iter()
+            .filter_map(|(_, e)| e.tls.clone())
+            .collect(),
+    );
     if let Some(interval) = sys_interval {
         tasks.push(tokio::spawn(crate::sys::run(
             broker.clone(),
@@ -87,6 +121,8 @@ pub async fn start_on(broker: Arc<Broker>) -> Result<Server, ServeError> {
     Ok(Server {
         broker,
         local_addrs,
+        listeners,
+        tls,
         shutdown,
         tasks,
         slots,
@@ -96,18 +132,99 @@ pub async fn start_on(broker: Arc<Broker>) -> Result<Server, ServeError> {
 /// How many connections may wait in the kernel for `accept`: bursts of
 /// connects (thousands of devices after a network outage) would otherwise
 /// overflow the default of 128 and wait a second for a SYN retry.
-const BACKLOG: u32 = 4096;
+const BACKLOG: i32 = 4096;
 
-/// A listening socket with address reuse and a deep accept backlog.
-fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        TcpSocket::new_v4()?
-    } else {
-        TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(BACKLOG)
+/// ALPN protocol offered by the TLS listener.
+const ALPN_MQTT: &[&[u8]] = &[b"mqtt"];
+/// ALPN protocol offered by the secure WebSocket listener.
+const ALPN_HTTP: &[&[u8]] = &[b"http/1.1"];
+
+/// The addresses of one listener kind and how its connections are set up.
+type Listening = (Vec<SocketAddr>, Arc<Endpoint>);
+
+/// How each configured listener kind sets up its connections, with its
+/// addresses; kinds with no address are left out (their files unread).
+fn endpoints(config: &crate::config::Config) -> Result<Vec<Listening>, TlsError> {
+    let l = &config.listener;
+    // A WebSocket message may hold a whole packet and then some.
+    let max_message = (config.mqtt.max_packet_size as usize).saturating_add(64 * 1024);
+    let header = |name: &str| (!name.is_empty()).then(|| name.to_ascii_lowercase());
+    let mut out = vec![(
+        l.bind.clone(),
+        Endpoint {
+            kind: ListenerKind::Tcp,
+            proxy_protocol: l.proxy_protocol,
+            tls: None,
+            ws: None,
+        },
+    )];
+    if !l.tls.bind.is_empty() {
+        let tls = TlsContext::load(l.tls.settings(), ALPN_MQTT)?;
+        out.push((
+            l.tls.bind.clone(),
+            Endpoint {
+                kind: ListenerKind::Tls,
+                proxy_protocol: l.tls.proxy_protocol,
+                tls: Some(Arc::new(tls)),
+                ws: None,
+            },
+        ));
+    }
+    if !l.ws.bind.is_empty() {
+        out.push((
+            l.ws.bind.clone(),
+            Endpoint {
+                kind: ListenerKind::Ws,
+                proxy_protocol: l.ws.proxy_protocol,
+                tls: None,
+                ws: Some(WsSettings {
+                    path: l.ws.path.clone(),
+                    address_header: header(&l.ws.proxy_address_header),
+                    max_message,
+                }),
+            },
+        ));
+    }
+    if !l.wss.bind.is_empty() {
+        let tls = TlsContext::load(l.wss.settings(&l.tls), ALPN_HTTP)?;
+        out.push((
+            l.wss.bind.clone(),
+            Endpoint {
+                kind: ListenerKind::Wss,
+                proxy_protocol: l.wss.proxy_protocol,
+                tls: Some(Arc::new(tls)),
+                ws: Some(WsSettings {
+                    path: l.wss.path.clone(),
+                    address_header: header(&l.wss.proxy_address_header),
+                    max_message,
+                }),
+            },
+        ));
+    }
+    Ok(out
+        .into_iter()
+        .map(|(binds, endpoint)| (binds, Arc::new(endpoint)))
+        .collect())
+}
+
+/// A listening socket with address reuse and a deep accept backlog. An
+/// IPv6 wildcard (`[::]:PORT`) also accepts IPv4 (as IPv4-mapped
+/// addresses) where the OS allows, unless `all` binds the IPv4 wildcard
+/// on the same port too, in which case each takes its own family.
+fn bind(addr: SocketAddr, all: &[SocketAddr]) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if let SocketAddr::V6(v6) = addr {
+        let v4_too = all.iter().any(|other| {
+            other.is_ipv4() && other.ip().is_unspecified() && other.port() == addr.port()
+        });
+        socket.set_only_v6(!v6.ip().is_unspecified() || (v4_too && addr.port() != 0))?;
+    }
+    socket.set_reuse_address(true)?;
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    TcpListener::from_std(socket.into())
 }
 
 /// First and longest pause of the accept loop after a failed accept.
@@ -122,6 +239,7 @@ fn out_of_descriptors(e: &std::io::Error) -> bool {
 
 async fn accept_loop(
     listener: TcpListener,
+    endpoint: Arc<Endpoint>,
     broker: Arc<Broker>,
     slots: Arc<Semaphore>,
     mut shutdown: watch::Receiver<bool>,
@@ -174,14 +292,88 @@ async fn accept_loop(
         let _ = stream.set_nodelay(true);
         let broker = broker.clone();
         let shutdown = shutdown.clone();
+        let endpoint = endpoint.clone();
         tokio::spawn(async move {
-            serve_connection(broker, stream, peer, shutdown).await;
+            open_and_serve(broker, &endpoint, stream, peer, shutdown).await;
             drop(permit);
         });
     }
 }
 
+/// Sets up an accepted socket's transport, then serves MQTT on it.
+async fn open_and_serve(
+    broker: Arc<Broker>,
+    endpoint: &Endpoint,
+    stream: TcpStream,
+    addr: SocketAddr,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    if endpoint.is_plain() {
+        let peer = Peer::new(addr, ListenerKind::Tcp);
+        return serve_connection(broker, stream, peer, shutdown).await;
+    }
+    let accepted_at = tokio::time::Instant::now();
+    let timeout = broker.config.listener.connect_timeout();
+    let opened = tokio::select! {
+        opened = tokio::time::timeout(timeout, transport::open(endpoint, stream, addr, accepted_at)) => opened,
+        _ = shutdown.changed() => return,
+    };
+    let kind = endpoint.kind;
+    let why = match opened {
+        Ok(Ok((stream, peer))) => return serve_connection(broker, stream, peer, shutdown).await,
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!("not done within the connect timeout ({timeout:?})"),
+    };
+    Metrics::add(&broker.metrics.handshake_errors[kind.index()], 1);
+    tracing::info!(peer = %addr, listener = kind.name(), error = why, "connection closed before MQTT");
+}
+
+/// The TLS configurations of a server's `tls` and `wss` listeners.
+#[derive(Clone)]
+pub struct Certificates(Vec<Arc<TlsContext>>);
+
+impl Certificates {
+    /// Reads the certificate, key and CA files again: new connections use
+    /// them, established ones keep what they have. A listener whose files
+    /// fail keeps its old ones; the first failure is returned after all were
+    /// tried.
+    pub fn reload(&self) -> Result<(), TlsError> {
+        let mut first = None;
+        for tls in &self.0 {
+            match tls.reload() {
+                Ok(()) => {
+                    tracing::info!(section = tls.settings().section, "certificates reloaded")
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "certificates not reloaded; keeping the old ones");
+                    first.get_or_insert(e);
+                }
+            }
+        }
+        first.map_or(Ok(()), Err)
+    }
+}
+
 impl Server {
+    /// The first address bound for a listener kind.
+    pub fn addr_of(&self, kind: ListenerKind) -> Option<SocketAddr> {
+        self.listeners
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, addr)| *addr)
+    }
+
+    /// Reads the certificate, key and CA files of the TLS and secure
+    /// WebSocket listeners again (see [`Certificates::reload`]).
+    pub fn reload_certificates(&self) -> Result<(), TlsError> {
+        self.tls.reload()
+    }
+
+    /// A handle that reloads the certificates, for a signal handler.
+    pub fn certificates(&self) -> Certificates {
+        self.tls.clone()
+    }
+
     /// Stops accepting, closes every connection and waits (up to a few
     /// seconds) for them to finish.
     pub async fn shutdown(self) {

@@ -1,6 +1,7 @@
 //! Broker-wide counters, read by `$SYS` and (later) `/metrics`. Lock-free:
 //! every counter is an atomic updated with relaxed ordering.
 
+use crate::transport::ListenerKind;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Counters; all monotonically increasing except `connected`.
@@ -43,6 +44,14 @@ pub struct Metrics {
     pub awaiting_rel_full: AtomicU64,
     /// Accepts that failed (out of file descriptors and the like).
     pub accept_failures: AtomicU64,
+    /// `connected` by listener kind ([`ListenerKind::index`]).
+    pub connected_by_listener: [AtomicU64; 4],
+    /// `connections_total` by listener kind.
+    pub connections_by_listener: [AtomicU64; 4],
+    /// Connections closed before MQTT started, by listener kind: a missing
+    /// or bad PROXY header, a failed TLS handshake or WebSocket upgrade, or
+    /// the connect timeout running out during one of them.
+    pub handshake_errors: [AtomicU64; 4],
 }
 
 impl Metrics {
@@ -77,8 +86,22 @@ impl Metrics {
         self.dropped_by_reason().iter().map(|(_, n)| n).sum()
     }
 
-    /// One client fewer connected.
-    pub fn sub_connected(&self) {
+    /// One client more connected through a `listener`.
+    pub fn add_connected(&self, listener: ListenerKind) {
+        let i = listener.index();
+        for counter in [
+            &self.connected,
+            &self.connections_total,
+            &self.connected_by_listener[i],
+            &self.connections_by_listener[i],
+        ] {
+            counter.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// One client fewer connected through a `listener`.
+    pub fn sub_connected(&self, listener: ListenerKind) {
         self.connected.fetch_sub(1, Ordering::Relaxed);
+        self.connected_by_listener[listener.index()].fetch_sub(1, Ordering::Relaxed);
     }
 }

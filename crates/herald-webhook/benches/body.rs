@@ -3,12 +3,12 @@
 //! each payload encoding; and the `base64` payload encoding alone.
 //!
 //! Run: `cargo bench -p herald-webhook --bench body`.
-#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: fixed inputs, a panic is a broken bench
 
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use herald_broker::hooks::{ClientInfo, Event};
 use herald_broker::message::Message;
+use herald_broker::transport::ListenerKind;
 use herald_codec::{ByteStr, Properties, Protocol, QoS, ReasonCode};
 use herald_webhook::{BodyBuilder, PayloadEncoding, Profile};
 use std::hint::black_box;
@@ -22,6 +22,8 @@ fn bodies(c: &mut Criterion) {
         keepalive: 60,
         clean_start: true,
         connected_at_ms: 1_700_000_000_000,
+        listener: ListenerKind::Tcp,
+        cert: None,
     };
     let message = Message::new(
         ByteStr::from("site/512/dev/42/temp"),

@@ -88,6 +88,19 @@ struct RunArgs {
     /// [::1]:1883); repeat for several. Replaces listener.bind.
     #[arg(long, value_name = "HOST:PORT")]
     listen: Vec<SocketAddr>,
+    /// Accept MQTT over TLS on this address (e.g. 0.0.0.0:8883); repeat for
+    /// several. Replaces listener.tls.bind; the certificate and key come from
+    /// [listener.tls] certfile and keyfile.
+    #[arg(long, value_name = "HOST:PORT")]
+    listen_tls: Vec<SocketAddr>,
+    /// Accept MQTT over WebSocket on this address (e.g. 0.0.0.0:8083, path
+    /// listener.ws.path); repeat for several. Replaces listener.ws.bind.
+    #[arg(long, value_name = "HOST:PORT")]
+    listen_ws: Vec<SocketAddr>,
+    /// Accept MQTT over secure WebSocket on this address (e.g.
+    /// 0.0.0.0:8084); repeat for several. Replaces listener.wss.bind.
+    #[arg(long, value_name = "HOST:PORT")]
+    listen_wss: Vec<SocketAddr>,
     /// Keep state that outlives the process (WebHook spool) in this
     /// directory. Replaces data_dir.
     #[arg(long, value_name = "DIR")]
@@ -148,6 +161,9 @@ fn init_logging() {
 fn run(args: RunArgs) -> ExitCode {
     let flags = config::Flags {
         listen: args.listen,
+        listen_tls: args.listen_tls,
+        listen_ws: args.listen_ws,
+        listen_wss: args.listen_wss,
         data_dir: args.data_dir,
         webhook_conf: args.webhook_conf,
     };
@@ -301,6 +317,9 @@ async fn run_broker(
             }
             let hint = match &err {
                 ServeError::Bind { source, .. } => bind_hint(source, LISTEN_HINT),
+                // A certificate, key or CA file that cannot be used is a
+                // configuration error like any other.
+                ServeError::Tls(_) => return Err(Failure::Config(err.into())),
                 ServeError::Config(_) => String::new(),
             };
             return Err(Failure::Run(anyhow::anyhow!("{err}{hint}")));
@@ -308,7 +327,7 @@ async fn run_broker(
     };
     readiness.set_listening();
     #[cfg(unix)]
-    let hangups = tokio::spawn(on_hangup());
+    let hangups = tokio::spawn(on_hangup(server.certificates()));
     #[cfg(unix)]
     notify::ready();
     stop.await;
@@ -428,10 +447,12 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send {
 }
 
 /// SIGHUP (`systemctl reload`) must never stop the broker, as its default
-/// action would. Reloading is not implemented yet: each SIGHUP is logged
-/// and the configuration stays as it was. This is where a reload starts.
+/// action would. What reloads: the TLS listeners' certificate, key and CA
+/// files (new connections get them; established ones keep theirs; files
+/// that fail are logged and the old ones stay). The rest of the
+/// configuration stays as it was.
 #[cfg(unix)]
-async fn on_hangup() {
+async fn on_hangup(certificates: herald_broker::listener::Certificates) {
     use tokio::signal::unix::{SignalKind, signal};
     let mut hangups = match signal(SignalKind::hangup()) {
         Ok(stream) => stream,
@@ -441,9 +462,9 @@ async fn on_hangup() {
         }
     };
     while hangups.recv().await.is_some() {
-        tracing::warn!(
-            "SIGHUP received: reloading the configuration is not supported yet; it stays as it was"
-        );
+        tracing::info!(signal = "SIGHUP", "reloading TLS certificates");
+        // Failures are logged where they happen; the old files stay.
+        let _ = certificates.reload();
     }
 }
 

@@ -20,10 +20,12 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
+use std::sync::atomic::AtomicU64;
 
 use bytes::Bytes;
 use herald_broker::broker::Broker;
 use herald_broker::metrics::Metrics;
+use herald_broker::transport::ListenerKind;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{ALLOW, CONTENT_TYPE, HeaderValue};
@@ -196,19 +198,36 @@ pub fn render_broker(broker: &Broker) -> String {
         "seconds since the broker started",
         broker.started.elapsed().as_secs(),
     );
-    one(
+    let by_listener =
+        |out: &mut String, name: &str, kind: &str, help: &str, counters: &[AtomicU64; 4]| {
+            let _ = writeln!(out, "# HELP {name} {help}, by listener kind");
+            let _ = writeln!(out, "# TYPE {name} {kind}");
+            for listener in ListenerKind::ALL {
+                let value = get(&counters[listener.index()]);
+                let _ = writeln!(out, "{name}{{listener=\"{}\"}} {value}", listener.name());
+            }
+        };
+    by_listener(
         &mut out,
         "herald_connections",
         "gauge",
         "clients connected now",
-        get(&m.connected),
+        &m.connected_by_listener,
     );
-    one(
+    by_listener(
         &mut out,
         "herald_connections_total",
         "counter",
         "connections accepted",
-        get(&m.connections_total),
+        &m.connections_by_listener,
+    );
+    by_listener(
+        &mut out,
+        "herald_handshake_errors_total",
+        "counter",
+        "connections closed before MQTT started (PROXY header, TLS or WebSocket \
+         handshake failed or timed out)",
+        &m.handshake_errors,
     );
     one(
         &mut out,

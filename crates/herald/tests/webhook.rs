@@ -5,7 +5,6 @@
 //!
 //! Processes are watched through their output, read on threads into
 //! channels; nothing sleeps.
-#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed unwrap is a failed assertion
 
 use std::process::{Command, Output};
 use std::time::Duration;
@@ -220,7 +219,8 @@ async fn runs_the_webhook_and_metrics_until_sigterm() {
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(answer.contains("text/plain; version=0.0.4"), "{answer}");
     for line in [
-        "herald_connections 1\n",
+        "herald_connections{listener=\"tcp\"} 1\n",
+        "herald_connections{listener=\"tls\"} 0\n",
         "herald_messages_received_total 1\n",
         "herald_webhook_events_matched_total{event=\"client.connect\"} 1\n",
         "herald_webhook_events_matched_total{event=\"message.publish\"} 1\n",

@@ -15,6 +15,7 @@ use crate::metrics::Metrics;
 use crate::reason::TerminationReason;
 use crate::session::{ConnHandle, Kick, Session};
 use crate::support::now_ms;
+use crate::transport::Peer;
 use herald_codec::{
     ByteStr, ConnAck, Connect, DecodeError, Packet, Properties, Protocol, PubResp, Publish,
     ReasonCode,
@@ -36,7 +37,7 @@ pub(crate) type Handshake<S> = (Client<S>, oneshot::Receiver<Kick>, oneshot::Sen
 pub(crate) async fn handshake<S>(
     broker: Arc<Broker>,
     mut io: Io<S>,
-    peer: SocketAddr,
+    from: Peer,
 ) -> Option<Handshake<S>>
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
@@ -47,7 +48,9 @@ where
     // mqtt.max_packet_size).
     let cfg = &broker.config;
     io.opts.max_packet_size = cfg.listener.max_connect_size.min(cfg.mqtt.max_packet_size) as usize;
-    let first = match tokio::time::timeout(timeout, read_one(&mut io)).await {
+    let peer = from.addr;
+    let deadline = from.accepted_at + timeout;
+    let first = match tokio::time::timeout_at(deadline, read_one(&mut io)).await {
         Err(_) => {
             tracing::debug!(%peer, "no CONNECT within {timeout:?}; closing");
             return None;
@@ -72,13 +75,16 @@ where
             return None;
         }
     };
-    let Packet::Connect(connect) = first else {
+    let Packet::Connect(mut connect) = first else {
         tracing::debug!(%peer, "first packet is not CONNECT; closing");
         Metrics::add(&broker.metrics.protocol_errors, 1);
         return None;
     };
     io.opts.protocol = connect.protocol;
     io.opts.max_packet_size = broker.config.mqtt.max_packet_size as usize;
+    if let Some(name) = from.cert_username {
+        connect.username = name;
+    }
     // Kept for the whole connection (and the session): copies of their
     // own, not slices of the read buffer.
     let info = ClientInfo {
@@ -89,6 +95,8 @@ where
         keepalive: connect.keep_alive,
         clean_start: connect.clean_start,
         connected_at_ms: now_ms(),
+        listener: from.listener,
+        cert: from.cert,
     };
     broker.hooks.fire(Event::ClientConnect { client: &info });
     let verdict = match accept(&broker, &connect) {
@@ -256,8 +264,7 @@ where
     } else {
         hooks.fire(Event::SessionCreated { client: &info });
     }
-    Metrics::add(&broker.metrics.connected, 1);
-    Metrics::add(&broker.metrics.connections_total, 1);
+    broker.metrics.add_connected(info.listener);
     let cfg = &broker.config.mqtt;
     let p = &connect.properties;
     let mut client = Client {

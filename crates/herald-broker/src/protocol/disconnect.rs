@@ -131,7 +131,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
         if !matches!(close, Close::TcpClosed) {
             flush_briefly(&mut self.io).await;
         }
-        Metrics::sub_connected(&self.broker.metrics);
+        self.broker.metrics.sub_connected(self.info.listener);
 
         // Detach from the session, unless a newer connection already has it.
         let ours = {

@@ -14,15 +14,15 @@ pub mod subscribe;
 
 use crate::ack::PendingAcks;
 use crate::broker::Broker;
-use crate::connection::{Io, WRITE_HIGH_WATER};
+use crate::connection::{Io, Stream, WRITE_HIGH_WATER, write_some};
 use crate::hooks::ClientInfo;
 use crate::metrics::Metrics;
 use crate::session::{Kick, Session};
+use crate::transport::Peer;
 use disconnect::Close;
 use herald_codec::{ByteStr, Packet, Protocol, ReasonCode, Will};
 use publish::PRESSURE_MAX;
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -140,7 +140,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
                 _ => deadline,
             };
             let timers = !self.keep_alive.is_zero() || paused_on.is_some();
-            let writing = !self.io.wbuf.is_empty();
+            let writing = self.io.wants_write();
             tokio::select! {
                 biased;
                 k = &mut kick, if kick_live => match k {
@@ -148,8 +148,8 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
                     Err(_) => kick_live = false,
                 },
                 _ = shutdown.changed() => return Close::ServerShutdown,
-                written = self.io.writer.write_buf(&mut self.io.wbuf), if writing => match written {
-                    Ok(0) | Err(_) => return Close::TcpClosed,
+                written = write_some(&mut self.io.writer, &mut self.io.wbuf, &mut self.io.flush), if writing => match written {
+                    Err(_) => return Close::TcpClosed,
                     Ok(n) => Metrics::add(&self.broker.metrics.bytes_sent, n as u64),
                 },
                 read = self.io.reader.read_buf(&mut self.io.rbuf), if reading => match read {
@@ -248,15 +248,13 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
     }
 }
 
-/// Serves one accepted socket until it closes.
-pub async fn serve_connection<S>(
+/// Serves one accepted connection, its transport set up, until it closes.
+pub async fn serve_connection<S: Stream>(
     broker: Arc<Broker>,
     stream: S,
-    peer: SocketAddr,
+    peer: Peer,
     shutdown: watch::Receiver<bool>,
-) where
-    S: AsyncRead + AsyncWrite + Send + 'static,
-{
+) {
     let io = Io::new(stream, broker.config.mqtt.max_packet_size as usize);
     // The handshake and the cleanup run once and hold large state while
     // they do; boxed, they cost an allocation instead of enlarging every

@@ -6,6 +6,7 @@
 use bytes::Bytes;
 use herald_broker::hooks::{ClientInfo, SubscriptionInfo};
 use herald_broker::message::Message;
+use herald_broker::transport::ListenerKind;
 use herald_codec::{ByteStr, Protocol, QoS, SubOptions};
 
 /// `connected_at` of [`c1`]: 1700000000 s (+ 123 ms).
@@ -23,6 +24,8 @@ pub fn c1() -> ClientInfo {
         keepalive: 60,
         clean_start: true,
         connected_at_ms: CONNECTED_AT_MS,
+        listener: ListenerKind::Tcp,
+        cert: None,
     }
 }
 
@@ -36,6 +39,8 @@ pub fn c2() -> ClientInfo {
         keepalive: 30,
         clean_start: false,
         connected_at_ms: CONNECTED_AT_MS + 5_000,
+        listener: ListenerKind::Tcp,
+        cert: None,
     }
 }
 

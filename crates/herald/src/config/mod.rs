@@ -197,6 +197,12 @@ impl<'de> Visitor<'de> for KnownKey {
 pub struct Flags {
     /// `--listen`, replacing `listener.bind` when given at least once.
     pub listen: Vec<SocketAddr>,
+    /// `--listen-tls`, replacing `listener.tls.bind` when given.
+    pub listen_tls: Vec<SocketAddr>,
+    /// `--listen-ws`, replacing `listener.ws.bind` when given.
+    pub listen_ws: Vec<SocketAddr>,
+    /// `--listen-wss`, replacing `listener.wss.bind` when given.
+    pub listen_wss: Vec<SocketAddr>,
     /// `--data-dir`, replacing `data_dir`.
     pub data_dir: Option<PathBuf>,
     /// `--webhook-conf`, replacing `webhook_conf`.
@@ -224,9 +230,42 @@ pub fn load_from(
 
 /// Applies the command-line flags, the last and strongest source.
 fn with_flags(mut loaded: Loaded, flags: &Flags) -> Loaded {
-    if !flags.listen.is_empty() {
-        loaded.config.broker.listener.bind = flags.listen.clone();
-        loaded.set_by("listener.bind", "--listen");
+    let listener = &mut loaded.config.broker.listener;
+    let binds = [
+        (
+            &flags.listen,
+            &mut listener.bind,
+            "listener.bind",
+            "--listen",
+        ),
+        (
+            &flags.listen_tls,
+            &mut listener.tls.bind,
+            "listener.tls.bind",
+            "--listen-tls",
+        ),
+        (
+            &flags.listen_ws,
+            &mut listener.ws.bind,
+            "listener.ws.bind",
+            "--listen-ws",
+        ),
+        (
+            &flags.listen_wss,
+            &mut listener.wss.bind,
+            "listener.wss.bind",
+            "--listen-wss",
+        ),
+    ];
+    let mut set = Vec::new();
+    for (given, bind, key, flag) in binds {
+        if !given.is_empty() {
+            bind.clone_from(given);
+            set.push((key, flag));
+        }
+    }
+    for (key, flag) in set {
+        loaded.set_by(key, flag);
     }
     if let Some(dir) = &flags.data_dir {
         loaded.config.broker.data_dir = dir.clone().into();

@@ -93,6 +93,7 @@ fn flags_override_environment_and_file() {
         listen: vec![addr("127.0.0.1:2883")],
         data_dir: Some(PathBuf::from("/flag")),
         webhook_conf: Some("/flag/hook.conf".into()),
+        ..Flags::default()
     };
     let loaded = from_file(
         "data_dir = \"/file\"\nwebhook_conf = \"/file/hook.conf\"\n[listener]\nbind = [\"127.0.0.1:1883\"]\n",
@@ -516,5 +517,80 @@ fn webhook_conf_must_not_be_empty() {
     assert_eq!(
         msg,
         "webhook_conf = \"\": must not be empty (set by environment variable HERALD_WEBHOOK_CONF)"
+    );
+}
+
+#[test]
+fn env_reaches_listener_subsections() {
+    let loaded = load(
+        None,
+        env(&[
+            ("HERALD_LISTENER__TLS__BIND", "0.0.0.0:8883,[::]:8884"),
+            ("HERALD_LISTENER__TLS__CERTFILE", "/etc/herald/cert.pem"),
+            ("HERALD_LISTENER__TLS__VERIFY_PEER", "true"),
+            ("HERALD_LISTENER__TLS__PEER_CERT_AS_USERNAME", "cn"),
+            (
+                "HERALD_LISTENER__WS__PROXY_ADDRESS_HEADER",
+                "x-forwarded-for",
+            ),
+            ("HERALD_LISTENER__WSS__KEYFILE", "/etc/herald/wss-key.pem"),
+        ]),
+        &Flags::default(),
+    )
+    .expect("loads");
+    let l = &loaded.config.broker.listener;
+    assert_eq!(l.tls.bind, vec![addr("0.0.0.0:8883"), addr("[::]:8884")]);
+    assert_eq!(l.tls.certfile, Path::new("/etc/herald/cert.pem"));
+    assert!(l.tls.verify_peer);
+    assert_eq!(
+        l.tls.peer_cert_as_username,
+        herald_broker::config::PeerCertAsUsername::Cn
+    );
+    assert_eq!(l.ws.proxy_address_header, "x-forwarded-for");
+    assert_eq!(
+        l.wss.keyfile.as_deref(),
+        Some(Path::new("/etc/herald/wss-key.pem"))
+    );
+    assert_eq!(
+        loaded.source_of("listener.tls.bind"),
+        Some("environment variable HERALD_LISTENER__TLS__BIND")
+    );
+    let err = load(
+        None,
+        env(&[("HERALD_LISTENER__TLS__PEER_CERT_AS_USERNAME", "email")]),
+        &Flags::default(),
+    )
+    .expect_err("not a choice");
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("HERALD_LISTENER__TLS__PEER_CERT_AS_USERNAME"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn listen_flags_set_each_listener_kind() {
+    let flags = Flags {
+        listen_tls: vec![addr("127.0.0.1:8883")],
+        listen_ws: vec![addr("127.0.0.1:8083"), addr("[::1]:8083")],
+        listen_wss: vec![addr("127.0.0.1:8084")],
+        ..Flags::default()
+    };
+    let loaded = load(
+        None,
+        env(&[("HERALD_LISTENER__WS__BIND", "127.0.0.1:9083")]),
+        &flags,
+    )
+    .expect("loads");
+    let l = &loaded.config.broker.listener;
+    assert_eq!(l.tls.bind, vec![addr("127.0.0.1:8883")]);
+    assert_eq!(l.ws.bind, vec![addr("127.0.0.1:8083"), addr("[::1]:8083")]);
+    assert_eq!(l.wss.bind, vec![addr("127.0.0.1:8084")]);
+    assert_eq!(l.bind, HeraldConfig::default().broker.listener.bind);
+    // Without certfile the TLS listener is refused, naming the key.
+    let msg = format!("{:#}", loaded.validate().expect_err("no certificate"));
+    assert!(
+        msg.starts_with("listener.tls.certfile = \"\": a file is required"),
+        "{msg}"
     );
 }
