@@ -297,10 +297,40 @@ fn apply_env<T: Document>(
     vars.sort();
     let defaults = Table::try_from(T::default()).context("serializing the defaults")?;
     for (name, value) in vars {
+        if names_no_section::<T>(&name) {
+            // Kubernetes injects HERALD_PORT=tcp://... and the like for a
+            // Service named herald: not ours, and no reason to refuse to start.
+            tracing::warn!(
+                variable = %name,
+                "ignoring environment variable {name}: {ENV_PREFIX} followed by no section or key of herald.toml"
+            );
+            continue;
+        }
         let key = apply_env_var::<T>(table, &defaults, &name, &value)?;
         sources.insert(key, format!("environment variable {name}"));
     }
     Ok(())
+}
+
+/// Whether the variable's first segment (`PORT` of `HERALD_PORT`, `MQTT` of
+/// `HERALD_MQTT__X`) is no top-level key of `T`. A known section with an
+/// unknown key is not this case: that stays an error.
+fn names_no_section<T: Document>(name: &str) -> bool {
+    let first = name
+        .get(ENV_PREFIX.len()..)
+        .unwrap_or_default()
+        .split(ENV_SEPARATOR)
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    if first.is_empty() {
+        return false;
+    }
+    let mut probe = Table::new();
+    probe.insert(first.clone(), Value::Table(Table::new()));
+    probe
+        .try_into::<T>()
+        .is_err_and(|err| err.message().contains(&format!("unknown field `{first}`")))
 }
 
 /// Merges one override into `table` and returns its dotted key path. The
