@@ -101,6 +101,7 @@ pub fn start(
     let tasks = readers
         .into_iter()
         .map(|reader| {
+            let lane_no = reader.lane();
             let lane = Lane {
                 reader,
                 target: target.clone(),
@@ -109,7 +110,7 @@ pub fn start(
                 spool_id: spool_id.clone(),
                 conn: None,
                 stop: stop_rx.clone(),
-                rng: seed(),
+                rng: seed(lane_no),
                 log_throttle: LogThrottle::default(),
                 held: None,
                 clients: HashSet::new(),
@@ -532,8 +533,11 @@ pub fn signature(secret: &[u8], t: u64, body: &[u8]) -> String {
         .collect()
 }
 
-fn seed() -> u64 {
-    (now_ms() ^ u64::from(std::process::id()).rotate_left(32)) | 1
+/// A jitter seed of its own for each lane, so lanes failing together do
+/// not retry in step.
+fn seed(lane: usize) -> u64 {
+    let lane = (lane as u64 + 1).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    (now_ms() ^ u64::from(std::process::id()).rotate_left(32) ^ lane) | 1
 }
 
 #[cfg(test)]

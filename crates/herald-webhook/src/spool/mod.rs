@@ -398,6 +398,9 @@ impl Spool {
         if stopped && !self.shared.closing.load(Ordering::Acquire) {
             return Err("the spool's writer thread has stopped".to_owned());
         }
+        if !self.healthy() {
+            return Err("the spool cannot write (disk full or I/O errors); events are held in memory and retried".to_owned());
+        }
         Ok(())
     }
 

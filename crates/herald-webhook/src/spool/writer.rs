@@ -601,24 +601,21 @@ impl Writer {
             };
             lane.bytes = lane.bytes.saturating_sub(bytes);
             drop(lane);
+            // Counted before the bytes go down: whoever sees the spool back
+            // under its limit also sees what that cost.
+            shared.stats.dropped.fetch_add(records, Ordering::Relaxed);
             sub(&shared.stats.bytes, bytes);
             if let Some(path) = path {
                 self.remove(&path);
             }
             dropped_now += records;
         }
-        if dropped_now > 0 {
-            shared
-                .stats
-                .dropped
-                .fetch_add(dropped_now, Ordering::Relaxed);
-            if self.logs[Trouble::Full as usize].ready() {
-                tracing::warn!(
-                    dropped_total = shared.stats.dropped.load(Ordering::Relaxed),
-                    max_bytes = max,
-                    "webhook spool full: dropping the oldest events"
-                );
-            }
+        if dropped_now > 0 && self.logs[Trouble::Full as usize].ready() {
+            tracing::warn!(
+                dropped_total = shared.stats.dropped.load(Ordering::Relaxed),
+                max_bytes = max,
+                "webhook spool full: dropping the oldest events"
+            );
         }
     }
 
