@@ -33,7 +33,8 @@ use herald_broker::support::{LogThrottle, now_ms};
 use hyper::header::{HeaderName, HeaderValue};
 use std::collections::HashSet;
 use std::fmt::Write as _;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -98,6 +99,11 @@ pub fn start(
 ) -> Delivery {
     let (stop, stop_rx) = watch::channel(false);
     let spool_id: Arc<str> = Arc::from(spool.id());
+    let outage = Arc::new(Outage {
+        failing: AtomicBool::new(false),
+        since: Mutex::new(None),
+        spool: spool.clone(),
+    });
     let tasks = readers
         .into_iter()
         .map(|reader| {
@@ -108,6 +114,7 @@ pub fn start(
                 options: options.clone(),
                 metrics: metrics.clone(),
                 spool_id: spool_id.clone(),
+                outage: outage.clone(),
                 conn: None,
                 stop: stop_rx.clone(),
                 rng: seed(lane_no),
@@ -145,6 +152,54 @@ enum Attempt {
     Retry(String, Option<Duration>),
 }
 
+/// Since when requests are failing (retried), shared by the lanes so that
+/// the recovery is one log line per outage, not one per lane.
+struct Outage {
+    /// Whether `since` is set: the one thing a delivered request reads.
+    failing: AtomicBool,
+    /// When the first request failed since delivery last worked.
+    since: Mutex<Option<Instant>>,
+    /// For the number of events waiting when delivery recovers.
+    spool: Spool,
+}
+
+impl Outage {
+    /// A request failed and will be retried.
+    fn failed(&self) {
+        if !self.failing.load(Ordering::Relaxed) {
+            lock(&self.since).get_or_insert_with(Instant::now);
+            self.failing.store(true, Ordering::Relaxed);
+        }
+    }
+
+    /// A request was delivered: if requests were failing, one INFO line
+    /// says delivery works again, after how long, with how many events
+    /// waiting.
+    fn delivered(&self, url: &dyn std::fmt::Display) {
+        if !self.failing.load(Ordering::Relaxed) {
+            return;
+        }
+        let since = {
+            let mut since = lock(&self.since);
+            self.failing.store(false, Ordering::Relaxed);
+            since.take()
+        };
+        let Some(since) = since else { return };
+        let waiting: u64 = (0..self.spool.lanes()).map(|l| self.spool.depth(l)).sum();
+        let failed_for = since.elapsed().as_secs_f64();
+        tracing::info!(
+            %url,
+            failed_for_s = format!("{failed_for:.1}"),
+            waiting,
+            "webhook delivery recovered after {failed_for:.1} s of failures; {waiting} events waiting"
+        );
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// One lane's task state.
 struct Lane {
     reader: LaneReader,
@@ -152,6 +207,8 @@ struct Lane {
     options: Arc<DeliveryOptions>,
     metrics: Arc<WebhookMetrics>,
     spool_id: Arc<str>,
+    /// Whether delivery is failing, across lanes.
+    outage: Arc<Outage>,
     /// The lane's HTTP connection, reopened after an error.
     conn: Option<Connection>,
     stop: watch::Receiver<bool>,
@@ -346,6 +403,7 @@ impl Lane {
                 for r in batch {
                     self.metrics.delivered(r.kind);
                 }
+                self.outage.delivered(&self.target.endpoint());
                 None
             }
             Attempt::Failed(why) => {
@@ -359,6 +417,7 @@ impl Lane {
                 for r in batch {
                     self.metrics.retried(r.kind);
                 }
+                self.outage.failed();
                 self.log(&why, "retrying");
                 Some(retry_after.unwrap_or_else(|| self.backoff(attempt)))
             }

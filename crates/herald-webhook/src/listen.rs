@@ -26,6 +26,8 @@ use tokio::task::JoinHandle;
 /// One received request.
 #[derive(Debug, Clone)]
 pub struct Received {
+    /// Request method.
+    pub method: String,
     /// Request path and query.
     pub path: String,
     /// Request headers.
@@ -41,6 +43,9 @@ pub struct Received {
 pub enum Reply {
     /// Answer with this status now.
     Status(u16),
+    /// Answer with this status now and hand the request over whatever the
+    /// status (for a person watching, as `herald webhook listen` does).
+    Show(u16),
     /// Answer with this status after a delay.
     Delayed(u16, Duration),
     /// Answer with this status and a `Retry-After` of this many seconds.
@@ -129,6 +134,7 @@ async fn handle(
     decide: Decide,
     deliver: Arc<dyn Fn(Received) -> BoxFuture + Send + Sync>,
 ) -> Result<Response<Full<Bytes>>, std::io::Error> {
+    let method = request.method().as_str().to_owned();
     let path = request
         .uri()
         .path_and_query()
@@ -142,6 +148,7 @@ async fn handle(
         .map_err(std::io::Error::other)?
         .to_bytes();
     let received = Received {
+        method,
         path,
         headers,
         body,
@@ -149,8 +156,13 @@ async fn handle(
     };
     let reply = decide(&received);
     let mut retry_after = None;
+    let mut show = false;
     let status = match reply {
         Reply::Status(s) => s,
+        Reply::Show(s) => {
+            show = true;
+            s
+        }
         Reply::RetryAfter(s, secs) => {
             retry_after = Some(secs);
             s
@@ -171,7 +183,7 @@ async fn handle(
     };
     // Only a request that got a success answer counts as received by the
     // service; others are for the sender to retry.
-    if (200..300).contains(&status) {
+    if show || (200..300).contains(&status) {
         deliver(received).await;
     }
     let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -182,8 +194,25 @@ async fn handle(
     Ok(response.body(Full::new(Bytes::new())).unwrap_or_default())
 }
 
-/// Formats one request for a person: a header line per event and the event
-/// pretty-printed (a batch prints each event of the array).
+/// The request line and headers of one request, for a person: `── POST
+/// /path from 127.0.0.1:50000, answered 200`, then one `name: value` line
+/// per header.
+pub fn head(received: &Received, status: u16) -> String {
+    let mut out = format!(
+        "── {} {} from {}, answered {status}",
+        received.method, received.path, received.peer
+    );
+    for (name, value) in &received.headers {
+        out.push('\n');
+        out.push_str(name.as_str());
+        out.push_str(": ");
+        out.push_str(&String::from_utf8_lossy(value.as_bytes()));
+    }
+    out
+}
+
+/// Formats one request's body for a person: a header line per event and
+/// the event pretty-printed (a batch prints each event of the array).
 pub fn pretty(received: &Received, event_id_header: &str) -> String {
     let id = received
         .headers

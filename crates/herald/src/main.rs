@@ -34,6 +34,7 @@ use herald::webhook;
 use herald_broker::ServeError;
 use herald_broker::broker::Broker;
 use herald_webhook::conf::DEFAULT_EVENT_ID_HEADER;
+use herald_webhook::listen::Reply;
 use herald_webhook::service::StartError;
 use herald_webhook::{WebHook, WebhookConfig};
 use tracing_subscriber::EnvFilter;
@@ -124,12 +125,21 @@ enum Command {
 /// `herald webhook ...`.
 #[derive(Debug, Subcommand)]
 enum WebhookCommand {
-    /// Receive WebHook requests and print each event; answers 200 to all.
-    /// Point web.hook.url at it to see what the WebHook sends.
+    /// Receive WebHook requests and print each one: method, path, headers
+    /// and the events in its body. Point web.hook.url at it to see what the
+    /// WebHook sends, or answer with an error status to rehearse failures.
     Listen {
         /// Address to listen on (IP:PORT).
         #[arg(long, value_name = "HOST:PORT", default_value = LISTEN_DEFAULT)]
         bind: SocketAddr,
+        /// Answer every request with this HTTP status (e.g. 503: the
+        /// WebHook retries; 400: it gives up on the event).
+        #[arg(long, value_name = "CODE", default_value_t = 200,
+              value_parser = clap::value_parser!(u16).range(200..=599))]
+        status: u16,
+        /// Print the events only, without the request line and headers.
+        #[arg(long)]
+        quiet: bool,
     },
 }
 
@@ -139,8 +149,13 @@ fn main() -> ExitCode {
     match cli.command {
         None => run(cli.run),
         Some(Command::Webhook {
-            command: WebhookCommand::Listen { bind },
-        }) => listen(bind),
+            command:
+                WebhookCommand::Listen {
+                    bind,
+                    status,
+                    quiet,
+                },
+        }) => listen(bind, status, quiet),
     }
 }
 
@@ -364,7 +379,7 @@ fn bind_hint(err: &std::io::Error, setting: &str) -> String {
 
 /// `herald webhook listen`: prints every request received on `bind` until
 /// SIGINT or SIGTERM. Never reads Herald's configuration.
-fn listen(bind: SocketAddr) -> ExitCode {
+fn listen(bind: SocketAddr, status: u16, quiet: bool) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -377,7 +392,12 @@ fn listen(bind: SocketAddr) -> ExitCode {
     };
     runtime.block_on(async {
         let stop = shutdown_signal();
-        let (receiver, mut requests) = match herald_webhook::listen::channel(bind, None).await {
+        let (receiver, mut requests) = match herald_webhook::listen::channel(
+            bind,
+            Some(Arc::new(move |_: &_| Reply::Show(status))),
+        )
+        .await
+        {
             Ok(r) => r,
             Err(err) => {
                 eprintln!("error: cannot listen on {bind}: {err}");
@@ -398,7 +418,15 @@ fn listen(bind: SocketAddr) -> ExitCode {
             let Some(received) = received else {
                 return ExitCode::SUCCESS;
             };
-            let text = herald_webhook::listen::pretty(&received, DEFAULT_EVENT_ID_HEADER);
+            let body = herald_webhook::listen::pretty(&received, DEFAULT_EVENT_ID_HEADER);
+            let text = if quiet {
+                body
+            } else {
+                format!(
+                    "{}\n\n{body}",
+                    herald_webhook::listen::head(&received, status)
+                )
+            };
             let mut out = std::io::stdout().lock();
             // A closed stdout (`| head`) ends the command quietly.
             if writeln!(out, "{text}\n")

@@ -351,3 +351,152 @@ fn log_connections_false_keeps_connects_quiet() {
     assert!(!log.contains("client disconnected"), "{log}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Reads stdout lines up to and including the first that satisfies `last`.
+fn stdout_until(running: &mut Running, last: impl Fn(&str) -> bool) -> Vec<String> {
+    let mut lines = Vec::new();
+    loop {
+        let line = running.stdout_line();
+        let done = last(&line);
+        lines.push(line);
+        if done {
+            return lines;
+        }
+    }
+}
+
+/// POSTs one event to `addr` with an extra header; returns the answer.
+fn post_event(addr: SocketAddr) -> String {
+    let body = r#"{"action":"client_connected","clientid":"c1"}"#;
+    http(
+        addr,
+        &format!(
+            "POST /hook/path?x=1 HTTP/1.1\r\nHost: x\r\nX-Api-Key: secret\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
+    )
+}
+
+#[test]
+fn webhook_listen_shows_requests_and_answers_the_chosen_status() {
+    let mut listen = Running::spawn(
+        &[
+            "webhook",
+            "listen",
+            "--bind",
+            "127.0.0.1:0",
+            "--status",
+            "503",
+        ],
+        &[],
+    );
+    let addr = logged_addr(&listen.stderr_line("waiting for WebHook requests"));
+    let answer = post_event(addr);
+    assert!(answer.starts_with("HTTP/1.1 503"), "{answer}");
+    let lines = stdout_until(&mut listen, |l| l == "}");
+    let first = &lines[0];
+    assert!(
+        first.starts_with("── POST /hook/path?x=1 from 127.0.0.1:"),
+        "{lines:?}"
+    );
+    assert!(first.ends_with(", answered 503"), "{lines:?}");
+    assert!(lines.iter().any(|l| l == "x-api-key: secret"), "{lines:?}");
+    assert!(
+        lines.iter().any(|l| l == "content-type: application/json"),
+        "{lines:?}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("── client_connected  event id")),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("\"clientid\": \"c1\"")),
+        "{lines:?}"
+    );
+    drop(listen);
+
+    let mut quiet = Running::spawn(
+        &["webhook", "listen", "--bind", "127.0.0.1:0", "--quiet"],
+        &[],
+    );
+    let addr = logged_addr(&quiet.stderr_line("waiting for WebHook requests"));
+    let answer = post_event(addr);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    let lines = stdout_until(&mut quiet, |l| l == "}");
+    assert!(
+        lines[0].starts_with("── client_connected  event id"),
+        "{lines:?}"
+    );
+    assert!(
+        !lines
+            .iter()
+            .any(|l| l.contains("x-api-key") || l.contains("POST")),
+        "{lines:?}"
+    );
+}
+
+/// While the web service is down, requests fail (WARN); when it comes up,
+/// one INFO line says delivery recovered, after how long, with how many
+/// events waiting; and only one, however many lanes had failed.
+#[test]
+fn webhook_recovery_is_one_info_line() {
+    let dir = temp_dir("recovery");
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .unwrap_or_else(|e| panic!("{e}"))
+        .port();
+    let conf = dir.join("hook.conf");
+    write(
+        &conf,
+        &format!(
+            "web.hook.url = http://127.0.0.1:{port}/hook\nweb.hook.pool_size = 4\nweb.hook.retry.initial_backoff = 100ms\nweb.hook.retry.max_backoff = 200ms\nweb.hook.rule.client.connected.1 = {{\"action\": \"on_client_connected\"}}\n"
+        ),
+    );
+    let data = dir.join("data").display().to_string();
+    let conf = conf.display().to_string();
+    let mut herald = Running::spawn(
+        &[
+            "--listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            &data,
+            "--webhook-conf",
+            &conf,
+        ],
+        &[("HERALD_METRICS__BIND", "127.0.0.1:0")],
+    );
+    let mqtt = logged_addr(&herald.stderr_line("listening for MQTT"));
+    let clients: Vec<TcpStream> = (0..8)
+        .map(|i| connect(mqtt, &format!("hook-{i}")))
+        .collect();
+    herald.stderr_line("webhook request failed; retrying");
+
+    let runtime = tokio::runtime::Runtime::new().unwrap_or_else(|e| panic!("{e}"));
+    let service = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let (_receiver, mut requests) = runtime
+        .block_on(herald_webhook::listen::channel(service, None))
+        .unwrap_or_else(|e| panic!("{e}"));
+    let line = herald.stderr_line("webhook delivery recovered");
+    assert!(line.contains(" INFO "), "{line}");
+    assert!(line.contains("s of failures;"), "{line}");
+    assert!(line.contains("events waiting"), "{line}");
+    let mut got = 0;
+    while got < 8 {
+        let received = runtime
+            .block_on(async { tokio::time::timeout(WAIT, requests.recv()).await })
+            .unwrap_or_else(|_| panic!("only {got} events arrived"));
+        assert!(received.is_some());
+        got += 1;
+    }
+    drop(clients);
+    let (status, log) = herald.terminate_with_log();
+    assert!(status.success());
+    let recovered = log
+        .iter()
+        .filter(|l| l.contains("webhook delivery recovered"))
+        .count();
+    assert_eq!(recovered, 1, "{log:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
