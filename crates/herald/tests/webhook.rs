@@ -288,7 +288,20 @@ fn webhook_listen_prints_each_request_and_ignores_broker_settings() {
             break;
         }
     }
-    assert_eq!(printed[0], "── client_connect  event id abc-1-0");
+    // The request line and headers, then the event.
+    assert!(
+        printed[0].starts_with("── POST /hook from 127.0.0.1:")
+            && printed[0].ends_with(", answered 200"),
+        "{printed:?}"
+    );
+    assert!(
+        printed.contains(&"x-herald-event-id: abc-1-0".to_owned()),
+        "{printed:?}"
+    );
+    assert!(
+        printed.contains(&"── client_connect  event id abc-1-0".to_owned()),
+        "{printed:?}"
+    );
     assert!(
         printed.contains(&"  \"clientid\": \"c1\",".to_owned()),
         "{printed:?}"
