@@ -107,7 +107,7 @@ fn health_and_ready_follow_the_data_directory() {
         .status()
         .unwrap_or_else(|e| panic!("kill: {e}"));
     assert!(hup.success());
-    herald.stderr_line("SIGHUP received");
+    herald.stderr_line("signal=\"SIGHUP\"");
     let health = get(metrics, "/health");
     assert!(
         health.starts_with("HTTP/1.1 200"),
