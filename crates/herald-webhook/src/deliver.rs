@@ -29,7 +29,7 @@ use crate::http::{Connection, Target};
 use crate::metrics::WebhookMetrics;
 use crate::spool::{LaneReader, Record, Spool};
 use bytes::{BufMut, Bytes, BytesMut};
-use herald_broker::support::{LogThrottle, now_ms};
+use herald_broker::support::{LogThrottle, lock, now_ms};
 use hyper::header::{HeaderName, HeaderValue};
 use std::collections::HashSet;
 use std::fmt::Write as _;
@@ -194,10 +194,6 @@ impl Outage {
             "webhook delivery recovered after {failed_for:.1} s of failures; {waiting} events waiting"
         );
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// One lane's task state.
