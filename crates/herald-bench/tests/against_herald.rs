@@ -1,6 +1,7 @@
 //! The tool proves itself against Herald started in-process on
 //! `127.0.0.1:0`: short runs that must show every message delivered exactly
 //! once, in order, with latency figures and acknowledgements settled.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed unwrap is a failed assertion
 
 use herald_bench::client::Target;
 use herald_bench::live::Live;

@@ -5,6 +5,7 @@
 //! `site/{s}/+/+/temp` and `site/{s}/#` wildcards, 100,000 in all.
 //!
 //! Run: `cargo bench -p herald-broker --bench router`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: fixed inputs, a panic is a broken bench
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use herald_broker::router::Trie;

@@ -2,6 +2,7 @@
 //! connection stops reading) while the subscriber's queue is above high
 //! water, instead of the broker acknowledging messages it then drops; and
 //! a subscriber that never drains stalls a publisher at most briefly.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed unwrap is a failed assertion
 
 mod common;
 use common::*;

@@ -2,6 +2,7 @@
 //! offending connection is closed (5.0: with the right DISCONNECT reason;
 //! 3.x: silently), another client keeps working, nothing panics, and what a
 //! flooding client can make the broker hold stays bounded.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed unwrap is a failed assertion
 
 mod common;
 mod lifecycle;

@@ -2,6 +2,7 @@
 //! properties), keep alive and Server Keep Alive, the CONNECT timeout, and
 //! DISCONNECT in both directions. rumqttc where it can say it; raw bytes for
 //! malformed CONNECTs, silence and exact reason codes.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed unwrap is a failed assertion
 
 mod common;
 mod lifecycle;

@@ -8,6 +8,7 @@
 //! Nothing sleeps on the real clock: tests wait for the event they expect
 //! (the recorder wakes waiters on every event), and timers run on paused
 //! time.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed unwrap is a failed assertion
 
 mod common;
 

@@ -2,6 +2,7 @@
 //! the inflight window and Receive Maximum, redelivery with DUP on resume,
 //! message expiry, topic aliases both ways, Maximum Packet Size both ways,
 //! and the 5.0 properties forwarded unchanged.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed unwrap is a failed assertion
 
 mod common;
 mod pumped;

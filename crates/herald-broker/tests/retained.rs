@@ -1,6 +1,7 @@
 //! Retained messages: store, replace, delete on an empty payload, delivery
 //! on subscribe as Retain Handling says, the RETAIN flag on delivery
 //! (3.1.1 rules and 5.0 Retain As Published), expiry of a retained message.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed unwrap is a failed assertion
 
 mod common;
 mod pumped;

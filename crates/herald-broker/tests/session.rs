@@ -5,6 +5,7 @@
 //! "Not delivered" is shown with a marker: the same publisher publishes the
 //! marker after the message that must not arrive, so the marker arriving
 //! first proves the message was never queued.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed unwrap is a failed assertion
 
 mod common;
 mod lifecycle;

@@ -1,5 +1,6 @@
 //! The broker routes a message between two real clients of each protocol
 //! level: the minimum every other test builds on.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed unwrap is a failed assertion
 
 mod common;
 use common::*;

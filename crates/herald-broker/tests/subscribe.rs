@@ -2,6 +2,7 @@
 //! (3.1.1 and 5.0 with identifiers), No Local, shared subscriptions, SUBACK
 //! failure codes and UNSUBSCRIBE. Retain As Published and Retain Handling
 //! are in `retained.rs`, the authorization point in `sys_authz.rs`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed unwrap is a failed assertion
 
 mod common;
 mod pumped;

@@ -1,6 +1,7 @@
 //! `$SYS` statistics (periodic and on demand) and the authorization point:
 //! `authz.deny_publish` and `authz.deny_subscribe` with their PUBACK,
 //! PUBREC and SUBACK codes.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed unwrap is a failed assertion
 
 mod common;
 mod pumped;

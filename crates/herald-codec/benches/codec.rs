@@ -8,6 +8,7 @@
 //! of what a connection does per packet.
 //!
 //! Run: `cargo bench -p herald-codec --bench codec`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: fixed inputs, a panic is a broken bench
 
 use bytes::{Bytes, BytesMut};
 use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};

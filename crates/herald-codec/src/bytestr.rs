@@ -3,8 +3,12 @@
 //!
 //! It must never hold bytes that are not valid UTF-8: every constructor checks
 //! (or starts from a `&str` / `String`), which is what makes `Deref<Target =
-//! str>` sound.
+//! str>` sound. This is the workspace's only module allowed `unsafe` code
+//! (one block, in [`ByteStr::as_str`]); the checks it relies on, including
+//! the decoder's ([`ByteStr::from_packet_field`]), live here beside it so
+//! they can be audited together.
 
+use crate::error::DecodeError;
 use bytes::Bytes;
 use std::borrow::Borrow;
 use std::fmt;
@@ -34,15 +38,16 @@ impl ByteStr {
         Ok(ByteStr { bytes })
     }
 
-    /// Wraps `bytes` without checking them; for the decoder, which checks
-    /// strings itself in one pass with other rules.
-    ///
-    /// # Safety
-    ///
-    /// `bytes` must be valid UTF-8.
+    /// Wraps a string field of a packet being decoded: well-formed UTF-8
+    /// without U+0000, as both 3.1.1 and 5.0 require. One pass checks both
+    /// rules (with an ASCII fast path), so the decoder never checks twice.
     #[inline]
-    pub(crate) unsafe fn from_utf8_unchecked(bytes: Bytes) -> Self {
-        ByteStr { bytes }
+    pub(crate) fn from_packet_field(
+        bytes: Bytes,
+        field: &'static str,
+    ) -> Result<Self, DecodeError> {
+        check_mqtt_string(&bytes, field)?;
+        Ok(ByteStr { bytes })
     }
 
     /// A `'static` string without allocating.
@@ -53,9 +58,17 @@ impl ByteStr {
     }
 
     /// The string as `&str`.
+    #[allow(unsafe_code)] // the audited block below: re-checking on every read would cost a pass over the string
     pub fn as_str(&self) -> &str {
-        // SAFETY: every constructor guarantees `bytes` is valid UTF-8 and
-        // `bytes` is never mutated after construction.
+        // SAFETY: `from_utf8_unchecked` is sound when the bytes are valid
+        // UTF-8. Every constructor of `ByteStr` establishes that:
+        // `from_utf8` and `from_packet_field` check (the latter through
+        // `check_mqtt_string`, which returns `Ok` only for bytes that are all
+        // in 0x01..=0x7F or that `std::str::from_utf8` accepts), `new` and
+        // `Default` are empty, and `from_static` and the `From<&str>` /
+        // `From<String>` conversions start from Rust strings, valid UTF-8 by
+        // their own invariant. `bytes` is private to this module and `Bytes`
+        // is immutable, so the bytes cannot change after construction.
         unsafe { std::str::from_utf8_unchecked(&self.bytes) }
     }
 
@@ -164,6 +177,27 @@ impl fmt::Display for ByteStr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
+}
+
+/// Checks that `bytes` are well-formed UTF-8 without U+0000 (an MQTT
+/// "UTF-8 Encoded String"); `field` names the field in the error.
+#[inline]
+fn check_mqtt_string(bytes: &[u8], field: &'static str) -> Result<(), DecodeError> {
+    // Fast path: bytes 0x01..=0x7F are ASCII, hence UTF-8, and none is
+    // U+0000. A fold without early exit lets the loop vectorize.
+    if bytes
+        .iter()
+        .fold(true, |ok, &b| ok & (b.wrapping_sub(1) < 0x7F))
+    {
+        return Ok(());
+    }
+    if std::str::from_utf8(bytes).is_err() {
+        return Err(DecodeError::InvalidUtf8 { field });
+    }
+    if bytes.contains(&0) {
+        return Err(DecodeError::NullCharacter { field });
+    }
+    Ok(())
 }
 
 #[cfg(test)]

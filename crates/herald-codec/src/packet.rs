@@ -75,20 +75,35 @@ impl QoS {
 /// The control packet types (upper four bits of the first byte).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum PacketType {
+    /// CONNECT: a client opens a session.
     Connect = 1,
+    /// CONNACK: the server's answer to CONNECT.
     ConnAck = 2,
+    /// PUBLISH: an application message, either direction.
     Publish = 3,
+    /// PUBACK: QoS 1 acknowledgement.
     PubAck = 4,
+    /// PUBREC: QoS 2, first acknowledgement (received).
     PubRec = 5,
+    /// PUBREL: QoS 2, second step (release).
     PubRel = 6,
+    /// PUBCOMP: QoS 2, last step (complete).
     PubComp = 7,
+    /// SUBSCRIBE: a client asks for topic filters.
     Subscribe = 8,
+    /// SUBACK: the server's answer to SUBSCRIBE.
     SubAck = 9,
+    /// UNSUBSCRIBE: a client drops topic filters.
     Unsubscribe = 10,
+    /// UNSUBACK: the server's answer to UNSUBSCRIBE.
     UnsubAck = 11,
+    /// PINGREQ: the client keeps the connection alive.
     PingReq = 12,
+    /// PINGRESP: the server's answer to PINGREQ.
     PingResp = 13,
+    /// DISCONNECT: either side closes cleanly (the server only in 5.0).
     Disconnect = 14,
+    /// AUTH: a step of 5.0 enhanced authentication.
     Auth = 15,
 }
 
@@ -127,20 +142,35 @@ impl PacketType {
 /// One MQTT control packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Packet {
+    /// CONNECT: a client opens a session.
     Connect(Box<Connect>),
+    /// CONNACK: the server's answer to CONNECT.
     ConnAck(ConnAck),
+    /// PUBLISH: an application message, either direction.
     Publish(Publish),
+    /// PUBACK: QoS 1 acknowledgement.
     PubAck(PubResp),
+    /// PUBREC: QoS 2, first acknowledgement (received).
     PubRec(PubResp),
+    /// PUBREL: QoS 2, second step (release).
     PubRel(PubResp),
+    /// PUBCOMP: QoS 2, last step (complete).
     PubComp(PubResp),
+    /// SUBSCRIBE: a client asks for topic filters.
     Subscribe(Subscribe),
+    /// SUBACK: the server's answer to SUBSCRIBE.
     SubAck(SubAck),
+    /// UNSUBSCRIBE: a client drops topic filters.
     Unsubscribe(Unsubscribe),
+    /// UNSUBACK: the server's answer to UNSUBSCRIBE.
     UnsubAck(UnsubAck),
+    /// PINGREQ: the client keeps the connection alive.
     PingReq,
+    /// PINGRESP: the server's answer to PINGREQ.
     PingResp,
+    /// DISCONNECT: either side closes cleanly (the server only in 5.0).
     Disconnect(Disconnect),
+    /// AUTH: a step of 5.0 enhanced authentication.
     Auth(Auth),
 }
 

@@ -10,34 +10,61 @@ use crate::error::{DecodeError, EncodeError};
 use crate::wire::{Reader, check_len, put_binary, put_varint, varint_len};
 use bytes::{BufMut, Bytes, BytesMut};
 
-/// Property identifiers.
+/// Property identifiers (5.0 §2.2.2.2), the first byte of each property.
 pub mod id {
+    /// 0 = unspecified bytes, 1 = UTF-8 text (PUBLISH, will).
     pub const PAYLOAD_FORMAT_INDICATOR: u8 = 0x01;
+    /// Seconds a message may wait before it is discarded undelivered.
     pub const MESSAGE_EXPIRY_INTERVAL: u8 = 0x02;
+    /// The payload's MIME type, as the publisher describes it.
     pub const CONTENT_TYPE: u8 = 0x03;
+    /// Where a request/response receiver should publish its answer.
     pub const RESPONSE_TOPIC: u8 = 0x08;
+    /// Bytes that tie a response to its request.
     pub const CORRELATION_DATA: u8 = 0x09;
+    /// A number the subscriber gave its subscription, echoed on matching PUBLISHes.
     pub const SUBSCRIPTION_IDENTIFIER: u8 = 0x0B;
+    /// Seconds the session outlives the connection.
     pub const SESSION_EXPIRY_INTERVAL: u8 = 0x11;
+    /// The client id the server chose for a client that sent none (CONNACK).
     pub const ASSIGNED_CLIENT_IDENTIFIER: u8 = 0x12;
+    /// The keep alive the server imposes instead of the client's (CONNACK).
     pub const SERVER_KEEP_ALIVE: u8 = 0x13;
+    /// Name of the enhanced authentication method (CONNECT, CONNACK, AUTH).
     pub const AUTHENTICATION_METHOD: u8 = 0x15;
+    /// Data of the enhanced authentication exchange.
     pub const AUTHENTICATION_DATA: u8 = 0x16;
+    /// Whether the client wants reason strings and user properties on errors.
     pub const REQUEST_PROBLEM_INFORMATION: u8 = 0x17;
+    /// Seconds the server waits after a disconnect before publishing the will.
     pub const WILL_DELAY_INTERVAL: u8 = 0x18;
+    /// Whether the client asks for response information in CONNACK.
     pub const REQUEST_RESPONSE_INFORMATION: u8 = 0x19;
+    /// A basis for response topics, given by the server in CONNACK.
     pub const RESPONSE_INFORMATION: u8 = 0x1A;
+    /// Another server the client should use (CONNACK, DISCONNECT).
     pub const SERVER_REFERENCE: u8 = 0x1C;
+    /// Human-readable diagnostic text accompanying a reason code.
     pub const REASON_STRING: u8 = 0x1F;
+    /// How many QoS 1/2 PUBLISHes the sender of this property accepts unacknowledged.
     pub const RECEIVE_MAXIMUM: u8 = 0x21;
+    /// The highest topic alias the sender of this property accepts.
     pub const TOPIC_ALIAS_MAXIMUM: u8 = 0x22;
+    /// A number standing for the topic, so later PUBLISHes can omit it.
     pub const TOPIC_ALIAS: u8 = 0x23;
+    /// The highest QoS the server accepts (CONNACK).
     pub const MAXIMUM_QOS: u8 = 0x24;
+    /// Whether the server accepts retained messages (CONNACK).
     pub const RETAIN_AVAILABLE: u8 = 0x25;
+    /// An application-defined name/value pair; may repeat.
     pub const USER_PROPERTY: u8 = 0x26;
+    /// The largest packet the sender of this property accepts.
     pub const MAXIMUM_PACKET_SIZE: u8 = 0x27;
+    /// Whether the server accepts `+` and `#` in filters (CONNACK).
     pub const WILDCARD_SUBSCRIPTION_AVAILABLE: u8 = 0x28;
+    /// Whether the server accepts subscription identifiers (CONNACK).
     pub const SUBSCRIPTION_IDENTIFIER_AVAILABLE: u8 = 0x29;
+    /// Whether the server accepts `$share/` subscriptions (CONNACK).
     pub const SHARED_SUBSCRIPTION_AVAILABLE: u8 = 0x2A;
 }
 
@@ -63,6 +90,7 @@ const fn mask(ids: &[u8]) -> u64 {
 use id::*;
 
 impl Context {
+    /// Properties of CONNECT.
     pub const CONNECT: Context = Context {
         name: "CONNECT",
         allowed: mask(&[
@@ -77,6 +105,7 @@ impl Context {
             AUTHENTICATION_DATA,
         ]),
     };
+    /// Will properties, inside CONNECT's payload.
     pub const WILL: Context = Context {
         name: "will properties",
         allowed: mask(&[
@@ -89,6 +118,7 @@ impl Context {
             USER_PROPERTY,
         ]),
     };
+    /// Properties of CONNACK.
     pub const CONNACK: Context = Context {
         name: "CONNACK",
         allowed: mask(&[
@@ -111,6 +141,7 @@ impl Context {
             AUTHENTICATION_DATA,
         ]),
     };
+    /// Properties of PUBLISH (also carried by stored messages).
     pub const PUBLISH: Context = Context {
         name: "PUBLISH",
         allowed: mask(&[
@@ -129,14 +160,17 @@ impl Context {
         name: "acknowledgement",
         allowed: mask(&[REASON_STRING, USER_PROPERTY]),
     };
+    /// Properties of SUBSCRIBE.
     pub const SUBSCRIBE: Context = Context {
         name: "SUBSCRIBE",
         allowed: mask(&[SUBSCRIPTION_IDENTIFIER, USER_PROPERTY]),
     };
+    /// Properties of UNSUBSCRIBE.
     pub const UNSUBSCRIBE: Context = Context {
         name: "UNSUBSCRIBE",
         allowed: mask(&[USER_PROPERTY]),
     };
+    /// Properties of DISCONNECT.
     pub const DISCONNECT: Context = Context {
         name: "DISCONNECT",
         allowed: mask(&[
@@ -146,6 +180,7 @@ impl Context {
             SERVER_REFERENCE,
         ]),
     };
+    /// Properties of AUTH.
     pub const AUTH: Context = Context {
         name: "AUTH",
         allowed: mask(&[

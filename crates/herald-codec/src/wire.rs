@@ -102,9 +102,7 @@ impl Reader {
     #[inline]
     pub(crate) fn string(&mut self, field: &'static str) -> Result<ByteStr, DecodeError> {
         let bytes = self.binary(field)?;
-        check_string(&bytes, field)?;
-        // SAFETY: check_string accepts only well-formed UTF-8.
-        Ok(unsafe { ByteStr::from_utf8_unchecked(bytes) })
+        ByteStr::from_packet_field(bytes, field)
     }
 
     /// Everything left, consuming the reader (no copy).
@@ -132,26 +130,6 @@ impl Reader {
         }
         Ok(Reader::new(self.buf.split_to(n), self.packet))
     }
-}
-
-/// Checks that `bytes` are well-formed UTF-8 without U+0000.
-#[inline]
-pub(crate) fn check_string(bytes: &[u8], field: &'static str) -> Result<(), DecodeError> {
-    // Fast path: bytes 0x01..=0x7F are ASCII, hence UTF-8, and none is
-    // U+0000. A fold without early exit lets the loop vectorize.
-    if bytes
-        .iter()
-        .fold(true, |ok, &b| ok & (b.wrapping_sub(1) < 0x7F))
-    {
-        return Ok(());
-    }
-    if std::str::from_utf8(bytes).is_err() {
-        return Err(DecodeError::InvalidUtf8 { field });
-    }
-    if bytes.contains(&0) {
-        return Err(DecodeError::NullCharacter { field });
-    }
-    Ok(())
 }
 
 /// Decodes a variable byte integer at the start of `buf`: `Ok(None)` if more

@@ -1,5 +1,6 @@
 //! Encoding refuses packets the wire format cannot carry, and on error
 //! appends nothing to the buffer (it may already hold other packets).
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed unwrap is a failed assertion
 
 use bytes::{Bytes, BytesMut};
 use herald_codec::{

@@ -1,6 +1,7 @@
 //! Malformed input: one table of (name, protocol, bytes, expected error,
 //! expected reason code), and "never panics" properties over random bytes
 //! and random mutations of valid encodings.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed unwrap is a failed assertion
 
 mod common;
 

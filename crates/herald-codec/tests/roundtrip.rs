@@ -2,6 +2,7 @@
 //! exists in, a valid packet encodes to exactly `encoded_len` bytes, decodes
 //! back to an equal packet, needs more bytes on every strict prefix (without
 //! touching the buffer), and decodes in order when two sit back to back.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed unwrap is a failed assertion
 
 mod common;
 

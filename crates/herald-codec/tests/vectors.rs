@@ -1,6 +1,7 @@
 //! Byte-exact vectors: hand-written packets following the field layouts and
 //! examples of the MQTT 3.1, 3.1.1 and 5.0 specifications. Each vector
 //! asserts both directions: decode(bytes) == value and encode(value) == bytes.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed unwrap is a failed assertion
 
 use bytes::{Bytes, BytesMut};
 use herald_codec::{

@@ -3,6 +3,7 @@
 //! each payload encoding; and the `base64` payload encoding alone.
 //!
 //! Run: `cargo bench -p herald-webhook --bench body`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: fixed inputs, a panic is a broken bench
 
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};

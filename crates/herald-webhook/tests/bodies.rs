@@ -1,5 +1,6 @@
 //! Request bodies for all thirteen events in both profiles, compared field
 //! by field with `docs/webhook.md` §3, and byte for byte with its example.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed unwrap is a failed assertion
 
 mod common;
 

@@ -1,5 +1,6 @@
 //! `emqx_web_hook.conf` parsing (`docs/webhook.md` §1): every key, the old
 //! names, normalisation, defaults, and errors that name file, line and key.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed unwrap is a failed assertion
 
 use herald_webhook::conf::{
     ConfError, FsyncPolicy, Header, Problem, ServerName, SpoolMode, WebhookConfig,

@@ -2,6 +2,7 @@
 //! per-client order and completeness through random failures and lost
 //! answers, which statuses are retried, Retry-After, event ids, batching,
 //! signing and the maximum event age.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed unwrap is a failed assertion
 
 use bytes::Bytes;
 use herald_broker::broker::Broker;

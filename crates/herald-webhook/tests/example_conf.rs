@@ -1,5 +1,6 @@
 //! The shipped `etc/plugins/emqx_web_hook.conf` parses, and so does every
 //! setting it shows commented out.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed unwrap is a failed assertion
 
 use herald_webhook::{EventKind, WebhookConfig};
 use std::path::Path;

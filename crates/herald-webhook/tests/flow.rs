@@ -1,5 +1,6 @@
 //! End to end: a real MQTT client (rumqttc) against the broker with the
 //! WebHook on, and a real HTTP server receiving the requests.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed unwrap is a failed assertion
 
 use herald_broker::config::Config;
 use herald_webhook::listen::{self, Received};

@@ -1,5 +1,6 @@
 //! Rule matching (`docs/webhook.md` §2): topic filter on and off, `$SYS/`,
 //! overlapping and identical rules, multi-topic subscribes, `$share`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed unwrap is a failed assertion
 
 mod common;
 

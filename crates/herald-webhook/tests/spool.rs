@@ -1,6 +1,7 @@
 //! The spool keeps every accepted event, per lane in order, across a
 //! reopen; trims what was acknowledged; cuts a torn tail; and drops the
 //! oldest events, counted, at its size limit.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed unwrap is a failed assertion
 
 use bytes::Bytes;
 use herald_webhook::spool::{Fsync, LaneReader, Record, Spool, SpoolOptions};

@@ -2,6 +2,7 @@
 //! against the broker, a real HTTP server receiving the requests, every
 //! body compared field by field with `docs/webhook.md` §3.
 //! HTTPS is in `webhook_tls.rs`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed unwrap is a failed assertion
 
 mod harness;
 

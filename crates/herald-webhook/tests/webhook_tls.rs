@@ -1,6 +1,7 @@
 //! The WebHook over HTTPS against a real rustls web service, with
 //! certificates made in the test (rcgen): a CA file, mutual TLS,
 //! `ssl.verify = false`, and the SNI name overridden or disabled.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed unwrap is a failed assertion
 
 mod harness;
 

@@ -1,6 +1,7 @@
 //! Runs the `herald` binary to check what users see for bad input: exit
 //! status 2 and a message naming the flag, variable, file or key at fault.
 //! Only failures are exercised here; a good configuration starts the broker.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed unwrap is a failed assertion
 
 use std::process::{Command, Output};
 

@@ -2,6 +2,7 @@
 //! service down, events are accepted and committed, the broker is killed
 //! with SIGKILL, restarted, and once the web service comes up every
 //! committed event arrives, each client's in order.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed unwrap is a failed assertion
 
 use herald_webhook::listen;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};

@@ -1,5 +1,6 @@
 //! Keeps `etc/herald.toml` honest: it must parse, hold exactly the defaults,
 //! and mention every key, so the example cannot drift from the code.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed unwrap is a failed assertion
 
 use herald::config::HeraldConfig;
 

@@ -5,6 +5,7 @@
 //!
 //! Processes are watched through their output, read on threads into
 //! channels; nothing sleeps.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed unwrap is a failed assertion
 
 use std::process::{Command, Output};
 use std::time::Duration;
