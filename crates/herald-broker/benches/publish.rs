@@ -7,6 +7,7 @@
 //!   sessions subscribed to its topic (queueing included, draining not).
 //!
 //! Run: `cargo bench -p herald-broker --bench publish`.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a benchmark: fixed inputs, a panic is a broken bench
 
 use bytes::Bytes;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};

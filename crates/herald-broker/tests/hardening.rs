@@ -3,6 +3,7 @@
 //! QoS 2 limit for 3.x clients, byte limits on queues, the retained store
 //! and CONNECT, and retained delivery that is complete however many
 //! messages match. Each checks its counter and that others are served.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed unwrap is a failed assertion
 
 mod common;
 mod lifecycle;

@@ -5,6 +5,7 @@
 //! limit events a publisher waits for are refused; once the lane drains,
 //! the space comes back (no deleted segment is kept open), the spool
 //! writes again by itself, and what it held reaches the disk.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed unwrap is a failed assertion
 
 use bytes::Bytes;
 use herald_webhook::spool::{Fsync, NotTaken, Spool, SpoolOptions, Ticket};

@@ -3,6 +3,7 @@
 //! WebSocket client (so the test decides how MQTT packets fall into
 //! frames), PROXY protocol headers written by the test. What the broker
 //! learned about each client is read from the `client.connected` event.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed unwrap is a failed assertion
 
 mod client;
 mod pki;
