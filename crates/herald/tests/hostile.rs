@@ -441,7 +441,7 @@ fn at_the_open_file_limit_clients_are_refused_and_metrics_answers() {
             other => panic!("expected a close, got {other:?}"),
         }
     }
-    assert_eq!(metric(metrics, "herald_connections"), 96);
+    assert_eq!(metric(metrics, "herald_connections{listener=\"tcp\"}"), 96);
     clients[0].ping();
     clients[95].ping();
     herald.stderr_line("connection limit reached");
