@@ -490,7 +490,10 @@ async fn on_hangup(certificates: herald_broker::listener::Certificates) {
         }
     };
     while hangups.recv().await.is_some() {
-        tracing::info!(signal = "SIGHUP", "reloading TLS certificates");
+        tracing::info!(
+            signal = "SIGHUP",
+            "SIGHUP received: reloading the TLS certificates; the rest of the configuration (broker, WebHook) is not reloaded yet and stays as it was"
+        );
         // Failures are logged where they happen; the old files stay.
         let _ = certificates.reload();
     }
