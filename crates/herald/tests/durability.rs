@@ -210,6 +210,7 @@ async fn graceful_restart_loses_nothing() {
 /// its index) without waiting for each PUBACK (at most `WINDOW` unanswered),
 /// counting the PUBACKs until the connection breaks.
 mod flood {
+    use crate::support::varint;
     use std::io::{Read, Write};
     use std::net::{SocketAddr, TcpStream};
     use std::sync::Arc;
@@ -217,20 +218,6 @@ mod flood {
 
     /// Most PUBLISHes sent and not yet acknowledged.
     const WINDOW: u64 = 500;
-
-    fn varint(mut n: usize, out: &mut Vec<u8>) {
-        loop {
-            let mut b = (n % 128) as u8;
-            n /= 128;
-            if n > 0 {
-                b |= 0x80;
-            }
-            out.push(b);
-            if n == 0 {
-                return;
-            }
-        }
-    }
 
     fn connect_packet(client_id: &str) -> Vec<u8> {
         let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 0];

@@ -67,21 +67,6 @@ fn metric(metrics: SocketAddr, name: &str) -> u64 {
         .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
 }
 
-/// MQTT Remaining Length.
-fn varint(mut n: usize, out: &mut Vec<u8>) {
-    loop {
-        let mut b = (n % 128) as u8;
-        n /= 128;
-        if n > 0 {
-            b |= 0x80;
-        }
-        out.push(b);
-        if n == 0 {
-            return;
-        }
-    }
-}
-
 /// A packet: first byte, then the body with its length in front.
 fn packet(first: u8, body: &[u8]) -> Vec<u8> {
     let mut out = vec![first];

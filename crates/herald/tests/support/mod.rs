@@ -185,3 +185,19 @@ pub fn http(addr: SocketAddr, request: &str) -> String {
     let _ = stream.read_to_string(&mut answer);
     answer
 }
+
+/// Appends `n` as an MQTT Remaining Length (variable byte integer), for
+/// tests that write raw packets.
+pub fn varint(mut n: usize, out: &mut Vec<u8>) {
+    loop {
+        let mut b = (n % 128) as u8;
+        n /= 128;
+        if n > 0 {
+            b |= 0x80;
+        }
+        out.push(b);
+        if n == 0 {
+            return;
+        }
+    }
+}
