@@ -14,7 +14,7 @@
 //! here (a field, its line in `KEYS` and in `read_key`) appears in the file
 //! without the binary changing.
 
-use std::net::{Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::time::Duration;
 
 use serde::de::{self, MapAccess};
@@ -283,7 +283,7 @@ impl Default for Config {
 impl Default for ListenerConfig {
     fn default() -> Self {
         Self {
-            bind: vec![SocketAddr::from((Ipv4Addr::UNSPECIFIED, 1883))],
+            bind: vec![SocketAddr::from((Ipv6Addr::UNSPECIFIED, 1883))],
             proxy_protocol: false,
             max_connections: 100_000,
             connect_timeout: 10,
@@ -696,10 +696,10 @@ mod tests {
         let mut c = Config::default();
         c.listener
             .bind
-            .push(SocketAddr::from((Ipv4Addr::UNSPECIFIED, 1883)));
+            .push(SocketAddr::from((Ipv6Addr::UNSPECIFIED, 1883)));
         assert_eq!(
             err_text(&c),
-            "listener.bind = \"0.0.0.0:1883\": listed more than once"
+            "listener.bind = \"[::]:1883\": listed more than once"
         );
         let mut c = Config::default();
         c.listener.max_connections = 0;

@@ -16,7 +16,7 @@ use crate::transport::tls::{TlsContext, TlsError};
 use crate::transport::ws::WsSettings;
 use crate::transport::{self, Endpoint, ListenerKind, Peer};
 use std::future::Future;
-use std::net::SocketAddr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
@@ -210,8 +210,31 @@ fn endpoints(config: &crate::config::Config) -> Result<Vec<Listening>, TlsError>
 /// A listening socket with address reuse and a deep accept backlog. An
 /// IPv6 wildcard (`[::]:PORT`) also accepts IPv4 (as IPv4-mapped
 /// addresses) where the OS allows, unless `all` binds the IPv4 wildcard
-/// on the same port too, in which case each takes its own family.
+/// on the same port too, in which case each takes its own family. On a
+/// machine without IPv6 an IPv6 wildcard falls back to `0.0.0.0:PORT`
+/// (said in one INFO line), unless that is listed as well.
 fn bind(addr: SocketAddr, all: &[SocketAddr]) -> std::io::Result<TcpListener> {
+    match bind_exactly(addr, all) {
+        Err(err) if addr.ip() == IpAddr::V6(Ipv6Addr::UNSPECIFIED) && no_ipv6(&err) => {
+            let v4 = SocketAddr::from((Ipv4Addr::UNSPECIFIED, addr.port()));
+            if all.contains(&v4) {
+                return Err(err);
+            }
+            tracing::info!(%addr, fallback = %v4, error = %err, "no IPv6 on this machine; listening on IPv4 only");
+            bind_exactly(v4, all)
+        }
+        other => other,
+    }
+}
+
+/// Whether a socket or bind error says the machine has no IPv6: the
+/// address is not available, or the family is not supported (EAFNOSUPPORT,
+/// 97 on Linux).
+fn no_ipv6(err: &std::io::Error) -> bool {
+    err.kind() == std::io::ErrorKind::AddrNotAvailable || err.raw_os_error() == Some(97)
+}
+
+fn bind_exactly(addr: SocketAddr, all: &[SocketAddr]) -> std::io::Result<TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
     if let SocketAddr::V6(v6) = addr {

@@ -11,6 +11,7 @@
 
 mod fdlimit;
 mod health;
+mod listen_addr;
 mod metrics;
 #[cfg(unix)]
 mod notify;
@@ -85,23 +86,26 @@ struct RunArgs {
     /// environment overrides only.
     #[arg(long, value_name = "FILE", env = config::CONFIG_FILE_ENV)]
     config: Option<PathBuf>,
-    /// Accept MQTT over TCP on this address (IP:PORT, e.g. 127.0.0.1:1883 or
-    /// [::1]:1883); repeat for several. Replaces listener.bind.
-    #[arg(long, value_name = "HOST:PORT")]
-    listen: Vec<SocketAddr>,
-    /// Accept MQTT over TLS on this address (e.g. 0.0.0.0:8883); repeat for
-    /// several. Replaces listener.tls.bind; the certificate and key come from
-    /// [listener.tls] certfile and keyfile.
-    #[arg(long, value_name = "HOST:PORT")]
-    listen_tls: Vec<SocketAddr>,
-    /// Accept MQTT over WebSocket on this address (e.g. 0.0.0.0:8083, path
-    /// listener.ws.path); repeat for several. Replaces listener.ws.bind.
-    #[arg(long, value_name = "HOST:PORT")]
-    listen_ws: Vec<SocketAddr>,
-    /// Accept MQTT over secure WebSocket on this address (e.g.
-    /// 0.0.0.0:8084); repeat for several. Replaces listener.wss.bind.
-    #[arg(long, value_name = "HOST:PORT")]
-    listen_wss: Vec<SocketAddr>,
+    /// Accept MQTT over TCP on this address: IP:PORT (127.0.0.1:1883,
+    /// [::1]:1883), HOST:PORT (every address of the name), or :PORT / PORT
+    /// (every interface, IPv6 and IPv4); repeat for several. Replaces
+    /// listener.bind.
+    #[arg(long, value_name = "HOST:PORT", value_parser = listen_addr::parse)]
+    listen: Vec<listen_addr::ListenAddrs>,
+    /// Accept MQTT over TLS on this address (same forms as --listen, e.g.
+    /// :8883); repeat for several. Replaces listener.tls.bind; the
+    /// certificate and key come from [listener.tls] certfile and keyfile.
+    #[arg(long, value_name = "HOST:PORT", value_parser = listen_addr::parse)]
+    listen_tls: Vec<listen_addr::ListenAddrs>,
+    /// Accept MQTT over WebSocket on this address (same forms as --listen,
+    /// e.g. :8083; path listener.ws.path); repeat for several. Replaces
+    /// listener.ws.bind.
+    #[arg(long, value_name = "HOST:PORT", value_parser = listen_addr::parse)]
+    listen_ws: Vec<listen_addr::ListenAddrs>,
+    /// Accept MQTT over secure WebSocket on this address (same forms as
+    /// --listen, e.g. :8084); repeat for several. Replaces listener.wss.bind.
+    #[arg(long, value_name = "HOST:PORT", value_parser = listen_addr::parse)]
+    listen_wss: Vec<listen_addr::ListenAddrs>,
     /// Keep state that outlives the process (WebHook spool) in this
     /// directory. Replaces data_dir.
     #[arg(long, value_name = "DIR")]
@@ -175,10 +179,10 @@ fn init_logging() {
 /// Loads the configuration, then runs the broker to completion.
 fn run(args: RunArgs) -> ExitCode {
     let flags = config::Flags {
-        listen: args.listen,
-        listen_tls: args.listen_tls,
-        listen_ws: args.listen_ws,
-        listen_wss: args.listen_wss,
+        listen: listen_addr::flatten(args.listen),
+        listen_tls: listen_addr::flatten(args.listen_tls),
+        listen_ws: listen_addr::flatten(args.listen_ws),
+        listen_wss: listen_addr::flatten(args.listen_wss),
         data_dir: args.data_dir,
         webhook_conf: args.webhook_conf,
     };

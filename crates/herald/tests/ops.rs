@@ -9,7 +9,7 @@
 mod support;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr, TcpListener, TcpStream};
 use std::os::unix::net::UnixDatagram;
 use std::time::{Duration, Instant};
 
@@ -498,5 +498,78 @@ fn webhook_recovery_is_one_info_line() {
         .filter(|l| l.contains("webhook delivery recovered"))
         .count();
     assert_eq!(recovered, 1, "{log:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Whether this machine can bind IPv6 loopback (containers sometimes
+/// cannot); the IPv6 halves of the listen tests need it.
+fn has_ipv6() -> bool {
+    TcpListener::bind("[::1]:0").is_ok()
+}
+
+/// `--listen :0` and `--listen 0` bind every interface of both families on
+/// one socket: an IPv4 and an IPv6 client both get in, the IPv4 one
+/// seen (and logged) as the IPv4 address it is.
+#[test]
+fn listen_with_a_port_alone_takes_ipv4_and_ipv6_clients() {
+    for form in [":0", "0"] {
+        let dir = temp_dir("listen-port");
+        let data = dir.display().to_string();
+        let mut herald = Running::spawn(
+            &["--listen", form, "--data-dir", &data],
+            &[("HERALD_METRICS__BIND", "127.0.0.1:0")],
+        );
+        let bound = logged_addr(&herald.stderr_line("listening for MQTT"));
+        let v6 = has_ipv6();
+        if v6 {
+            assert_eq!(bound.ip(), Ipv6Addr::UNSPECIFIED, "--listen {form}");
+        } else {
+            assert_eq!(bound.ip(), Ipv4Addr::UNSPECIFIED, "--listen {form}");
+        }
+        let v4_client = connect(SocketAddr::from((Ipv4Addr::LOCALHOST, bound.port())), "v4");
+        let local = v4_client.local_addr().unwrap();
+        let line = herald.stderr_line("client_id=v4");
+        assert!(
+            line.contains(&format!("peer={local}")),
+            "--listen {form}: {line}"
+        );
+        if v6 {
+            let v6_client = connect(SocketAddr::from((Ipv6Addr::LOCALHOST, bound.port())), "v6");
+            let local = v6_client.local_addr().unwrap();
+            let line = herald.stderr_line("client_id=v6");
+            assert!(
+                line.contains(&format!("peer={local}")),
+                "--listen {form}: {line}"
+            );
+        }
+        drop(herald);
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+}
+
+/// `--listen localhost:0` binds each address the name has (each on its
+/// own free port here), and clients connect on each.
+#[test]
+fn listen_with_a_host_name_binds_each_of_its_addresses() {
+    let dir = temp_dir("listen-host");
+    let data = dir.display().to_string();
+    let expected: Vec<SocketAddr> = {
+        use std::net::ToSocketAddrs;
+        let mut all: Vec<SocketAddr> = ("localhost", 0).to_socket_addrs().unwrap().collect();
+        all.dedup();
+        all
+    };
+    let mut herald = Running::spawn(
+        &["--listen", "localhost:0", "--data-dir", &data],
+        &[("HERALD_METRICS__BIND", "127.0.0.1:0")],
+    );
+    for (i, want) in expected.iter().enumerate() {
+        let bound = logged_addr(&herald.stderr_line("listening for MQTT"));
+        assert_eq!(bound.ip(), want.ip(), "address {i} of localhost");
+        let id = format!("host{i}");
+        let _client = connect(bound, &id);
+        herald.stderr_line(&format!("client_id={id}"));
+    }
+    drop(herald);
     let _ = std::fs::remove_dir_all(&dir);
 }
