@@ -83,8 +83,9 @@
 use crate::ack::AckHolds;
 use crate::message::Message;
 pub use crate::reason::{DisconnectReason, DropReason, TerminationReason};
-use crate::support::{read, write};
+use crate::support::lock;
 use crate::transport::{ListenerKind, PeerCert};
+use arc_swap::{ArcSwap, Guard};
 use bytes::Bytes;
 use herald_codec::{ByteStr, Protocol, QoS, ReasonCode, SubOptions};
 use std::future::Future;
@@ -92,7 +93,7 @@ use std::net::SocketAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex};
 use std::task::Poll;
 
 /// Who a client is, as events report it.
@@ -145,76 +146,125 @@ pub struct SubscriptionInfo<'a> {
 #[derive(Debug, Clone, Copy)]
 pub enum Event<'a> {
     /// CONNECT received, before authentication.
-    ClientConnect { client: &'a ClientInfo },
+    ClientConnect {
+        /// The connecting client, client id as sent.
+        client: &'a ClientInfo,
+    },
     /// CONNACK about to be sent; `reason` is success or the refusal.
     ClientConnack {
+        /// The client.
         client: &'a ClientInfo,
+        /// The outcome, as a reason code (success or the refusal's).
         reason: ReasonCode,
     },
     /// Connected (after a successful CONNACK).
-    ClientConnected { client: &'a ClientInfo },
+    ClientConnected {
+        /// The client.
+        client: &'a ClientInfo,
+    },
     /// The connection is closing, and why.
     ClientDisconnected {
+        /// The client.
         client: &'a ClientInfo,
+        /// Why the connection closes.
         reason: DisconnectReason,
     },
     /// One filter of a SUBSCRIBE, before authorization.
     ClientSubscribe {
+        /// The subscribing client.
         client: &'a ClientInfo,
+        /// The filter and the options asked for.
         sub: SubscriptionInfo<'a>,
     },
     /// One filter of an UNSUBSCRIBE.
     ClientUnsubscribe {
+        /// The client.
         client: &'a ClientInfo,
+        /// The filter without any `$share/{group}/` prefix.
         topic: &'a str,
+        /// The share group, for `$share/{group}/...`.
         share: Option<&'a str>,
     },
     /// A connection started a new session.
-    SessionCreated { client: &'a ClientInfo },
+    SessionCreated {
+        /// The session's client.
+        client: &'a ClientInfo,
+    },
     /// A connection resumed an existing session.
-    SessionResumed { client: &'a ClientInfo },
+    SessionResumed {
+        /// The session's client.
+        client: &'a ClientInfo,
+    },
     /// A subscription was added (or replaced: `is_new` false).
     SessionSubscribed {
+        /// The session's client.
         client: &'a ClientInfo,
+        /// The filter and the options granted.
         sub: SubscriptionInfo<'a>,
+        /// False when it replaced a subscription to the same filter.
         is_new: bool,
     },
     /// A subscription was removed.
     SessionUnsubscribed {
+        /// The session's client.
         client: &'a ClientInfo,
+        /// The filter without any `$share/{group}/` prefix.
         topic: &'a str,
+        /// The share group, for `$share/{group}/...`.
         share: Option<&'a str>,
     },
     /// A new connection took over the session of a connected client.
-    SessionTakeovered { client: &'a ClientInfo },
+    SessionTakeovered {
+        /// The new connection's client.
+        client: &'a ClientInfo,
+    },
     /// A clean-start connection discarded the client's existing session.
-    SessionDiscarded { client: &'a ClientInfo },
+    SessionDiscarded {
+        /// The new connection's client.
+        client: &'a ClientInfo,
+    },
     /// A session ended, and why.
     SessionTerminated {
+        /// The session's client id.
         client_id: &'a str,
+        /// The user name of the connection that last owned it.
         username: Option<&'a str>,
+        /// Why it ended.
         reason: TerminationReason,
     },
     /// A message is about to be routed.
-    MessagePublish { message: &'a Message },
+    MessagePublish {
+        /// The message as published.
+        message: &'a Message,
+    },
     /// A message is about to be sent to a subscriber, with the QoS and
     /// RETAIN flag it receives.
     MessageDelivered {
+        /// The subscriber.
         client: &'a ClientInfo,
+        /// The message as published.
         message: &'a Message,
+        /// The QoS it is delivered with (at most the subscription's).
         qos: QoS,
+        /// The RETAIN flag it is delivered with.
         retain: bool,
     },
     /// A subscriber acknowledged a message.
     MessageAcked {
+        /// The subscriber.
         client: &'a ClientInfo,
+        /// The message as published.
         message: &'a Message,
+        /// The QoS it was delivered with.
         qos: QoS,
+        /// The RETAIN flag it was delivered with.
         retain: bool,
     },
     /// A message was dropped.
     MessageDropped {
+        /// The message as published.
         message: &'a Message,
+        /// Why it was dropped.
         reason: DropReason,
     },
 }
@@ -336,40 +386,54 @@ impl<T: ?Sized> Clone for Entry<T> {
     }
 }
 
-/// Handlers of one kind, highest priority first. Firing clones the `Arc`
-/// of the current list (a short read lock), so registration never waits for
-/// handlers to run and handlers never see a half-updated list.
+/// Handlers of one kind, highest priority first. Firing loads the current
+/// list without a lock ([`ArcSwap`]: no shared counter is written on the
+/// MQTT path), so registration never waits for handlers to run and
+/// handlers never see a half-updated list. Changes are serialised by
+/// `changing` and published with one atomic swap.
 struct List<T: ?Sized> {
-    entries: RwLock<Arc<Vec<Entry<T>>>>,
-    /// Whether any handler is registered: lets firing skip the lock.
+    entries: ArcSwap<Vec<Entry<T>>>,
+    /// Held while a change is made (registration, removal, replacement).
+    changing: Mutex<()>,
+    /// Whether any handler is registered: lets firing skip the load.
     any: AtomicBool,
 }
 
 impl<T: ?Sized> Default for List<T> {
     fn default() -> Self {
         List {
-            entries: RwLock::new(Arc::new(Vec::new())),
+            entries: ArcSwap::from_pointee(Vec::new()),
+            changing: Mutex::new(()),
             any: AtomicBool::new(false),
         }
     }
 }
 
 impl<T: ?Sized> List<T> {
-    fn snapshot(&self) -> Option<Arc<Vec<Entry<T>>>> {
-        if !self.any.load(Ordering::Acquire) {
-            return None;
-        }
-        Some(read(&self.entries).clone())
+    /// The current handlers, for running them right away (not across an
+    /// `.await`: see [`List::owned`]).
+    fn current(&self) -> Option<Guard<Arc<Vec<Entry<T>>>>> {
+        self.any
+            .load(Ordering::Acquire)
+            .then(|| self.entries.load())
+    }
+
+    /// The current handlers as an owned `Arc`, for the async decision
+    /// handlers that hold the list across `.await`s.
+    fn owned(&self) -> Option<Arc<Vec<Entry<T>>>> {
+        self.any
+            .load(Ordering::Acquire)
+            .then(|| self.entries.load_full())
     }
 
     fn update(&self, change: impl FnOnce(&mut Vec<Entry<T>>) -> bool) -> bool {
-        let mut guard = write(&self.entries);
-        let mut next: Vec<Entry<T>> = guard.as_ref().clone();
+        let _changing = lock(&self.changing);
+        let mut next: Vec<Entry<T>> = self.entries.load().as_ref().clone();
         let changed = change(&mut next);
         // Stable: equal priorities keep registration order.
         next.sort_by_key(|e| std::cmp::Reverse(e.priority));
         self.any.store(!next.is_empty(), Ordering::Release);
-        *guard = Arc::new(next);
+        self.entries.store(Arc::new(next));
         changed
     }
 
@@ -460,31 +524,24 @@ impl Hooks {
 
     /// Runs every notification handler on `event`, in priority order.
     pub fn fire(&self, event: Event<'_>) {
-        let Some(list) = self.handlers.snapshot() else {
-            return;
-        };
-        for entry in list.iter() {
-            let run = catch_unwind(AssertUnwindSafe(|| entry.handler.on_event(&event)));
-            if run.is_err() {
-                tracing::error!(
-                    event = event.name(),
-                    hook = entry.id.0,
-                    "hook handler panicked"
-                );
-            }
-        }
+        self.run_handlers(&event, |handler| handler.on_event(&event));
     }
 
     /// Fires `message.publish` for `message`, letting handlers hold (or
     /// refuse) its acknowledgement through `holds`.
     pub fn fire_publish(&self, message: &Message, holds: &mut AckHolds) {
-        let Some(list) = self.handlers.snapshot() else {
+        let event = Event::MessagePublish { message };
+        self.run_handlers(&event, |handler| handler.on_publish(&event, holds));
+    }
+
+    /// Calls `run` with each notification handler in priority order; a
+    /// handler that panics is logged and the others still run.
+    fn run_handlers(&self, event: &Event<'_>, mut run: impl FnMut(&dyn Handler)) {
+        let Some(list) = self.handlers.current() else {
             return;
         };
-        let event = Event::MessagePublish { message };
         for entry in list.iter() {
-            let run = catch_unwind(AssertUnwindSafe(|| entry.handler.on_publish(&event, holds)));
-            if run.is_err() {
+            if catch_unwind(AssertUnwindSafe(|| run(entry.handler.as_ref()))).is_err() {
                 tracing::error!(
                     event = event.name(),
                     hook = entry.id.0,
@@ -496,7 +553,7 @@ impl Hooks {
 
     /// Asks the `client.authenticate` handlers in priority order.
     pub async fn authenticate(&self, request: AuthRequest<'_>) -> Decision {
-        let Some(list) = self.authenticators.snapshot() else {
+        let Some(list) = self.authenticators.owned() else {
             return Decision::Ignore;
         };
         for entry in list.iter() {
@@ -511,7 +568,7 @@ impl Hooks {
 
     /// Asks the `client.check_acl` handlers in priority order.
     pub async fn check_acl(&self, request: AclRequest<'_>) -> Decision {
-        let Some(list) = self.authorizers.snapshot() else {
+        let Some(list) = self.authorizers.owned() else {
             return Decision::Ignore;
         };
         for entry in list.iter() {
