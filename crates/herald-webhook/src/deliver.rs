@@ -23,6 +23,11 @@
 //! restarts, so a receiver can drop duplicates; optionally an HMAC-SHA256
 //! signature header over `"<unix seconds>.<body>"`.
 //!
+//! A reload swaps the target and options ([`Settings`]) under running
+//! lanes. The lanes of a newer spool generation wait for the older one's
+//! to drain (`after`), and lanes end by themselves once their sealed spool
+//! has nothing more ([`Delivery::drained`]).
+//!
 //! Lanes never touch the MQTT side; the MQTT side never waits for them.
 
 use crate::http::{Connection, Target};
@@ -83,53 +88,114 @@ pub struct DeliveryOptions {
     pub event_id_header: HeaderName,
 }
 
+/// Where and how lanes deliver: swapped at runtime by a reload (lanes pick
+/// the new one up before their next request, and a lane waiting to retry
+/// tries again at once).
+pub type Settings = (Arc<Target>, Arc<DeliveryOptions>);
+
 /// The running lanes.
 pub struct Delivery {
     tasks: Vec<JoinHandle<()>>,
     stop: watch::Sender<bool>,
+    /// Becomes `true` once every lane has ended by itself: its spool was
+    /// sealed and everything in it delivered (or given up on).
+    drained: watch::Receiver<bool>,
 }
 
-/// Starts one task per lane.
-pub fn start(
-    target: Arc<Target>,
-    spool: &Spool,
-    readers: Vec<LaneReader>,
-    options: Arc<DeliveryOptions>,
-    metrics: Arc<WebhookMetrics>,
-) -> Delivery {
+/// What a set of lanes starts with.
+pub struct Start {
+    /// The current settings (and their later replacements).
+    pub settings: watch::Receiver<Settings>,
+    /// The counters.
+    pub metrics: Arc<WebhookMetrics>,
+    /// Deliver nothing before this is `true` (an older generation is
+    /// draining first); stop if its sender goes away first.
+    pub after: Option<watch::Receiver<bool>>,
+    /// Most lanes delivering at once: with fewer tasks than readers, each
+    /// task drains its lanes one after the other (an older generation
+    /// with more lanes than `pool_size` now).
+    pub tasks: usize,
+}
+
+/// Starts the lanes of `spool`'s readers.
+pub fn start(spool: &Spool, readers: Vec<LaneReader>, start: Start) -> Delivery {
     let (stop, stop_rx) = watch::channel(false);
+    let (drained_tx, drained) = watch::channel(false);
     let spool_id: Arc<str> = Arc::from(spool.id());
     let outage = Arc::new(Outage {
         failing: AtomicBool::new(false),
         since: Mutex::new(None),
         spool: spool.clone(),
     });
-    let tasks = readers
+    let tasks_n = start.tasks.clamp(1, readers.len().max(1));
+    let mut groups: Vec<Vec<LaneReader>> = (0..tasks_n).map(|_| Vec::new()).collect();
+    for (i, reader) in readers.into_iter().enumerate() {
+        groups[i % tasks_n].push(reader);
+    }
+    let finished = Arc::new((std::sync::atomic::AtomicUsize::new(0), drained_tx));
+    let tasks = groups
         .into_iter()
-        .map(|reader| {
-            let lane_no = reader.lane();
-            let lane = Lane {
-                reader,
-                target: target.clone(),
-                options: options.clone(),
-                metrics: metrics.clone(),
-                spool_id: spool_id.clone(),
-                outage: outage.clone(),
-                conn: None,
-                stop: stop_rx.clone(),
-                rng: seed(lane_no),
-                log_throttle: LogThrottle::default(),
-                held: None,
-                clients: HashSet::new(),
-                ids: String::new(),
-            };
-            tokio::spawn(lane.run())
+        .map(|group| {
+            let (settings, metrics) = (start.settings.clone(), start.metrics.clone());
+            let (spool_id, outage) = (spool_id.clone(), outage.clone());
+            let (stop, after, finished) = (stop_rx.clone(), start.after.clone(), finished.clone());
+            tokio::spawn(async move {
+                if let Some(mut after) = after {
+                    // Stopping wins over a gate that opens at the same time.
+                    let mut stop_wait = stop.clone();
+                    tokio::select! {
+                        biased;
+                        _ = stop_wait.wait_for(|s| *s) => return,
+                        opened = after.wait_for(|d| *d) => if opened.is_err() { return },
+                    }
+                    if *stop.borrow() {
+                        return;
+                    }
+                }
+                for reader in group {
+                    let lane_no = reader.lane();
+                    let (target, options) = settings.borrow().clone();
+                    let lane = Lane {
+                        reader,
+                        target,
+                        options,
+                        settings: settings.clone(),
+                        metrics: metrics.clone(),
+                        spool_id: spool_id.clone(),
+                        outage: outage.clone(),
+                        conn: None,
+                        stop: stop.clone(),
+                        rng: seed(lane_no),
+                        log_throttle: LogThrottle::default(),
+                        held: None,
+                        clients: HashSet::new(),
+                        ids: String::new(),
+                    };
+                    if !lane.run().await {
+                        return;
+                    }
+                }
+                let (count, drained) = &*finished;
+                if count.fetch_add(1, Ordering::AcqRel) + 1 == tasks_n {
+                    let _ = drained.send(true);
+                }
+            })
         })
         .collect();
-    Delivery { tasks, stop }
+    Delivery {
+        tasks,
+        stop,
+        drained,
+    }
 }
 
 impl Delivery {
+    /// Becomes `true` once every lane has ended by itself (see
+    /// [`crate::spool::Spool::seal`]).
+    pub fn drained(&self) -> watch::Receiver<bool> {
+        self.drained.clone()
+    }
+
     /// Stops the lanes: a request in flight may finish within `deadline`;
     /// nothing else is started. Whatever was not delivered stays in the
     /// spool for the next start.
@@ -199,8 +265,12 @@ impl Outage {
 /// One lane's task state.
 struct Lane {
     reader: LaneReader,
+    /// Where requests go (from `settings`, refreshed before each window).
     target: Arc<Target>,
+    /// How (from `settings`, likewise).
     options: Arc<DeliveryOptions>,
+    /// Replaced by a reload.
+    settings: watch::Receiver<Settings>,
     metrics: Arc<WebhookMetrics>,
     spool_id: Arc<str>,
     /// Whether delivery is failing, across lanes.
@@ -222,19 +292,36 @@ struct Lane {
 }
 
 impl Lane {
-    async fn run(mut self) {
+    /// Delivers until stopped (`false`) or until the spool is sealed and
+    /// this lane has nothing more (`true`).
+    async fn run(mut self) -> bool {
         loop {
             let Some(first) = self.next_batch().await else {
-                return;
+                return !*self.stop.borrow();
             };
+            self.refresh();
             let mut window = vec![first];
             self.fill(&mut window);
             let Some(last) = self.send_window(window).await else {
                 // Stopping: what was not delivered stays in the spool.
-                return;
+                return false;
             };
             self.reader.ack(last);
         }
+    }
+
+    /// Takes up new settings if a reload brought some (a new target: the
+    /// connection to the old one is dropped).
+    fn refresh(&mut self) {
+        if !self.settings.has_changed().unwrap_or(false) {
+            return;
+        }
+        let (target, options) = self.settings.borrow_and_update().clone();
+        if !Arc::ptr_eq(&target, &self.target) {
+            self.conn = None;
+            self.target = target;
+        }
+        self.options = options;
     }
 
     /// Waits for the next record, then (in batch mode) gathers more until
@@ -367,13 +454,17 @@ impl Lane {
         let mut wait = wait;
         let mut attempt = 1u32;
         loop {
+            let mut settings = self.settings.clone();
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = self.stop.changed() => return None,
+                // New settings (another URL?): try again at once.
+                Ok(()) = settings.changed() => {}
             }
             if *self.stop.borrow() {
                 return None;
             }
+            self.refresh();
             batch = self.drop_old(batch);
             if batch.is_empty() {
                 return Some(());

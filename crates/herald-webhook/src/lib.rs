@@ -27,7 +27,8 @@
 //! - [`listen`]: a local receiver that prints what it gets (`herald webhook
 //!   listen`), also used by tests and the benchmark sink.
 //! - [`service`]: [`WebHook`], the handler plus the lanes, attached to a
-//!   running broker.
+//!   running broker, reloadable; `generation`: the spool generations a
+//!   change of `pool_size` leaves, drained oldest first.
 //!
 //! Everything that runs on the broker's side of the spool (matching rules,
 //! building a body) is synchronous, allocation-light and never blocks: a
@@ -39,6 +40,7 @@ pub mod conf;
 pub mod deliver;
 pub mod endpoint;
 pub mod event;
+mod generation;
 pub mod http;
 pub mod listen;
 pub mod metrics;

@@ -8,8 +8,9 @@
 
 use crate::body::BodyBuilder;
 use crate::conf::{FsyncPolicy, SpoolMode, WebhookConfig};
-use crate::deliver::{self, Delivery, DeliveryOptions, Signing};
+use crate::deliver::{self, DeliveryOptions, Settings, Signing};
 use crate::event::client_id;
+use crate::generation::Generations;
 use crate::http::{SetupError, Target};
 use crate::metrics::WebhookMetrics;
 use crate::rules::Rules;
@@ -18,11 +19,12 @@ use bytes::Bytes;
 use herald_broker::ack::{AckGate, AckHolds, Changed, Refused};
 use herald_broker::broker::Broker;
 use herald_broker::hooks::{Event, Handler, HookId};
-use herald_broker::support::now_ms;
+use herald_broker::support::{lock, now_ms};
 use hyper::header::HeaderName;
-use std::path::Path;
-use std::sync::Arc;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+use tokio::sync::watch;
 
 /// How often the spool fsyncs under `web.hook.spool.fsync = interval`.
 const FSYNC_INTERVAL: Duration = Duration::from_millis(200);
@@ -57,9 +59,22 @@ pub enum StartError {
 pub struct WebHook {
     broker: Arc<Broker>,
     hook: HookId,
-    spool: Spool,
-    delivery: Delivery,
     metrics: Arc<WebhookMetrics>,
+    /// Where and how lanes deliver; a reload sends new ones.
+    settings: watch::Sender<Settings>,
+    /// Where the spool lives unless the configuration says otherwise.
+    data_dir: PathBuf,
+    state: Mutex<State>,
+}
+
+/// What a reload replaces.
+struct State {
+    /// The spool generations and their lanes (`None` once shut down).
+    generations: Option<Generations>,
+    /// The handler attached to the broker.
+    handler: Arc<Enqueue>,
+    /// The configuration in force.
+    config: WebhookConfig,
 }
 
 /// The hook handler: rules → body → spool.
@@ -73,6 +88,16 @@ struct Enqueue {
 }
 
 impl Enqueue {
+    fn new(config: &WebhookConfig, spool: Spool, metrics: Arc<WebhookMetrics>) -> Enqueue {
+        Enqueue {
+            rules: config.rules.clone(),
+            bodies: BodyBuilder::from_config(config),
+            gate: Arc::new(SpoolGate(spool.clone())),
+            spool,
+            metrics,
+        }
+    }
+
     /// Matches the rules, builds the body and spools it (as many times as
     /// rules match). With `holds`, the publisher's acknowledgement waits
     /// for the records to be written (or is refused if they cannot be).
@@ -194,83 +219,88 @@ fn header_name(key: &'static str, value: &str) -> Result<HeaderName, StartError>
     })
 }
 
+/// Where and how the lanes deliver, as `config` says.
+fn settings_of(config: &WebhookConfig) -> Result<Settings, StartError> {
+    let endpoint = config.url.clone().ok_or(StartError::NoUrl)?;
+    let target = Target::new(
+        endpoint,
+        &config.tls,
+        &config.headers,
+        config.request.connect_timeout,
+        config.request.request_timeout,
+    )?;
+    let signing = match &config.sign.secret {
+        Some(secret) => Some(Signing {
+            secret: secret.expose().as_bytes().to_vec(),
+            header: header_name("web.hook.sign.header", &config.sign.header)?,
+        }),
+        None => None,
+    };
+    let options = DeliveryOptions {
+        initial_backoff: config.retry.initial_backoff,
+        max_backoff: config.retry.max_backoff,
+        max_event_age: config.max_event_age,
+        batch_size: config.batch.size.max(1),
+        batch_interval: config.batch.interval,
+        window: if config.enable_pipelining {
+            deliver::PIPELINE_WINDOW
+        } else {
+            1
+        },
+        signing,
+        event_id_header: header_name("web.hook.event_id_header", &config.event_id_header)?,
+    };
+    Ok((Arc::new(target), Arc::new(options)))
+}
+
+/// The spool as `config` says, under `data_dir` unless `web.hook.spool.dir`
+/// says otherwise.
+fn spool_options(config: &WebhookConfig, data_dir: &Path) -> SpoolOptions {
+    let dir = match config.spool.mode {
+        SpoolMode::Memory => None,
+        SpoolMode::Disk => Some(
+            config
+                .spool
+                .dir
+                .clone()
+                .unwrap_or_else(|| data_dir.join("webhook")),
+        ),
+    };
+    SpoolOptions {
+        dir,
+        lanes: config.pool_size,
+        max_bytes: config.spool.max_bytes,
+        fsync: match config.spool.fsync {
+            FsyncPolicy::Always => Fsync::Always,
+            FsyncPolicy::Interval => Fsync::Interval(FSYNC_INTERVAL),
+            FsyncPolicy::Never => Fsync::Never,
+        },
+        cache_bytes: spool::CACHE_BYTES.min(config.spool.max_bytes / 4),
+        memory_limit: spool::MEMORY_LIMIT.min(config.spool.max_bytes),
+    }
+}
+
 impl WebHook {
-    /// Opens the spool (recovering what a previous run left), starts the
-    /// lanes and attaches the handler to `broker`'s hooks. `data_dir` is
-    /// where the spool lives unless `web.hook.spool.dir` says otherwise.
+    /// Opens the spool (recovering what a previous run left, with any lane
+    /// count), starts the lanes and attaches the handler to `broker`'s
+    /// hooks. `data_dir` is where the spool lives unless
+    /// `web.hook.spool.dir` says otherwise.
     pub fn start(
         config: &WebhookConfig,
         data_dir: &Path,
         broker: &Arc<Broker>,
     ) -> Result<WebHook, StartError> {
-        let endpoint = config.url.clone().ok_or(StartError::NoUrl)?;
         config.log_warnings();
-        let target = Target::new(
-            endpoint,
-            &config.tls,
-            &config.headers,
-            config.request.connect_timeout,
-            config.request.request_timeout,
-        )?;
-        let dir = match config.spool.mode {
-            SpoolMode::Memory => None,
-            SpoolMode::Disk => Some(
-                config
-                    .spool
-                    .dir
-                    .clone()
-                    .unwrap_or_else(|| data_dir.join("webhook")),
-            ),
-        };
-        let (spool, readers) = Spool::open(SpoolOptions {
-            dir,
-            lanes: config.pool_size,
-            max_bytes: config.spool.max_bytes,
-            fsync: match config.spool.fsync {
-                FsyncPolicy::Always => Fsync::Always,
-                FsyncPolicy::Interval => Fsync::Interval(FSYNC_INTERVAL),
-                FsyncPolicy::Never => Fsync::Never,
-            },
-            cache_bytes: spool::CACHE_BYTES.min(config.spool.max_bytes / 4),
-            memory_limit: spool::MEMORY_LIMIT.min(config.spool.max_bytes),
-        })?;
-        let signing = match &config.sign.secret {
-            Some(secret) => Some(Signing {
-                secret: secret.expose().as_bytes().to_vec(),
-                header: header_name("web.hook.sign.header", &config.sign.header)?,
-            }),
-            None => None,
-        };
-        let options = DeliveryOptions {
-            initial_backoff: config.retry.initial_backoff,
-            max_backoff: config.retry.max_backoff,
-            max_event_age: config.max_event_age,
-            batch_size: config.batch.size.max(1),
-            batch_interval: config.batch.interval,
-            window: if config.enable_pipelining {
-                deliver::PIPELINE_WINDOW
-            } else {
-                1
-            },
-            signing,
-            event_id_header: header_name("web.hook.event_id_header", &config.event_id_header)?,
-        };
+        let (settings, settings_rx) = watch::channel(settings_of(config)?);
         let metrics = Arc::new(WebhookMetrics::default());
-        let delivery = deliver::start(
-            Arc::new(target),
-            &spool,
-            readers,
-            Arc::new(options),
+        let generations = Generations::open(
+            spool_options(config, data_dir),
+            settings_rx,
             metrics.clone(),
-        );
-        let handler = Enqueue {
-            rules: config.rules.clone(),
-            bodies: BodyBuilder::from_config(config),
-            spool: spool.clone(),
-            gate: Arc::new(SpoolGate(spool.clone())),
-            metrics: metrics.clone(),
-        };
-        let hook = broker.hooks.add_handler(PRIORITY, Arc::new(handler));
+        )?;
+        let spool = generations.current().clone();
+        let handler = Arc::new(Enqueue::new(config, spool.clone(), metrics.clone()));
+        let hook = broker.hooks.add_handler(PRIORITY, handler.clone());
         tracing::info!(
             url = %config.url.as_ref().map(|u| u.to_string()).unwrap_or_default(),
             lanes = spool.lanes(),
@@ -281,25 +311,75 @@ impl WebHook {
         Ok(WebHook {
             broker: broker.clone(),
             hook,
-            spool,
-            delivery,
             metrics,
+            settings,
+            data_dir: data_dir.to_owned(),
+            state: Mutex::new(State {
+                generations: Some(generations),
+                handler,
+                config: config.clone(),
+            }),
         })
     }
 
-    /// Swaps the rules and body settings for those of `config` without a
-    /// restart (the URL, TLS and spool settings stay as started).
-    pub fn reload(&self, config: &WebhookConfig) {
-        let handler = Enqueue {
-            rules: config.rules.clone(),
-            bodies: BodyBuilder::from_config(config),
-            spool: self.spool.clone(),
-            gate: Arc::new(SpoolGate(self.spool.clone())),
-            metrics: self.metrics.clone(),
+    /// Takes up `config` without a restart: rules and body settings for
+    /// the next event; URL, headers, TLS files, timeouts, retry, batch,
+    /// pipelining and signing settings for the next request (a lane
+    /// waiting to retry tries the new URL at once); another `pool_size`
+    /// starts a new spool generation for new events, delivered once the
+    /// current one has drained (see [`crate::generation`]). Nothing
+    /// spooled is lost or reordered. Spool settings (`web.hook.spool.*`)
+    /// take effect at the next start. If `config` cannot be used (no URL,
+    /// TLS files that do not load, a bad header name), nothing changes.
+    pub fn reload(&self, config: &WebhookConfig) -> Result<(), StartError> {
+        let settings = settings_of(config)?;
+        let mut state = lock(&self.state);
+        let State {
+            generations,
+            handler,
+            config: running,
+        } = &mut *state;
+        let Some(generations) = generations.as_mut() else {
+            return Ok(());
         };
-        self.broker
-            .hooks
-            .replace_handler(self.hook, Arc::new(handler));
+        if spool_options(config, &self.data_dir).dir != spool_options(running, &self.data_dir).dir
+            || config.spool != running.spool
+        {
+            tracing::warn!(
+                "webhook reload: web.hook.spool.* settings changed; they take effect at the next start"
+            );
+        }
+        let retired = if config.pool_size == running.pool_size {
+            None
+        } else {
+            Some(generations.replace(config.pool_size)?)
+        };
+        let spool = generations.current().clone();
+        let new = Arc::new(Enqueue::new(config, spool.clone(), self.metrics.clone()));
+        self.broker.hooks.replace_handler(self.hook, new.clone());
+        let old = std::mem::replace(handler, new);
+        self.settings.send_replace(settings);
+        tracing::info!(
+            url = %config.url.as_ref().map(|u| u.to_string()).unwrap_or_default(),
+            lanes = spool.lanes(),
+            previous_lanes = running.pool_size,
+            rules = config.rules.len(),
+            "webhook configuration reloaded"
+        );
+        *running = config.clone();
+        drop(state);
+        if let Some(retired) = retired {
+            tokio::spawn(async move {
+                // A handler call that began before the swap may still push
+                // to the old spool: it is sealed once none is left.
+                while Arc::strong_count(&old) > 1 {
+                    tokio::time::sleep(Duration::from_millis(1)).await;
+                }
+                drop(old);
+                retired.seal().await;
+            });
+        }
+        Ok(())
     }
 
     /// The counters.
@@ -311,27 +391,36 @@ impl WebHook {
     /// events are held in memory (QoS 1/2 publishes that match a rule are
     /// then refused once that memory is full). For readiness checks.
     pub fn healthy(&self) -> bool {
-        self.spool.healthy()
+        self.spool().is_none_or(|s| s.healthy())
     }
 
-    /// The spool.
-    pub fn spool(&self) -> &Spool {
-        &self.spool
+    /// Whether the spool can take events now (see [`Spool::health`]).
+    pub fn health(&self) -> Result<(), String> {
+        self.spool().map_or(Ok(()), |s| s.health())
+    }
+
+    /// The spool new events go to (`None` once shut down).
+    pub fn spool(&self) -> Option<Spool> {
+        lock(&self.state)
+            .generations
+            .as_ref()
+            .map(|g| g.current().clone())
     }
 
     /// Prometheus text of the WebHook's counters and spool state.
     pub fn render_metrics(&self) -> String {
-        self.metrics.render(Some(&self.spool))
+        self.metrics.render(self.spool().as_ref())
     }
 
     /// Stops taking events, lets requests in flight finish within
     /// `deadline`, and writes what is pending to the spool so the next
     /// start delivers the rest.
-    pub async fn shutdown(self, deadline: Duration) {
+    pub async fn shutdown(&self, deadline: Duration) {
         self.broker.hooks.remove(self.hook);
-        self.delivery.shutdown(deadline).await;
-        let spool = self.spool.clone();
-        let _ = tokio::task::spawn_blocking(move || spool.close()).await;
+        let generations = lock(&self.state).generations.take();
+        if let Some(generations) = generations {
+            generations.shutdown(deadline).await;
+        }
         tracing::info!("webhook stopped");
     }
 }

@@ -471,7 +471,14 @@ async fn most_requests_in_flight(pipelining: bool) -> usize {
         publish(&broker, &format!("client-{c}"), c.to_string());
     }
     let committed = async {
-        while hook.spool().stats().committed.load(Ordering::Relaxed) < EVENTS as u64 {
+        while hook
+            .spool()
+            .expect("running")
+            .stats()
+            .committed
+            .load(Ordering::Relaxed)
+            < EVENTS as u64
+        {
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     };

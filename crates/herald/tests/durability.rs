@@ -57,33 +57,7 @@ fn start(conf: &str, data: &str) -> (Running, SocketAddr, SocketAddr) {
 /// Publishes MESSAGES QoS 1 messages from each of CLIENTS clients and
 /// waits for every PUBACK (the broker has accepted them).
 async fn publish_all(mqtt: SocketAddr) {
-    let mut tasks = Vec::new();
-    for c in 0..CLIENTS {
-        tasks.push(tokio::spawn(async move {
-            let mut opts = MqttOptions::new(format!("dev-{c}"), mqtt.ip().to_string(), mqtt.port());
-            opts.set_keep_alive(Duration::from_secs(30));
-            let (client, mut eventloop) = AsyncClient::new(opts, MESSAGES + 10);
-            for i in 0..MESSAGES {
-                client
-                    .publish("sensors/t", QoS::AtLeastOnce, false, i.to_string())
-                    .await
-                    .unwrap_or_else(|e| panic!("{e}"));
-            }
-            let mut acked = 0;
-            while acked < MESSAGES {
-                let Ok(polled) = tokio::time::timeout(WAIT, eventloop.poll()).await else {
-                    panic!("no PUBACK within {WAIT:?}");
-                };
-                let event = polled.expect("the connection stays up");
-                if let Event::Incoming(Packet::PubAck(_)) = event {
-                    acked += 1;
-                }
-            }
-        }));
-    }
-    for t in tasks {
-        t.await.unwrap_or_else(|e| panic!("{e}"));
-    }
+    publish_round(mqtt, CLIENTS, MESSAGES, 0).await;
 }
 
 /// Polls `/metrics` until `name` reaches `at_least` (the process is
@@ -448,5 +422,143 @@ async fn sigkill_mid_flood_loses_no_acknowledged_event() {
         acked_by_client.values().sum::<u64>() >= kill_points.iter().sum::<u64>(),
         "the flood ran"
     );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Publishes `messages` QoS 1 messages (payloads `offset..offset +
+/// messages`) to `sensors/t` from each of `clients` clients `dev-<n>`, and
+/// waits for every PUBACK.
+async fn publish_round(mqtt: SocketAddr, clients: usize, messages: usize, offset: usize) {
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        tasks.push(tokio::spawn(async move {
+            let mut opts = MqttOptions::new(format!("dev-{c}"), mqtt.ip().to_string(), mqtt.port());
+            opts.set_keep_alive(Duration::from_secs(30));
+            let (client, mut eventloop) = AsyncClient::new(opts, messages + 10);
+            for i in 0..messages {
+                client
+                    .publish(
+                        "sensors/t",
+                        QoS::AtLeastOnce,
+                        false,
+                        (offset + i).to_string(),
+                    )
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"));
+            }
+            let mut acked = 0;
+            while acked < messages {
+                let Ok(polled) = tokio::time::timeout(WAIT, eventloop.poll()).await else {
+                    panic!("no PUBACK within {WAIT:?}");
+                };
+                if let Event::Incoming(Packet::PubAck(_)) = polled.expect("the connection stays up")
+                {
+                    acked += 1;
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap_or_else(|e| panic!("{e}"));
+    }
+}
+
+/// Restarts with `web.hook.pool_size` 32, then 2, then 8, events spooled
+/// each time (the web service down, the broker killed with SIGKILL): the
+/// lanes of every earlier layout are delivered, nothing is lost, each
+/// client's events arrive in order, and the drained layouts' files are
+/// removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pool_size_changes_across_restarts_lose_and_reorder_nothing() {
+    const DEVICES: usize = 24;
+    const PER_ROUND: usize = 40;
+    let dir = temp_dir("pool-size");
+    let web = free_port();
+    let data = dir.join("data").display().to_string();
+    let conf = dir.join("emqx_web_hook.conf");
+    let write_conf = |pool: usize| {
+        write(
+            &conf,
+            &format!(
+                "web.hook.url = http://{web}/hook\n\
+                 web.hook.pool_size = {pool}\n\
+                 web.hook.retry.initial_backoff = 20ms\n\
+                 web.hook.retry.max_backoff = 100ms\n\
+                 web.hook.request.connect_timeout = 200ms\n\
+                 web.hook.rule.message.publish.1 = {{\"action\": \"on_message_publish\", \"topic\": \"sensors/#\"}}\n"
+            ),
+        );
+    };
+    let conf_path = conf.display().to_string();
+    // Rounds 1 and 2: the web service is down; events wait in the spool.
+    for (round, pool) in [32usize, 2].into_iter().enumerate() {
+        write_conf(pool);
+        let (mut herald, mqtt, metrics) = start(&conf_path, &data);
+        publish_round(mqtt, DEVICES, PER_ROUND, round * PER_ROUND).await;
+        wait_metric(
+            metrics,
+            "herald_webhook_spool_committed_total",
+            (DEVICES * PER_ROUND) as u64,
+        );
+        herald.child.kill().unwrap_or_else(|e| panic!("{e}"));
+        let _ = herald.child.wait();
+    }
+    // Round 3: pool_size 8, the web service up, more events published
+    // while the older layouts drain.
+    write_conf(8);
+    let (_receiver, rx) = listen::channel(web, None)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    let collected = collect(rx);
+    let (_again, mqtt, _) = start(&conf_path, &data);
+    publish_round(mqtt, DEVICES, PER_ROUND, 2 * PER_ROUND).await;
+    let expected: Vec<u64> = (0..(3 * PER_ROUND) as u64).collect();
+    let until = std::time::Instant::now() + WAIT * 2;
+    loop {
+        let short: Vec<String> = {
+            let got = collected.lock().unwrap_or_else(|e| e.into_inner());
+            (0..DEVICES)
+                .map(|c| format!("dev-{c}"))
+                .filter(|id| got.get(id).map_or(0, Vec::len) < expected.len())
+                .collect()
+        };
+        if short.is_empty() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "events missing for {short:?}: {:?}",
+            collected
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&short[0])
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    {
+        let got = collected.lock().unwrap_or_else(|e| e.into_inner());
+        for c in 0..DEVICES {
+            let id = format!("dev-{c}");
+            assert_eq!(got[&id], expected, "{id}: every event, in order");
+        }
+    }
+    // The drained layouts' files go: only the newest generation is left.
+    let spool = dir.join("data").join("webhook");
+    let until = std::time::Instant::now() + WAIT;
+    loop {
+        let left: Vec<String> = std::fs::read_dir(&spool)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .filter_map(|e| e.ok()?.file_name().into_string().ok())
+            .filter(|n| n.starts_with("lane-") || n.starts_with("gen-"))
+            .collect();
+        if left == ["gen-000002"] {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "drained generations not removed: {left:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

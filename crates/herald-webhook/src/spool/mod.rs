@@ -31,6 +31,7 @@
 //! record before it is committed, and never reorder a lane.
 
 mod files;
+pub mod generations;
 mod reader;
 mod record;
 mod recovery;
@@ -179,6 +180,16 @@ impl Spool {
     /// Opens (or creates) the spool, recovering what a previous run left,
     /// and starts the writer thread. Returns one reader per lane.
     pub fn open(options: SpoolOptions) -> Result<(Spool, Vec<LaneReader>), SpoolError> {
+        Spool::open_sharing(options, Arc::default())
+    }
+
+    /// [`Spool::open`], counting into `stats` (shared with the other
+    /// generations of a WebHook, so counters go on across a change of
+    /// generation; `bytes` is added to, not set).
+    pub fn open_sharing(
+        options: SpoolOptions,
+        stats: Arc<SpoolStats>,
+    ) -> Result<(Spool, Vec<LaneReader>), SpoolError> {
         let lanes_n = options.lanes.max(1);
         let segment_bytes = (options.max_bytes / (lanes_n as u64 * 4)).clamp(64 * 1024, 8 << 20);
         let mut lanes: Vec<Lane> = (0..lanes_n).map(|_| Lane::default()).collect();
@@ -196,12 +207,11 @@ impl Spool {
             }
             None => random_id(),
         };
-        let stats = SpoolStats::default();
-        stats.corrupt.store(lost, Ordering::Relaxed);
+        stats.corrupt.fetch_add(lost, Ordering::Relaxed);
         let pending_limit = options.memory_limit;
         let cache_limit = (options.cache_bytes / lanes_n as u64).max(4096);
         let total: u64 = lanes.iter().map(|l| l.bytes).sum();
-        stats.bytes.store(total, Ordering::Relaxed);
+        stats.bytes.fetch_add(total, Ordering::Relaxed);
         let shared = Arc::new(Shared {
             lane_wake: (0..lanes_n).map(|_| Notify::new()).collect(),
             lanes: lanes.into_iter().map(Mutex::new).collect(),
@@ -217,6 +227,7 @@ impl Spool {
             degraded: AtomicBool::new(false),
             closing: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
+            sealed: AtomicBool::new(false),
             stats,
             segment_bytes,
             pending_limit,
@@ -372,6 +383,49 @@ impl Spool {
     /// Counters.
     pub fn stats(&self) -> &SpoolStats {
         &self.shared.stats
+    }
+
+    /// The counters, to share with another generation.
+    pub fn shared_stats(&self) -> Arc<SpoolStats> {
+        self.shared.stats.clone()
+    }
+
+    /// The folder the spool lives in (`None`: memory only).
+    pub fn dir(&self) -> Option<&Path> {
+        self.shared.options.dir.as_deref()
+    }
+
+    /// Waits until everything pushed so far is written (or the spool has
+    /// stopped), then seals the spool: call it once nothing pushes any
+    /// more. A sealed spool's readers end ([`LaneReader::next`] answers
+    /// `None`) once they have handed out everything committed.
+    pub async fn seal(&self) {
+        for (lane, pending) in self.shared.pending.iter().enumerate() {
+            let pushed = lock(pending).pushed;
+            self.wait_written(Ticket(((lane as u64) << TICKET_LANE_SHIFT) | pushed))
+                .await;
+        }
+        self.mark_sealed();
+    }
+
+    /// Seals a spool nothing was pushed to (an older generation opened
+    /// from disk): see [`Spool::seal`].
+    pub fn mark_sealed(&self) {
+        self.shared.sealed.store(true, Ordering::Release);
+        for wake in &self.shared.lane_wake {
+            wake.notify_one();
+        }
+    }
+
+    /// Whether every committed record of every lane is delivered (or given
+    /// up on) and nothing is waiting to be written.
+    pub fn drained(&self) -> bool {
+        self.shared.pending_count.load(Ordering::SeqCst) == 0
+            && self.shared.pending_bytes.load(Ordering::Relaxed) == 0
+            && self.shared.lanes.iter().all(|l| {
+                let l = lock(l);
+                l.acked.max(l.floor) >= l.committed
+            })
     }
 
     /// Records committed and not yet delivered in `lane`.

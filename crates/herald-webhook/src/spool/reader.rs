@@ -82,12 +82,14 @@ impl LaneReader {
     }
 
     /// The next record, waiting until one is committed. `None` once the
-    /// spool is closed and this lane has nothing more.
+    /// spool is closed or sealed and this lane has nothing more.
     pub async fn next(&mut self) -> Option<Record> {
         let shared = self.shared.clone();
         loop {
             // Registered before looking, so a commit in between still wakes us.
             let wake = shared.lane_wake[self.lane].notified();
+            // Read before looking: once sealed, nothing more is committed.
+            let sealed = shared.sealed.load(Ordering::Acquire);
             match self.try_next() {
                 Ok(Some(record)) => return Some(record),
                 Ok(None) => {}
@@ -97,7 +99,7 @@ impl LaneReader {
                     continue;
                 }
             }
-            if self.shared.closing.load(Ordering::Acquire) {
+            if sealed || self.shared.closing.load(Ordering::Acquire) {
                 return None;
             }
             wake.await;

@@ -9,7 +9,7 @@ use bytes::Bytes;
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use tokio::sync::Notify;
 
 /// A segment file as the lane's bookkeeping knows it.
@@ -100,8 +100,12 @@ pub(super) struct Shared {
     pub(super) closing: AtomicBool,
     /// Set when the writer has exited: nothing more will be written.
     pub(super) stopped: AtomicBool,
-    /// Counters.
-    pub(super) stats: SpoolStats,
+    /// Set once nothing more will be pushed and everything pushed is
+    /// written: a reader that has caught up then ends (the generation
+    /// drains).
+    pub(super) sealed: AtomicBool,
+    /// Counters (shared by the generations of one WebHook).
+    pub(super) stats: Arc<SpoolStats>,
     /// Size of a segment before a new one is started.
     pub(super) segment_bytes: u64,
     /// Most bytes waiting in memory for the writer: beyond it, events

@@ -78,6 +78,12 @@ enum Trouble {
 impl Writer {
     pub(super) fn new(shared: Arc<Shared>) -> Writer {
         let n = shared.lanes.len();
+        // Counters may be shared with an earlier generation: log only what
+        // happens from now on.
+        let logged = (
+            shared.stats.overflow.load(Ordering::Relaxed),
+            shared.stats.refused.load(Ordering::Relaxed),
+        );
         Writer {
             shared,
             active: (0..n).map(|_| None).collect(),
@@ -91,7 +97,7 @@ impl Writer {
             failing: None,
             retry_wait: RETRY_MIN,
             logs: Default::default(),
-            logged: (0, 0),
+            logged,
         }
     }
 
