@@ -186,6 +186,10 @@ fn run(args: RunArgs) -> ExitCode {
         data_dir: args.data_dir,
         webhook_conf: args.webhook_conf,
     };
+    let source = webhook::Source {
+        file: args.config.clone(),
+        flags: flags.clone(),
+    };
     let loaded = match config::load(args.config.as_deref(), std::env::vars_os(), &flags) {
         Ok(loaded) => loaded,
         Err(err) => {
@@ -229,7 +233,7 @@ fn run(args: RunArgs) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run_broker(config, log, webhook)) {
+    match runtime.block_on(run_broker(config, log, webhook, source)) {
         Ok(()) => {
             tracing::info!("stopped");
             ExitCode::SUCCESS
@@ -263,6 +267,7 @@ async fn run_broker(
     config: herald_broker::config::Config,
     log: LogConfig,
     webhook: Option<WebhookConfig>,
+    source: webhook::Source,
 ) -> Result<(), Failure> {
     let stop = shutdown_signal();
     if let Err(err) = std::fs::create_dir_all(&config.data_dir) {
@@ -278,12 +283,12 @@ async fn run_broker(
     let webhook = match webhook {
         Some(conf) if conf.is_enabled() => {
             let started = WebHook::start(&conf, &broker.config.data_dir, &broker);
-            Some(started.map_err(|err| match err {
+            Some(Arc::new(started.map_err(|err| match err {
                 StartError::Spool(_) => {
                     Failure::Run(anyhow::Error::new(err).context("cannot start the WebHook"))
                 }
                 _ => Failure::Config(anyhow::Error::new(err).context("WebHook configuration")),
-            })?)
+            })?))
         }
         Some(conf) => {
             conf.log_warnings();
@@ -294,8 +299,8 @@ async fn run_broker(
     };
     let mut checks: Vec<(&'static str, health::Check)> = Vec::new();
     if let Some(webhook) = &webhook {
-        let spool = webhook.spool().clone();
-        checks.push(("WebHook", Arc::new(move || spool.health())));
+        let webhook = webhook.clone();
+        checks.push(("WebHook", Arc::new(move || webhook.health())));
     }
     let readiness = Arc::new(health::Readiness::new(
         broker.config.data_dir.to_path_buf(),
@@ -303,10 +308,9 @@ async fn run_broker(
     ));
     let metrics = match broker.config.metrics.bind {
         Some(addr) => {
-            let extra = webhook.as_ref().map(|w| {
-                let (counters, spool) = (w.metrics().clone(), w.spool().clone());
-                Arc::new(move || counters.render(Some(&spool))) as metrics::Extra
-            });
+            let extra = webhook
+                .clone()
+                .map(|w| Arc::new(move || w.render_metrics()) as metrics::Extra);
             match metrics::serve(addr, broker.clone(), extra, readiness.clone()).await {
                 Ok(server) => {
                     tracing::info!(
@@ -346,7 +350,10 @@ async fn run_broker(
     };
     readiness.set_listening();
     #[cfg(unix)]
-    let hangups = tokio::spawn(on_hangup(server.certificates()));
+    let hangups = tokio::spawn(on_hangup(
+        server.certificates(),
+        webhook.clone().map(|w| (w, source)),
+    ));
     #[cfg(unix)]
     notify::ready();
     stop.await;
@@ -481,10 +488,15 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send {
 /// SIGHUP (`systemctl reload`) must never stop the broker, as its default
 /// action would. What reloads: the TLS listeners' certificate, key and CA
 /// files (new connections get them; established ones keep theirs; files
-/// that fail are logged and the old ones stay). The rest of the
-/// configuration stays as it was.
+/// that fail are logged and the old ones stay); the WebHook configuration,
+/// read again from the same files (a configuration that cannot be used is
+/// logged and the running one stays). The rest of the configuration stays
+/// as it was.
 #[cfg(unix)]
-async fn on_hangup(certificates: herald_broker::listener::Certificates) {
+async fn on_hangup(
+    certificates: herald_broker::listener::Certificates,
+    webhook: Option<(Arc<WebHook>, webhook::Source)>,
+) {
     use tokio::signal::unix::{SignalKind, signal};
     let mut hangups = match signal(SignalKind::hangup()) {
         Ok(stream) => stream,
@@ -496,10 +508,15 @@ async fn on_hangup(certificates: herald_broker::listener::Certificates) {
     while hangups.recv().await.is_some() {
         tracing::info!(
             signal = "SIGHUP",
-            "SIGHUP received: reloading the TLS certificates; the rest of the configuration (broker, WebHook) is not reloaded yet and stays as it was"
+            "SIGHUP received: reloading the TLS certificates and the WebHook configuration; the rest of the configuration (broker) is not reloaded yet and stays as it was"
         );
         // Failures are logged where they happen; the old files stay.
         let _ = certificates.reload();
+        if let Some((webhook, source)) = &webhook
+            && let Err(err) = webhook::reload(webhook, source)
+        {
+            tracing::error!(error = %err, "WebHook configuration not reloaded; the running one stays");
+        }
     }
 }
 

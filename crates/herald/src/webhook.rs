@@ -11,9 +11,10 @@
 //! key. This module decides nothing about what a key means.
 
 use herald_webhook::conf::ConfError;
-use herald_webhook::{Origin, WebhookConfig};
+use herald_webhook::{Origin, WebHook, WebhookConfig};
+use std::path::PathBuf;
 
-use crate::config::{Loaded, WebhookValue};
+use crate::config::{Flags, Loaded, WebhookValue};
 
 /// The prefix every WebHook key has in EMQX's file.
 const PREFIX: &str = "web.hook.";
@@ -29,6 +30,35 @@ pub fn load(loaded: &Loaded) -> Result<Option<WebhookConfig>, ConfError> {
         None if table.is_empty() => Ok(None),
         None => WebhookConfig::from_pairs(table).map(Some),
     }
+}
+
+/// Where the configuration came from, to read it again on SIGHUP.
+#[derive(Debug, Clone)]
+pub struct Source {
+    /// The `--config` file.
+    pub file: Option<PathBuf>,
+    /// The command-line flags.
+    pub flags: Flags,
+}
+
+/// Reads the WebHook configuration again from `source` (the files, the
+/// environment of the process, the flags) and hands it to `webhook`. A
+/// configuration that cannot be read or used changes nothing; the error
+/// says why.
+pub fn reload(webhook: &WebHook, source: &Source) -> Result<(), String> {
+    let loaded = crate::config::load(source.file.as_deref(), std::env::vars_os(), &source.flags)
+        .map_err(|e| format!("{e:#}"))?;
+    let config = match load(&loaded) {
+        Ok(Some(config)) if config.is_enabled() => config,
+        Ok(_) => {
+            return Err(
+                "web.hook.url is no longer set (turning the WebHook off needs a restart)".into(),
+            );
+        }
+        Err(e) => return Err(e.to_string()),
+    };
+    config.log_warnings();
+    webhook.reload(&config).map_err(|e| e.to_string())
 }
 
 /// The `[webhook]` table as `(web.hook.<key>, value, origin)`, the origin
