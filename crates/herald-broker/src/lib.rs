@@ -24,6 +24,7 @@ pub mod broker;
 pub mod config;
 pub mod config_path;
 pub mod connection;
+pub mod exposition;
 pub mod hooks;
 pub mod listener;
 pub mod message;

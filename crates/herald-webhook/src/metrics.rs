@@ -4,7 +4,7 @@
 
 use crate::event::EventKind;
 use crate::spool::Spool;
-use std::fmt::Write as _;
+use herald_broker::exposition::{Exposition, Kind};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -95,7 +95,7 @@ impl WebhookMetrics {
 
     /// Prometheus text exposition of these counters and the spool's state.
     pub fn render(&self, spool: Option<&Spool>) -> String {
-        let mut out = String::new();
+        let mut page = Exposition::new();
         let series: [(&str, &str, Counter); 5] = [
             (
                 "matched",
@@ -114,126 +114,101 @@ impl WebhookMetrics {
             ("dropped", "events dropped (too old)", |k| &k.dropped),
         ];
         for (name, help, get) in series {
-            header(&mut out, &format!("events_{name}_total"), "counter", help);
+            let name = format!("herald_webhook_events_{name}_total");
+            page.family(&name, Kind::Counter, help);
             for kind in EventKind::ALL {
                 let v = get(&self.kinds[kind.index()]).load(Ordering::Relaxed);
-                let _ = writeln!(
-                    out,
-                    "herald_webhook_events_{name}_total{{event=\"{}\"}} {v}",
-                    kind.name()
-                );
+                page.sample(&name, &[("event", kind.name())], v);
             }
         }
         if let Some(spool) = spool {
             let stats = spool.stats();
-            header(
-                &mut out,
-                "spool_healthy",
-                "gauge",
+            page.single(
+                "herald_webhook_spool_healthy",
+                Kind::Gauge,
                 "1 while the spool writes normally, 0 while writes fail and events are held in memory",
+                u8::from(spool.healthy()),
             );
-            let _ = writeln!(
-                out,
-                "herald_webhook_spool_healthy {}",
-                u8::from(spool.healthy())
-            );
-            let single: [(&str, &str, &str, &AtomicU64); 9] = [
+            let single: [(&str, Kind, &str, &AtomicU64); 9] = [
                 (
                     "spool_bytes",
-                    "gauge",
+                    Kind::Gauge,
                     "bytes held by the spool",
                     &stats.bytes,
                 ),
                 (
                     "spool_committed_total",
-                    "counter",
+                    Kind::Counter,
                     "events written to the spool (fsynced per policy)",
                     &stats.committed,
                 ),
                 (
                     "spool_dropped_total",
-                    "counter",
+                    Kind::Counter,
                     "events dropped because the spool was full",
                     &stats.dropped,
                 ),
                 (
                     "spool_overflow_dropped_total",
-                    "counter",
+                    Kind::Counter,
                     "events nobody waited for (QoS 0, other events) dropped because the events not yet written filled the memory allowed",
                     &stats.overflow,
                 ),
                 (
                     "spool_refused_total",
-                    "counter",
+                    Kind::Counter,
                     "QoS 1/2 publishes refused because writes failed and the memory allowed was full",
                     &stats.refused,
                 ),
                 (
                     "spool_write_errors_total",
-                    "counter",
+                    Kind::Counter,
                     "spool writes (or fsyncs under fsync = always) that failed and were retried",
                     &stats.write_errors,
                 ),
                 (
                     "spool_fsync_errors_total",
-                    "counter",
+                    Kind::Counter,
                     "fsyncs under fsync = interval that failed",
                     &stats.fsync_errors,
                 ),
                 (
                     "spool_corrupt_records_total",
-                    "counter",
+                    Kind::Counter,
                     "damaged records skipped when reading the spool",
                     &stats.corrupt,
                 ),
                 (
                     "spool_delete_errors_total",
-                    "counter",
+                    Kind::Counter,
                     "delivered segment files that could not be deleted",
                     &stats.delete_errors,
                 ),
             ];
             for (name, kind, help, value) in single {
-                header(&mut out, name, kind, help);
-                let v = value.load(Ordering::Relaxed);
-                let _ = writeln!(out, "herald_webhook_{name} {v}");
+                let name = format!("herald_webhook_{name}");
+                page.single(&name, kind, help, value.load(Ordering::Relaxed));
             }
-            header(&mut out, "queue_depth", "gauge", "events waiting per lane");
+            let depth = "herald_webhook_queue_depth";
+            page.family(depth, Kind::Gauge, "events waiting per lane");
             for lane in 0..spool.lanes() {
-                let _ = writeln!(
-                    out,
-                    "herald_webhook_queue_depth{{lane=\"{lane}\"}} {}",
-                    spool.depth(lane)
-                );
+                page.sample(depth, &[("lane", &lane.to_string())], spool.depth(lane));
             }
         }
-        header(&mut out, "request_seconds", "histogram", "request latency");
+        let latency = "herald_webhook_request_seconds";
+        let bucket = "herald_webhook_request_seconds_bucket";
+        page.family(latency, Kind::Histogram, "request latency");
         let mut cumulative = 0u64;
         for (i, bound) in BUCKETS.iter().enumerate() {
             cumulative += self.latency[i].load(Ordering::Relaxed);
-            let _ = writeln!(
-                out,
-                "herald_webhook_request_seconds_bucket{{le=\"{bound}\"}} {cumulative}"
-            );
+            page.sample(bucket, &[("le", &bound.to_string())], cumulative);
         }
         cumulative += self.latency[BUCKETS.len()].load(Ordering::Relaxed);
-        let _ = writeln!(
-            out,
-            "herald_webhook_request_seconds_bucket{{le=\"+Inf\"}} {cumulative}"
-        );
+        page.sample(bucket, &[("le", "+Inf")], cumulative);
         let sum = self.latency_sum_us.load(Ordering::Relaxed) as f64 / 1e6;
-        let _ = writeln!(out, "herald_webhook_request_seconds_sum {sum}");
-        let _ = writeln!(
-            out,
-            "herald_webhook_request_seconds_count {}",
-            self.latency_count.load(Ordering::Relaxed)
-        );
-        out
+        page.sample("herald_webhook_request_seconds_sum", &[], sum);
+        let count = self.latency_count.load(Ordering::Relaxed);
+        page.sample("herald_webhook_request_seconds_count", &[], count);
+        page.finish()
     }
-}
-
-/// The `# HELP` and `# TYPE` lines of metric `herald_webhook_<name>`.
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP herald_webhook_{name} {help}");
-    let _ = writeln!(out, "# TYPE herald_webhook_{name} {kind}");
 }

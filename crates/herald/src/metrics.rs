@@ -16,7 +16,6 @@
 //! keep-alive connection may sit idle between requests), and no connection
 //! lives longer than [`CONNECTION_TIMEOUT`].
 
-use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
@@ -24,6 +23,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use herald_broker::broker::Broker;
+use herald_broker::exposition::{Exposition, Kind};
 use herald_broker::metrics::Metrics;
 use herald_broker::transport::ListenerKind;
 use http_body_util::Full;
@@ -184,138 +184,121 @@ fn reply(status: StatusCode, content_type: &'static str, body: String) -> Respon
 /// Prometheus text of the broker's counters.
 pub fn render_broker(broker: &Broker) -> String {
     let m = &broker.metrics;
-    let mut out = String::new();
-    let one = |out: &mut String, name: &str, kind: &str, help: &str, value: u64| {
-        let _ = writeln!(out, "# HELP {name} {help}");
-        let _ = writeln!(out, "# TYPE {name} {kind}");
-        let _ = writeln!(out, "{name} {value}");
-    };
     let get = Metrics::get;
-    one(
-        &mut out,
+    let mut page = Exposition::new();
+    page.single(
         "herald_uptime_seconds",
-        "gauge",
+        Kind::Gauge,
         "seconds since the broker started",
         broker.started.elapsed().as_secs(),
     );
-    let by_listener =
-        |out: &mut String, name: &str, kind: &str, help: &str, counters: &[AtomicU64; 4]| {
-            let _ = writeln!(out, "# HELP {name} {help}, by listener kind");
-            let _ = writeln!(out, "# TYPE {name} {kind}");
-            for listener in ListenerKind::ALL {
-                let value = get(&counters[listener.index()]);
-                let _ = writeln!(out, "{name}{{listener=\"{}\"}} {value}", listener.name());
-            }
-        };
-    by_listener(
-        &mut out,
-        "herald_connections",
-        "gauge",
-        "clients connected now",
-        &m.connected_by_listener,
-    );
-    by_listener(
-        &mut out,
-        "herald_connections_total",
-        "counter",
-        "connections accepted",
-        &m.connections_by_listener,
-    );
-    by_listener(
-        &mut out,
-        "herald_handshake_errors_total",
-        "counter",
-        "connections closed before MQTT started (PROXY header, TLS or WebSocket \
-         handshake failed or timed out)",
-        &m.handshake_errors,
-    );
-    one(
-        &mut out,
-        "herald_sessions",
-        "gauge",
-        "sessions held (connected or not)",
-        broker.sessions().len() as u64,
-    );
-    one(
-        &mut out,
-        "herald_retained_messages",
-        "gauge",
-        "retained messages stored",
-        broker.retained_count() as u64,
-    );
-    one(
-        &mut out,
-        "herald_messages_received_total",
-        "counter",
-        "PUBLISH packets received from clients",
-        get(&m.messages_received),
-    );
-    one(
-        &mut out,
-        "herald_messages_sent_total",
-        "counter",
-        "PUBLISH packets sent to clients",
-        get(&m.messages_sent),
-    );
-    one(
-        &mut out,
-        "herald_bytes_received_total",
-        "counter",
-        "bytes read from client sockets",
-        get(&m.bytes_received),
-    );
-    one(
-        &mut out,
-        "herald_bytes_sent_total",
-        "counter",
-        "bytes written to client sockets",
-        get(&m.bytes_sent),
-    );
-    one(
-        &mut out,
-        "herald_protocol_errors_total",
-        "counter",
-        "connections closed for a protocol violation",
-        get(&m.protocol_errors),
-    );
-    one(
-        &mut out,
-        "herald_retained_bytes",
-        "gauge",
-        "bytes held by retained messages (topic, payload, properties)",
-        broker.retained_bytes() as u64,
-    );
-    one(
-        &mut out,
-        "herald_retained_refused_total",
-        "counter",
-        "retained messages not stored for a [retained] limit",
-        get(&m.retained_refused),
-    );
-    one(
-        &mut out,
-        "herald_awaiting_rel_full_total",
-        "counter",
-        "3.x connections closed for more QoS 2 messages awaiting PUBREL than mqtt.max_awaiting_rel",
-        get(&m.awaiting_rel_full),
-    );
-    one(
-        &mut out,
-        "herald_accept_failures_total",
-        "counter",
-        "MQTT accepts that failed (e.g. at the open-file limit)",
-        get(&m.accept_failures),
-    );
-    let _ = writeln!(
-        out,
-        "# HELP herald_messages_dropped_total messages or deliveries dropped, by reason"
-    );
-    let _ = writeln!(out, "# TYPE herald_messages_dropped_total counter");
-    for (reason, count) in m.dropped_by_reason() {
-        let _ = writeln!(
-            out,
-            "herald_messages_dropped_total{{reason=\"{reason}\"}} {count}"
-        );
+    let by_listener: [(&str, Kind, &str, &[AtomicU64; 4]); 3] = [
+        (
+            "herald_connections",
+            Kind::Gauge,
+            "clients connected now, by listener kind",
+            &m.connected_by_listener,
+        ),
+        (
+            "herald_connections_total",
+            Kind::Counter,
+            "connections accepted, by listener kind",
+            &m.connections_by_listener,
+        ),
+        (
+            "herald_handshake_errors_total",
+            Kind::Counter,
+            "connections closed before MQTT started (PROXY header, TLS or WebSocket \
+             handshake failed or timed out), by listener kind",
+            &m.handshake_errors,
+        ),
+    ];
+    for (name, kind, help, counters) in by_listener {
+        page.family(name, kind, help);
+        for listener in ListenerKind::ALL {
+            let value = get(&counters[listener.index()]);
+            page.sample(name, &[("listener", listener.name())], value);
+        }
     }
-    out
+    let single: [(&str, Kind, &str, u64); 11] = [
+        (
+            "herald_sessions",
+            Kind::Gauge,
+            "sessions held (connected or not)",
+            broker.sessions().len() as u64,
+        ),
+        (
+            "herald_retained_messages",
+            Kind::Gauge,
+            "retained messages stored",
+            broker.retained_count() as u64,
+        ),
+        (
+            "herald_messages_received_total",
+            Kind::Counter,
+            "PUBLISH packets received from clients",
+            get(&m.messages_received),
+        ),
+        (
+            "herald_messages_sent_total",
+            Kind::Counter,
+            "PUBLISH packets sent to clients",
+            get(&m.messages_sent),
+        ),
+        (
+            "herald_bytes_received_total",
+            Kind::Counter,
+            "bytes read from client sockets",
+            get(&m.bytes_received),
+        ),
+        (
+            "herald_bytes_sent_total",
+            Kind::Counter,
+            "bytes written to client sockets",
+            get(&m.bytes_sent),
+        ),
+        (
+            "herald_protocol_errors_total",
+            Kind::Counter,
+            "connections closed for a protocol violation",
+            get(&m.protocol_errors),
+        ),
+        (
+            "herald_retained_bytes",
+            Kind::Gauge,
+            "bytes held by retained messages (topic, payload, properties)",
+            broker.retained_bytes() as u64,
+        ),
+        (
+            "herald_retained_refused_total",
+            Kind::Counter,
+            "retained messages not stored for a [retained] limit",
+            get(&m.retained_refused),
+        ),
+        (
+            "herald_awaiting_rel_full_total",
+            Kind::Counter,
+            "3.x connections closed for more QoS 2 messages awaiting PUBREL than mqtt.max_awaiting_rel",
+            get(&m.awaiting_rel_full),
+        ),
+        (
+            "herald_accept_failures_total",
+            Kind::Counter,
+            "MQTT accepts that failed (e.g. at the open-file limit)",
+            get(&m.accept_failures),
+        ),
+    ];
+    for (name, kind, help, value) in single {
+        page.single(name, kind, help, value);
+    }
+    let dropped = "herald_messages_dropped_total";
+    page.family(
+        dropped,
+        Kind::Counter,
+        "messages or deliveries dropped, by reason",
+    );
+    for (reason, count) in m.dropped_by_reason() {
+        page.sample(dropped, &[("reason", reason)], count);
+    }
+    page.finish()
 }
