@@ -17,6 +17,23 @@ pub mod shared;
 pub mod topic;
 pub mod trie;
 
+#[cfg(test)]
+mod strategies {
+    //! Topic names and filters for the property tests of the trie and the
+    //! retained store (both are checked against [`super::matches`]).
+    use proptest::prelude::*;
+
+    /// One level, wildcards and the empty level included.
+    fn level() -> impl Strategy<Value = &'static str> {
+        prop::sample::select(vec!["a", "b", "$s", "+", "#", ""])
+    }
+
+    /// One to four levels joined with `/`.
+    pub fn levels() -> impl Strategy<Value = String> {
+        prop::collection::vec(level(), 1..5).prop_map(|l| l.join("/"))
+    }
+}
+
 pub use retained::Retained;
 pub use shared::SharedGroups;
 pub use topic::{TopicError, matches, parse_shared, valid_topic_filter, valid_topic_name};

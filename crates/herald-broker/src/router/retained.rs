@@ -223,6 +223,7 @@ impl<M> Retained<M> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::strategies::levels;
     use super::super::topic::matches;
     use super::*;
     use proptest::prelude::*;
@@ -361,14 +362,6 @@ mod tests {
         assert_eq!(store.node_count(), 0);
         store.set(&deep, ());
         drop(store);
-    }
-
-    fn level() -> impl Strategy<Value = &'static str> {
-        prop::sample::select(vec!["a", "b", "$s", "+", "#", ""])
-    }
-
-    fn levels() -> impl Strategy<Value = String> {
-        prop::collection::vec(level(), 1..5).prop_map(|l| l.join("/"))
     }
 
     proptest! {

@@ -80,6 +80,24 @@ impl<K, V> Node<K, V> {
     }
 
     /// The child for a filter level, if any, mutably.
+    /// The node at the end of `path`'s levels below this one, if it exists.
+    fn descend_mut(&mut self, path: &Path<'_>) -> Option<&mut Node<K, V>> {
+        let mut node = self;
+        for level in path.levels() {
+            node = node.child_mut(level)?;
+        }
+        Some(node)
+    }
+
+    /// The leaf of subscriptions ending here: of `#` (`hash`) or exact.
+    fn slot_mut(&mut self, hash: bool) -> &mut Option<Box<Leaf<K, V>>> {
+        if hash {
+            &mut self.hash
+        } else {
+            &mut self.exact
+        }
+    }
+
     fn child_mut(&mut self, level: &str) -> Option<&mut Node<K, V>> {
         if level == "+" {
             self.plus.as_deref_mut()
@@ -294,16 +312,8 @@ impl<K: Eq + Hash, V> Trie<K, V> {
         Q: Hash + Eq + ?Sized,
     {
         let path = Path::new(filter);
-        let mut node = &mut self.root;
-        for level in path.levels() {
-            node = node.child_mut(level)?;
-        }
-        let slot = if path.hash {
-            &mut node.hash
-        } else {
-            &mut node.exact
-        };
-        slot.as_mut()?.subs.get_mut(key)
+        let node = self.root.descend_mut(&path)?;
+        node.slot_mut(path.hash).as_mut()?.subs.get_mut(key)
     }
 
     /// Unsubscribes `key` from `filter`; returns its value if it was
@@ -316,15 +326,8 @@ impl<K: Eq + Hash, V> Trie<K, V> {
         let path = Path::new(filter);
 
         // 1. Take the entry out.
-        let mut node = &mut self.root;
-        for level in path.levels() {
-            node = node.child_mut(level)?;
-        }
-        let slot = if path.hash {
-            &mut node.hash
-        } else {
-            &mut node.exact
-        };
+        let node = self.root.descend_mut(&path)?;
+        let slot = node.slot_mut(path.hash);
         let leaf = slot.as_mut()?;
         let old = leaf.subs.remove(key)?;
         if leaf.subs.is_empty() {
@@ -373,6 +376,7 @@ impl<K: Eq + Hash, V> Trie<K, V> {
 
 #[cfg(test)]
 mod tests {
+    use super::super::strategies::levels;
     use super::super::topic::matches;
     use super::*;
     use proptest::prelude::*;
@@ -617,14 +621,6 @@ mod tests {
             );
         }
         assert_eq!(trie.node_count(), 3); // devices, devices/+, devices/+/telemetry
-    }
-
-    fn level() -> impl Strategy<Value = &'static str> {
-        prop::sample::select(vec!["a", "b", "$s", "+", "#", ""])
-    }
-
-    fn levels() -> impl Strategy<Value = String> {
-        prop::collection::vec(level(), 1..5).prop_map(|l| l.join("/"))
     }
 
     proptest! {
