@@ -17,6 +17,11 @@ pub mod shared;
 pub mod topic;
 pub mod trie;
 
+pub use retained::Retained;
+pub use shared::SharedGroups;
+pub use topic::{TopicError, matches, parse_shared, valid_topic_filter, valid_topic_name};
+pub use trie::Trie;
+
 #[cfg(test)]
 mod strategies {
     //! Topic names and filters for the property tests of the trie and the
@@ -33,8 +38,3 @@ mod strategies {
         prop::collection::vec(level(), 1..5).prop_map(|l| l.join("/"))
     }
 }
-
-pub use retained::Retained;
-pub use shared::SharedGroups;
-pub use topic::{TopicError, matches, parse_shared, valid_topic_filter, valid_topic_name};
-pub use trie::Trie;
