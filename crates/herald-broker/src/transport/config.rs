@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::config::ConfigError;
+use crate::config::{ConfigError, ConfigPath};
 
 /// `[listener.tls]`: MQTT over TLS (normally port 8883).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -18,11 +18,11 @@ pub struct TlsListenerConfig {
     /// Addresses to accept MQTT over TLS on; empty: no TLS listener.
     pub bind: Vec<SocketAddr>,
     /// The server's certificate chain, PEM, leaf first.
-    pub certfile: PathBuf,
+    pub certfile: ConfigPath,
     /// The server's private key, PEM (PKCS#8, PKCS#1 or SEC1).
-    pub keyfile: PathBuf,
+    pub keyfile: ConfigPath,
     /// CA certificates (PEM) that client certificates must chain to.
-    pub cacertfile: PathBuf,
+    pub cacertfile: ConfigPath,
     /// Whether to ask clients for a certificate (verified against
     /// `cacertfile`); a client that offers a bad one is refused.
     pub verify_peer: bool,
@@ -65,13 +65,13 @@ pub struct WssListenerConfig {
     pub path: String,
     /// Like `listener.tls.certfile`; unset: that one.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub certfile: Option<PathBuf>,
+    pub certfile: Option<ConfigPath>,
     /// Like `listener.tls.keyfile`; unset: that one.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub keyfile: Option<PathBuf>,
+    pub keyfile: Option<ConfigPath>,
     /// Like `listener.tls.cacertfile`; unset: that one.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub cacertfile: Option<PathBuf>,
+    pub cacertfile: Option<ConfigPath>,
     /// Like `listener.tls.verify_peer`; unset: that one.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub verify_peer: Option<bool>,
@@ -127,9 +127,9 @@ impl Default for TlsListenerConfig {
     fn default() -> Self {
         Self {
             bind: Vec::new(),
-            certfile: PathBuf::new(),
-            keyfile: PathBuf::new(),
-            cacertfile: PathBuf::new(),
+            certfile: ConfigPath::default(),
+            keyfile: ConfigPath::default(),
+            cacertfile: ConfigPath::default(),
             verify_peer: false,
             fail_if_no_peer_cert: false,
             peer_cert_as_username: PeerCertAsUsername::No,
@@ -173,9 +173,9 @@ impl TlsListenerConfig {
     /// The TLS settings of the TLS listener.
     pub fn settings(&self) -> TlsSettings {
         TlsSettings {
-            certfile: self.certfile.clone(),
-            keyfile: self.keyfile.clone(),
-            cacertfile: self.cacertfile.clone(),
+            certfile: self.certfile.to_path_buf(),
+            keyfile: self.keyfile.to_path_buf(),
+            cacertfile: self.cacertfile.to_path_buf(),
             verify_peer: self.verify_peer,
             fail_if_no_peer_cert: self.fail_if_no_peer_cert,
             peer_cert_as_username: self.peer_cert_as_username,
@@ -188,8 +188,8 @@ impl WssListenerConfig {
     /// The TLS settings of the secure WebSocket listener: its own where
     /// given, `tls`'s otherwise.
     pub fn settings(&self, tls: &TlsListenerConfig) -> TlsSettings {
-        let pick = |own: &Option<PathBuf>, inherited: &PathBuf| {
-            own.clone().unwrap_or_else(|| inherited.clone())
+        let pick = |own: &Option<ConfigPath>, inherited: &ConfigPath| {
+            own.as_ref().unwrap_or(inherited).to_path_buf()
         };
         TlsSettings {
             certfile: pick(&self.certfile, &tls.certfile),

@@ -23,8 +23,8 @@ fn with_tls(server: &Issued) -> impl FnOnce(&mut Config) + use<> {
     let (cert, key) = (server.cert_file.clone(), server.key_file.clone());
     move |c: &mut Config| {
         c.listener.tls.bind = vec!["127.0.0.1:0".parse().unwrap()];
-        c.listener.tls.certfile = cert;
-        c.listener.tls.keyfile = key;
+        c.listener.tls.certfile = cert.into();
+        c.listener.tls.keyfile = key.into();
     }
 }
 
@@ -128,7 +128,7 @@ fn with_mutual_tls(
     let ca_file = ca.ca_file(name);
     move |c: &mut Config| {
         tls(c);
-        c.listener.tls.cacertfile = ca_file;
+        c.listener.tls.cacertfile = ca_file.into();
         c.listener.tls.verify_peer = true;
         c.listener.tls.fail_if_no_peer_cert = true;
         c.listener.tls.peer_cert_as_username = as_username;
@@ -271,7 +271,7 @@ async fn bad_or_missing_files_stop_start_up_naming_key_and_file() {
 
     let err = start_error(|c| {
         with_tls(&server)(c);
-        c.listener.tls.certfile = missing.clone();
+        c.listener.tls.certfile = missing.clone().into();
     })
     .await;
     assert!(
@@ -283,7 +283,7 @@ async fn bad_or_missing_files_stop_start_up_naming_key_and_file() {
 
     let err = start_error(|c| {
         with_tls(&server)(c);
-        c.listener.tls.keyfile = garbage.clone();
+        c.listener.tls.keyfile = garbage.clone().into();
     })
     .await;
     assert!(
@@ -293,7 +293,7 @@ async fn bad_or_missing_files_stop_start_up_naming_key_and_file() {
 
     let err = start_error(|c| {
         with_tls(&server)(c);
-        c.listener.tls.certfile = garbage.clone();
+        c.listener.tls.certfile = garbage.clone().into();
     })
     .await;
     assert!(
@@ -303,7 +303,7 @@ async fn bad_or_missing_files_stop_start_up_naming_key_and_file() {
 
     let err = start_error(|c| {
         with_tls(&server)(c);
-        c.listener.tls.keyfile = other.key_file.clone();
+        c.listener.tls.keyfile = other.key_file.clone().into();
     })
     .await;
     assert!(
@@ -314,7 +314,7 @@ async fn bad_or_missing_files_stop_start_up_naming_key_and_file() {
     let err = start_error(|c| {
         with_tls(&server)(c);
         c.listener.tls.verify_peer = true;
-        c.listener.tls.cacertfile = garbage.clone();
+        c.listener.tls.cacertfile = garbage.clone().into();
     })
     .await;
     assert!(
@@ -330,10 +330,10 @@ async fn bad_or_missing_files_stop_start_up_naming_key_and_file() {
 
     // wss takes tls's files unless it names its own, and says which it used.
     let err = start_error(|c| {
-        c.listener.tls.certfile = server.cert_file.clone();
-        c.listener.tls.keyfile = server.key_file.clone();
+        c.listener.tls.certfile = server.cert_file.clone().into();
+        c.listener.tls.keyfile = server.key_file.clone().into();
         c.listener.wss.bind = vec!["127.0.0.1:0".parse().unwrap()];
-        c.listener.wss.keyfile = Some(garbage.clone());
+        c.listener.wss.keyfile = Some(garbage.clone().into());
     })
     .await;
     assert!(

@@ -178,8 +178,8 @@ async fn secure_websocket_with_the_tls_settings() {
     let ca = Ca::new("wss");
     let cert = ca.server("server");
     let (server, mut connected) = start(|c| {
-        c.listener.tls.certfile = cert.cert_file.clone();
-        c.listener.tls.keyfile = cert.key_file.clone();
+        c.listener.tls.certfile = cert.cert_file.clone().into();
+        c.listener.tls.keyfile = cert.key_file.clone().into();
         c.listener.wss.bind = vec!["127.0.0.1:0".parse().unwrap()];
         c.listener.wss.path = "/secure".into();
     })

@@ -611,3 +611,25 @@ fn env_naming_no_section_is_ignored_but_an_unknown_key_of_a_known_one_is_not() {
         "{err:#}"
     );
 }
+
+#[test]
+fn certificate_paths_in_a_file_are_relative_to_its_folder() {
+    let text = "[listener.tls]\ncertfile = \"certs/server.pem\"\nkeyfile = \"./certs/server.key\"\n\
+                cacertfile = \"/etc/ssl/ca.pem\"\n[listener.wss]\nkeyfile = \"wss.key\"\n";
+    let loaded = load_from(
+        Some((Path::new("/etc/herald/herald.toml"), text)),
+        env(&[("HERALD_LISTENER__WSS__CERTFILE", "from-env.pem")]),
+        &Flags::default(),
+    )
+    .expect("valid");
+    let l = &loaded.config.broker.listener;
+    assert_eq!(l.tls.certfile, Path::new("/etc/herald/certs/server.pem"));
+    assert_eq!(l.tls.keyfile, Path::new("/etc/herald/certs/server.key"));
+    assert_eq!(l.tls.cacertfile, Path::new("/etc/ssl/ca.pem"));
+    assert_eq!(
+        l.wss.keyfile.as_deref(),
+        Some(Path::new("/etc/herald/wss.key"))
+    );
+    // The environment's are relative to the working directory.
+    assert_eq!(l.wss.certfile.as_deref(), Some(Path::new("from-env.pem")));
+}
