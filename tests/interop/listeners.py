@@ -3,7 +3,7 @@
 WebSocket, secure WebSocket and a PROXY-protocol TCP listener, against
 independent clients: PyPI's paho-mqtt (tls_set, transport="websockets"),
 Debian's mosquitto_pub/mosquitto_sub (--cafile, --cert) and openssl s_client,
-and MQTT.js under Node (ws and wss). What the broker saw of each client is
+and MQTT.js under Node (ws and wss) and in headless Chromium (ws). What the broker saw of each client is
 read from the WebHook's client.connected bodies (username, ipaddress),
 received by a small HTTP server here.
 
@@ -311,6 +311,82 @@ def check_proxy_protocol_address_is_webhook_ipaddress(b, d, hooks):
         assert s.recv(4) == b"", "a connection without a PROXY header must be closed"
 
 
+def chromium():
+    """The headless Chromium binary (Debian's chromium-headless-shell, or a
+    full chromium)."""
+    for name in ("chromium-headless-shell", "chromium", "chromium-browser"):
+        for d in os.environ.get("PATH", "").split(os.pathsep) + ["/usr/lib/chromium"]:
+            path = os.path.join(d, name)
+            if os.access(path, os.X_OK):
+                return path
+    raise RuntimeError("no headless Chromium (scripts/install-test-deps.sh installs "
+                       "Debian's chromium-headless-shell)")
+
+
+def check_browser_mqttjs_websocket(b, d, hooks):
+    """A real browser: headless Chromium opens tests/interop/browser/index.html,
+    whose MQTT.js connects over ws, subscribes, publishes and shows what it
+    received; the page posts its text back here."""
+    files = {
+        "/": (os.path.join(HERE, "browser", "index.html"), "text/html"),
+        "/mqtt.min.js": (os.path.join(JS, "node_modules", "mqtt", "dist", "mqtt.min.js"),
+                         "text/javascript"),
+    }
+    results = queue.Queue()
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            path = self.path.split("?", 1)[0]
+            if path not in files:
+                self.send_error(404)
+                return
+            name, kind = files[path]
+            with open(name, "rb") as f:
+                data = f.read()
+            self.send_response(200)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_POST(self):
+            body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            self.send_response(204)
+            self.end_headers()
+            if self.path == "/result":
+                results.put(body.decode("utf-8", "replace"))
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    cid = f"browser-{uuid.uuid4().hex[:8]}"
+    url = (f"http://127.0.0.1:{server.server_address[1]}/?id={cid}"
+           f"&ws=ws://127.0.0.1:{b.ports['ws']}/mqtt")
+    profile = tempfile.mkdtemp(prefix="chromium-", dir=d)
+    browser = subprocess.Popen(
+        [chromium(), "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+         f"--user-data-dir={profile}", url],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        try:
+            text = results.get(timeout=3 * WAIT)
+        except queue.Empty:
+            raise AssertionError("the page reported nothing (Chromium "
+                                 + ("exited" if browser.poll() is not None else "still running")
+                                 + ")") from None
+        topic = f"browser/{cid}"
+        for line in ("connected", f"subscribed {topic}",
+                     f"received {topic}: hello from the browser"):
+            assert line in text.splitlines(), f"{line!r} not on the page: {text!r}"
+        assert hooks.client(cid)["clientid"] == cid
+    finally:
+        browser.kill()
+        browser.wait()
+        server.shutdown()
+
+
 CHECKS = [
     check_paho_tls,
     check_paho_mutual_tls_cn_is_webhook_username,
@@ -321,6 +397,7 @@ CHECKS = [
     check_paho_secure_websocket,
     check_mqttjs_websocket,
     check_mqttjs_secure_websocket,
+    check_browser_mqttjs_websocket,
     check_proxy_protocol_address_is_webhook_ipaddress,
 ]
 
