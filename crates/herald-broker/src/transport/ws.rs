@@ -293,10 +293,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for WsStream<S> {
             .map_err(io::Error::other)
     }
 
+    /// Sends our Close frame, then reads until the peer's Close reply (or
+    /// the end of the stream) before the socket is dropped: a client whose
+    /// Close reply met a closed socket would see an error (EPIPE) after a
+    /// clean DISCONNECT. The caller bounds how long this may take.
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.inner)
-            .poll_close(cx)
-            .map_err(io::Error::other)
+        ready!(Pin::new(&mut self.inner).poll_close(cx)).map_err(io::Error::other)?;
+        loop {
+            match ready!(Pin::new(&mut self.inner).poll_next(cx)) {
+                None | Some(Err(_)) => return Poll::Ready(Ok(())),
+                Some(Ok(_)) => continue,
+            }
+        }
     }
 }
 

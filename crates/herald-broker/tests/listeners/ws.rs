@@ -152,6 +152,37 @@ async fn text_frames_close_the_connection() {
     server.shutdown().await;
 }
 
+/// After a DISCONNECT the broker sends its Close frame and then waits for
+/// the client's Close reply before it drops the socket, so a client
+/// answering the closing handshake never writes to a closed socket (MQTT.js
+/// reported EPIPE).
+#[tokio::test]
+async fn close_waits_for_the_clients_close_reply() {
+    let (server, _connected) = start(with_ws).await;
+    let tcp = TcpStream::connect(ws_addr(&server)).await.unwrap();
+    let mut ws = Ws::open(tcp, "/mqtt", "").await;
+    ws.frame(BINARY, true, &connect("closer")).await;
+    assert!(matches!(ws.recv().await, Some(Packet::ConnAck(_))));
+    ws.frame(BINARY, true, &[0xE0, 0x00]).await;
+    loop {
+        match ws.read_frame().await {
+            Some((CLOSE, _)) => break,
+            Some(_) => continue,
+            None => panic!("the socket closed without a Close frame"),
+        }
+    }
+    // Still open: nothing more comes, and no end of stream, while the
+    // broker waits for our reply (it gives up after a second).
+    let early = tokio::time::timeout(std::time::Duration::from_millis(300), ws.read_frame()).await;
+    assert!(
+        early.is_err(),
+        "the broker did not wait for the Close reply: {early:?}"
+    );
+    ws.frame(CLOSE, true, &[0x03, 0xE8]).await;
+    assert_eq!(ws.read_frame().await, None);
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn address_header_gives_the_client_address() {
     let (server, mut connected) = start(|c| {
