@@ -157,6 +157,10 @@ pub struct ListenerConfig {
     /// connection as soon as its length is read, so unauthenticated
     /// clients cannot hold megabytes each. At least 64.
     pub max_connect_size: u32,
+    /// Seconds between checks of the TLS listeners' certificate, key and CA
+    /// files: when one changed (time or size), they are read again as on
+    /// SIGHUP. 0: only on SIGHUP.
+    pub certificate_check_interval: u32,
     /// MQTT over TLS.
     pub tls: TlsListenerConfig,
     /// MQTT over WebSocket.
@@ -288,6 +292,7 @@ impl Default for ListenerConfig {
             max_connections: 100_000,
             connect_timeout: 10,
             max_connect_size: 64 * 1024,
+            certificate_check_interval: 10,
             tls: TlsListenerConfig::default(),
             ws: WsListenerConfig::default(),
             wss: WssListenerConfig::default(),
@@ -398,6 +403,13 @@ impl ListenerConfig {
     /// How long a connection may stay without CONNECT.
     pub fn connect_timeout(&self) -> Duration {
         Duration::from_secs(u64::from(self.connect_timeout))
+    }
+
+    /// How often the certificate files are checked for changes; `None`:
+    /// never.
+    pub fn certificate_check_interval(&self) -> Option<Duration> {
+        (self.certificate_check_interval > 0)
+            .then(|| Duration::from_secs(u64::from(self.certificate_check_interval)))
     }
 
     /// Checks the `[listener]` section and its sub-sections.

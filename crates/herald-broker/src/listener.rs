@@ -111,6 +111,12 @@ pub async fn start_on(broker: Arc<Broker>) -> Result<Server, ServeError> {
             .filter_map(|(_, e)| e.tls.clone())
             .collect(),
     );
+    if let Some(every) = broker.config.listener.certificate_check_interval()
+        && !tls.0.is_empty()
+    {
+        let watched = Certificates(tls.0.clone());
+        tasks.push(tokio::spawn(watched.watch(every, shutdown_rx.clone())));
+    }
     if let Some(interval) = sys_interval {
         tasks.push(tokio::spawn(crate::sys::run(
             broker.clone(),
@@ -361,8 +367,21 @@ impl Certificates {
     /// fail keeps its old ones; the first failure is returned after all were
     /// tried.
     pub fn reload(&self) -> Result<(), TlsError> {
+        self.reload_where(|_| true).1
+    }
+
+    /// Reloads the listeners whose files changed (time or size) since they
+    /// were last read; returns how many were reloaded (or tried), and the
+    /// first failure. Reads file metadata: call it off the async workers.
+    pub fn reload_changed(&self) -> (usize, Result<(), TlsError>) {
+        self.reload_where(TlsContext::files_changed)
+    }
+
+    fn reload_where(&self, pick: impl Fn(&TlsContext) -> bool) -> (usize, Result<(), TlsError>) {
         let mut first = None;
-        for tls in &self.0 {
+        let mut tried = 0;
+        for tls in self.0.iter().filter(|tls| pick(tls)) {
+            tried += 1;
             match tls.reload() {
                 Ok(()) => {
                     tracing::info!(section = tls.settings().section, "certificates reloaded")
@@ -373,7 +392,22 @@ impl Certificates {
                 }
             }
         }
-        first.map_or(Ok(()), Err)
+        (tried, first.map_or(Ok(()), Err))
+    }
+
+    /// Every `every`, reloads the listeners whose files changed, until
+    /// `shutdown`.
+    async fn watch(self, every: Duration, mut shutdown: watch::Receiver<bool>) {
+        let certificates = Arc::new(self);
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = shutdown.changed() => return,
+            }
+            let check = certificates.clone();
+            // Failures are logged by reload_where.
+            let _ = tokio::task::spawn_blocking(move || check.reload_changed()).await;
+        }
     }
 }
 

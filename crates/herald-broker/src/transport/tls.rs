@@ -7,10 +7,12 @@
 //! files again and swaps it in, so new connections get the new certificate
 //! while established ones keep theirs. A file that cannot be used is an
 //! error naming the setting and the file; on reload the old configuration
-//! stays.
+//! stays. [`TlsContext::files_changed`] lets a watcher reload when the files
+//! change on disk.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::SystemTime;
 
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::crypto::{CryptoProvider, ring};
@@ -21,6 +23,7 @@ use tokio_rustls::rustls::server::danger::ClientCertVerifier;
 use tokio_rustls::rustls::{RootCertStore, ServerConfig, version};
 
 use crate::config::{PeerCertAsUsername, TlsSettings};
+use crate::support::{lock, read, write};
 
 /// Why a TLS listener cannot be set up.
 #[derive(Debug, thiserror::Error)]
@@ -43,7 +46,13 @@ pub struct TlsContext {
     /// ALPN protocols offered (`mqtt` for MQTT over TLS, `http/1.1` for
     /// secure WebSocket).
     alpn: &'static [&'static [u8]],
+    /// The files' modification times and sizes when they were last read.
+    stamp: Mutex<FileStamp>,
 }
+
+/// Modification time and size of each file of a context (`None` for one
+/// that is not set or cannot be read).
+type FileStamp = [Option<(SystemTime, u64)>; 3];
 
 impl TlsContext {
     /// Reads the files of `settings` and builds the configuration.
@@ -51,26 +60,36 @@ impl TlsContext {
         settings: TlsSettings,
         alpn: &'static [&'static [u8]],
     ) -> Result<TlsContext, TlsError> {
+        let stamp = stamp(&settings);
         let config = build(&settings, alpn)?;
         Ok(TlsContext {
             settings,
             current: RwLock::new(Arc::new(config)),
             alpn,
+            stamp: Mutex::new(stamp),
         })
     }
 
     /// Reads the files again; on success new connections use them, on
     /// failure nothing changes.
     pub fn reload(&self) -> Result<(), TlsError> {
+        // Stamped before reading: a change made while reading is seen by
+        // the next check.
+        *lock(&self.stamp) = stamp(&self.settings);
         let config = Arc::new(build(&self.settings, self.alpn)?);
-        *self.current.write().unwrap_or_else(|e| e.into_inner()) = config;
+        *write(&self.current) = config;
         Ok(())
+    }
+
+    /// Whether a file changed (time or size) since it was last read. Reads
+    /// file metadata: call it off the async workers.
+    pub fn files_changed(&self) -> bool {
+        stamp(&self.settings) != *lock(&self.stamp)
     }
 
     /// An acceptor with the current configuration.
     pub fn acceptor(&self) -> TlsAcceptor {
-        let config = self.current.read().unwrap_or_else(|e| e.into_inner());
-        TlsAcceptor::from(config.clone())
+        TlsAcceptor::from(read(&self.current).clone())
     }
 
     /// What of a client certificate becomes the user name.
@@ -82,6 +101,15 @@ impl TlsContext {
     pub fn settings(&self) -> &TlsSettings {
         &self.settings
     }
+}
+
+/// The modification time and size of each file of `s`.
+fn stamp(s: &TlsSettings) -> FileStamp {
+    let of = |path: &Path| {
+        let meta = std::fs::metadata(path).ok()?;
+        Some((meta.modified().ok()?, meta.len()))
+    };
+    [of(&s.certfile), of(&s.keyfile), of(&s.cacertfile)]
 }
 
 /// Builds a rustls server configuration from the files.

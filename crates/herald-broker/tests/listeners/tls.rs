@@ -391,6 +391,58 @@ async fn reload_gives_new_connections_the_new_certificate_and_keeps_old_ones() {
     server.shutdown().await;
 }
 
+/// With `listener.certificate_check_interval`, changed files are picked up
+/// without SIGHUP: new connections get the new certificate.
+#[tokio::test]
+async fn changed_certificate_files_are_reloaded_without_a_signal() {
+    let ca = Ca::new("watch");
+    let first = ca.server("first");
+    let second = ca.server("second");
+    let live = ca.server("live");
+    std::fs::copy(&first.cert_file, &live.cert_file).unwrap();
+    std::fs::copy(&first.key_file, &live.key_file).unwrap();
+    let tls = with_tls(&live);
+    let (server, _connected) = start(|c| {
+        tls(c);
+        c.listener.certificate_check_interval = 1;
+    })
+    .await;
+    let config = client_config(&ca, None, &[b"mqtt"]);
+    let presented = |s: &tokio_rustls::client::TlsStream<tokio::net::TcpStream>| {
+        s.get_ref().1.peer_certificates().unwrap()[0].clone()
+    };
+    let before = tls_connect(tls_addr(&server), config.clone())
+        .await
+        .unwrap();
+    assert_eq!(presented(&before), first.cert);
+
+    std::fs::copy(&second.cert_file, &live.cert_file).unwrap();
+    std::fs::copy(&second.key_file, &live.key_file).unwrap();
+    // The watcher looks every second; poll with a deadline.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let s = tls_connect(tls_addr(&server), config.clone())
+            .await
+            .unwrap();
+        if presented(&s) == second.cert {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the changed files were not reloaded"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // Nothing changed since: nothing to reload.
+    let certificates = server.certificates();
+    let (tried, result) = tokio::task::spawn_blocking(move || certificates.reload_changed())
+        .await
+        .unwrap();
+    assert_eq!(tried, 0);
+    assert!(result.is_ok());
+    server.shutdown().await;
+}
+
 #[tokio::test]
 async fn a_stalled_handshake_blocks_no_one_and_ends_at_the_connect_timeout() {
     let ca = Ca::new("stalled");
