@@ -9,6 +9,7 @@
 //! own. No lock is held across an `.await` or while another of these is taken,
 //! except router → session (to enqueue), in that order only.
 
+use crate::access::{AccessControl, Rights, Verdict};
 use crate::ack::AckHolds;
 use crate::config::Config;
 use crate::hooks::{AclAction, AclRequest, ClientInfo, Decision, DropReason, Event, Hooks};
@@ -16,7 +17,7 @@ use crate::message::{Delivery, Message};
 use crate::metrics::Metrics;
 use crate::reason::TerminationReason;
 use crate::router::{Retained, SharedGroups, Trie, matches, parse_shared};
-use crate::session::{Session, SubEntry};
+use crate::session::{NotQueued, Session, SubEntry};
 use crate::support::{LogThrottle, lock, read, write};
 use herald_codec::{ByteStr, QoS, RetainHandling};
 use std::collections::HashMap;
@@ -52,7 +53,7 @@ struct Subscriptions {
 }
 
 /// What routing one message did.
-#[derive(Default, Clone)]
+#[derive(Default)]
 pub struct RouteOutcome {
     /// Sessions the message was queued for.
     pub delivered: usize,
@@ -63,6 +64,22 @@ pub struct RouteOutcome {
     /// An online session the message pushed above its high-water mark:
     /// the publisher should pause reading until it drains.
     pub congested: Option<Arc<Session>>,
+    /// Deliveries whose subscriber's rights must be asked remotely before
+    /// they are queued: hand them to [`Broker::settle`].
+    pub pending: Vec<Pending>,
+}
+
+/// A delivery waiting for its subscriber's rights to be asked.
+pub struct Pending {
+    /// The subscriber's session.
+    session: Arc<Session>,
+    /// What to queue for it if allowed.
+    delivery: Delivery,
+    /// Whose answer decides.
+    rights: Arc<dyn Rights>,
+    /// A retained message for a new subscription: it joins the session's
+    /// retained backlog rather than its queue.
+    retained: bool,
 }
 
 /// Where one message goes: the session, the highest QoS granted,
@@ -117,6 +134,10 @@ pub struct Broker {
     pub metrics: Metrics,
     /// The extension point: event and decision handlers.
     pub hooks: Hooks,
+    /// The access control installed with [`Broker::set_access`].
+    access: RwLock<Option<Arc<dyn AccessControl>>>,
+    /// Whether the installed access control may have to ask remotely.
+    access_may_ask: AtomicBool,
     /// When the broker started, for uptime.
     pub started: Instant,
     /// Whether client connects and disconnects are logged at INFO (one
@@ -135,6 +156,8 @@ impl Broker {
             retained_refusals: LogThrottle::default(),
             metrics: Metrics::default(),
             hooks: Hooks::default(),
+            access: RwLock::new(None),
+            access_may_ask: AtomicBool::new(false),
             started: Instant::now(),
             log_connections: AtomicBool::new(true),
         })
@@ -148,6 +171,25 @@ impl Broker {
     /// Whether client connects and disconnects are logged at INFO.
     pub fn logs_connections(&self) -> bool {
         self.log_connections.load(Ordering::Relaxed)
+    }
+
+    /// Installs the access control (authentication sources and rules).
+    /// Clients connected before keep the rights they had.
+    pub fn set_access(&self, access: Arc<dyn AccessControl>) {
+        self.access_may_ask
+            .store(access.may_ask(), Ordering::Release);
+        *write(&self.access) = Some(access);
+    }
+
+    /// The installed access control, if any.
+    pub fn access(&self) -> Option<Arc<dyn AccessControl>> {
+        read(&self.access).clone()
+    }
+
+    /// Whether a PUBLISH may have to wait for a decision (a
+    /// `client.check_acl` handler, or rights that ask remotely).
+    pub fn authorization_may_wait(&self) -> bool {
+        self.hooks.has_authorizers() || self.access_may_ask.load(Ordering::Acquire)
     }
 
     /// The session registry, locked.
@@ -170,7 +212,10 @@ impl Broker {
     /// session (highest granted QoS, all subscription identifiers), one
     /// member per shared group. Updates the retained store first if the
     /// message is retained. Fires `message.publish`, and `message.dropped`
-    /// for no subscribers and for every session that refused it.
+    /// for no subscribers and for every session that refused it (also
+    /// `not_authorized`: a subscriber that may not receive the topic,
+    /// whatever filter matched it). Deliveries that need a remote decision
+    /// come back in [`RouteOutcome::pending`].
     pub fn publish(&self, message: Arc<Message>) -> RouteOutcome {
         self.route(message, true, &mut AckHolds::unwanted())
     }
@@ -239,7 +284,15 @@ impl Broker {
             matched: !targets.is_empty(),
             ..RouteOutcome::default()
         };
+        // `authz.deny_subscribe` holds for every subscriber.
+        let denied_to_all = !targets.is_empty()
+            && Broker::denied(&self.config.authz.deny_subscribe, &message.topic);
         for (key, qos, rap, ids) in targets {
+            if denied_to_all {
+                outcome.dropped += 1;
+                self.dropped(&message, DropReason::NotAuthorized);
+                continue;
+            }
             let delivery = Delivery {
                 qos: message.qos.min(qos),
                 retain: message.retain && rap,
@@ -253,14 +306,50 @@ impl Broker {
                         outcome.congested = Some(key.0.clone());
                     }
                 }
-                Err(reason) => {
+                Err(NotQueued::Dropped(reason)) => {
                     outcome.dropped += 1;
                     self.dropped(&message, reason);
                 }
+                Err(NotQueued::Ask(delivery, rights)) => outcome.pending.push(Pending {
+                    session: key.0,
+                    delivery,
+                    rights,
+                    retained: false,
+                }),
             }
         }
         if !outcome.matched && count_unrouted {
             self.dropped(&message, DropReason::NoSubscribers);
+        }
+        outcome
+    }
+
+    /// Queues deliveries held for a remote decision, in order, once their
+    /// subscriber's rights allow them; the others are dropped
+    /// (`not_authorized`).
+    pub async fn settle(&self, pending: Vec<Pending>) {
+        for p in pending {
+            let topic = &p.delivery.message.topic;
+            let allowed = p.rights.ask(AclAction::Deliver, topic).await == Decision::Allow;
+            if !allowed {
+                self.dropped(&p.delivery.message, DropReason::NotAuthorized);
+            } else if p.retained {
+                p.session.lock().retained_backlog.push_back(p.delivery);
+                p.session.wake.notify_one();
+            } else if let Err(reason) = p.session.enqueue_allowed(p.delivery.clone()) {
+                self.dropped(&p.delivery.message, reason);
+            }
+        }
+    }
+
+    /// [`Broker::publish_own`] for callers that cannot wait: held
+    /// deliveries are settled on a task of their own.
+    pub fn publish_own_detached(self: &Arc<Self>, message: Arc<Message>) -> RouteOutcome {
+        let mut outcome = self.publish_own(message);
+        let pending = std::mem::take(&mut outcome.pending);
+        if !pending.is_empty() {
+            let broker = self.clone();
+            tokio::spawn(async move { broker.settle(pending).await });
         }
         outcome
     }
@@ -419,24 +508,28 @@ impl Broker {
     }
 
     /// Queues the retained messages matching a new subscription, as Retain
-    /// Handling asks. Shared subscriptions get none (5.0 §4.8.2).
+    /// Handling asks, each if the session's client may receive it. Shared
+    /// subscriptions get none (5.0 §4.8.2). Returns the deliveries held for
+    /// a remote decision ([`Broker::settle`]).
+    #[must_use]
     pub fn send_retained(
         &self,
         session: &Arc<Session>,
         filter: &str,
         entry: SubEntry,
         is_new: bool,
-    ) {
+    ) -> Vec<Pending> {
         let send = match entry.options.retain_handling {
             RetainHandling::SendAtSubscribe => true,
             RetainHandling::SendAtSubscribeIfNew => is_new,
             RetainHandling::DoNotSend => false,
         };
         if !send || !matches!(parse_shared(filter), Ok(None)) {
-            return;
+            return Vec::new();
         }
         let now = Instant::now();
         let mut found = Vec::new();
+        let mut denied = Vec::new();
         read(&self.retained).tree.for_each_matching(filter, |_, m| {
             if !m.is_expired(now) {
                 found.push(Delivery {
@@ -447,13 +540,41 @@ impl Broker {
                 });
             }
         });
-        if found.is_empty() {
-            return;
+        let mut pending = Vec::new();
+        {
+            let mut st = session.lock();
+            let rights = st.rights.clone();
+            let mut allowed = Vec::with_capacity(found.len());
+            for delivery in found {
+                let topic = &delivery.message.topic;
+                let verdict = if Broker::denied(&self.config.authz.deny_subscribe, topic) {
+                    Verdict::Deny
+                } else {
+                    rights
+                        .as_ref()
+                        .map_or(Verdict::Allow, |r| r.check(AclAction::Deliver, topic))
+                };
+                match (verdict, &rights) {
+                    (Verdict::Allow, _) => allowed.push(delivery),
+                    (Verdict::Ask, Some(rights)) => pending.push(Pending {
+                        session: session.clone(),
+                        delivery,
+                        rights: rights.clone(),
+                        retained: true,
+                    }),
+                    (Verdict::Deny | Verdict::Ask, _) => denied.push(delivery.message),
+                }
+            }
+            // Every allowed one, paced by the connection like any backlog;
+            // the queue's limits are for messages the store does not hold
+            // anyway.
+            st.retained_backlog.extend(allowed);
         }
-        // Every one of them, paced by the connection like any backlog; the
-        // queue's limits are for messages the store does not hold anyway.
-        session.lock().retained_backlog.extend(found);
+        for message in denied {
+            self.dropped(&message, DropReason::NotAuthorized);
+        }
         session.wake.notify_one();
+        pending
     }
 
     /// Number of retained messages.
@@ -461,9 +582,17 @@ impl Broker {
         read(&self.retained).tree.len()
     }
 
-    /// The authorization point: the `client.check_acl` handlers decide; if
-    /// none does, the `authz.deny_publish` / `authz.deny_subscribe` lists.
-    pub async fn authorize(&self, client: &ClientInfo, action: AclAction, topic: &str) -> bool {
+    /// The authorization point for PUBLISH and SUBSCRIBE: the
+    /// `client.check_acl` handlers decide; if none does, the
+    /// `authz.deny_publish` / `authz.deny_subscribe` lists may refuse, then
+    /// the client's `rights` (asked remotely if they must be).
+    pub async fn authorize(
+        &self,
+        client: &ClientInfo,
+        rights: Option<&Arc<dyn Rights>>,
+        action: AclAction,
+        topic: &str,
+    ) -> bool {
         if self.hooks.has_authorizers() {
             let request = AclRequest {
                 client,
@@ -476,7 +605,26 @@ impl Broker {
                 Decision::Ignore => {}
             }
         }
+        if !self.authorized_by_config(action, topic) {
+            return false;
+        }
+        match rights.map(|r| (r, r.check(action, topic))) {
+            None | Some((_, Verdict::Allow)) => true,
+            Some((_, Verdict::Deny)) => false,
+            Some((r, Verdict::Ask)) => r.ask(action, topic).await == Decision::Allow,
+        }
+    }
+
+    /// [`Broker::authorize`] where nothing may wait (no `client.check_acl`
+    /// handler, rights that never ask): an `Ask` counts as a refusal.
+    pub fn authorized_now(
+        &self,
+        rights: Option<&Arc<dyn Rights>>,
+        action: AclAction,
+        topic: &str,
+    ) -> bool {
         self.authorized_by_config(action, topic)
+            && rights.is_none_or(|r| r.check(action, topic) == Verdict::Allow)
     }
 
     /// The configured part of the authorization point alone: the
@@ -484,7 +632,7 @@ impl Broker {
     pub fn authorized_by_config(&self, action: AclAction, topic: &str) -> bool {
         let denied = match action {
             AclAction::Publish => &self.config.authz.deny_publish,
-            AclAction::Subscribe => &self.config.authz.deny_subscribe,
+            AclAction::Subscribe | AclAction::Deliver => &self.config.authz.deny_subscribe,
         };
         !Broker::denied(denied, topic)
     }

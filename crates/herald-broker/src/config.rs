@@ -52,8 +52,13 @@ pub struct Config {
     pub sys: SysConfig,
     /// Limits of the retained-message store.
     pub retained: RetainedConfig,
-    /// Who may connect and which topics are off limits.
+    /// Topics off limits to every client (and the old place of
+    /// `allow_anonymous`).
     pub authz: AuthzConfig,
+    /// `[auth]`: who may connect.
+    pub auth: AuthConfig,
+    /// `[acl]`: what a connected client may publish, subscribe to, receive.
+    pub acl: AclConfig,
     /// The Prometheus `/metrics` endpoint.
     pub metrics: MetricsConfig,
 }
@@ -61,7 +66,7 @@ pub struct Config {
 impl Config {
     /// The top-level keys of a `Config` in TOML, in declaration order.
     pub const KEYS: &'static [&'static str] = &[
-        "data_dir", "listener", "mqtt", "sys", "retained", "authz", "metrics",
+        "data_dir", "listener", "mqtt", "sys", "retained", "authz", "auth", "acl", "metrics",
     ];
 
     /// Reads the value of the top-level key `key` from `map` into its
@@ -81,6 +86,8 @@ impl Config {
             "sys" => self.sys = map.next_value()?,
             "retained" => self.retained = map.next_value()?,
             "authz" => self.authz = map.next_value()?,
+            "auth" => self.auth = map.next_value()?,
+            "acl" => self.acl = map.next_value()?,
             "metrics" => self.metrics = map.next_value()?,
             _ => return Ok(false),
         }
@@ -257,7 +264,7 @@ pub struct RetainedConfig {
 }
 
 /// `[authz]`: a deliberately small authorisation model.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct AuthzConfig {
     /// Topic filters no client may publish to: a PUBLISH whose topic matches
@@ -266,8 +273,77 @@ pub struct AuthzConfig {
     /// Topic filters no client may subscribe to: a subscription whose filter
     /// is matched by any of them is refused.
     pub deny_subscribe: Vec<String>,
-    /// Whether clients may connect without a user name.
-    pub allow_anonymous: bool,
+    /// Old name of `auth.allow_anonymous`, still honoured when that is not
+    /// set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow_anonymous: Option<bool>,
+}
+
+/// `[auth]`: authentication. The sources are asked in order (password
+/// file, then HTTP); a client no source knows is anonymous.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Whether clients no source authenticated may connect. Unset: `false`
+    /// when a source is configured; with none, only from loopback
+    /// addresses (mosquitto 2.0's "local only" default).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub allow_anonymous: Option<bool>,
+    /// A password file in mosquitto_passwd's format.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<ConfigPath>,
+    /// An EMQX 4.x `emqx_auth_http.conf`, read unchanged.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_conf: Option<ConfigPath>,
+}
+
+/// `[acl]`: access rules.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AclConfig {
+    /// A mosquitto `acl_file` or an EMQX 4.x `acl.conf` (told apart by
+    /// their content).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub file: Option<ConfigPath>,
+    /// What applies when no rule matches.
+    pub nomatch: Nomatch,
+    /// What a refused PUBLISH does to the connection (EMQX's
+    /// `acl_deny_action`).
+    pub deny_action: DenyAction,
+    /// Seconds an ACL answer of the HTTP source is kept per client and
+    /// topic; 0 asks every time.
+    pub cache_ttl: u32,
+}
+
+impl Default for AclConfig {
+    fn default() -> Self {
+        Self {
+            file: None,
+            nomatch: Nomatch::Allow,
+            deny_action: DenyAction::Ignore,
+            cache_ttl: 60,
+        }
+    }
+}
+
+/// `acl.nomatch`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Nomatch {
+    /// Allowed when no rule matches.
+    Allow,
+    /// Refused when no rule matches.
+    Deny,
+}
+
+/// `acl.deny_action`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DenyAction {
+    /// Refuse the PUBLISH (5.0: PUBACK/PUBREC 0x87; 3.x: dropped).
+    Ignore,
+    /// Refuse it and close the connection (5.0: DISCONNECT 0x87 first).
+    Disconnect,
 }
 
 impl Default for Config {
@@ -279,6 +355,8 @@ impl Default for Config {
             sys: SysConfig::default(),
             retained: RetainedConfig::default(),
             authz: AuthzConfig::default(),
+            auth: AuthConfig::default(),
+            acl: AclConfig::default(),
             metrics: MetricsConfig::default(),
         }
     }
@@ -338,16 +416,6 @@ impl Default for RetainedConfig {
             max_messages: 1_000_000,
             max_bytes: 256 * 1024 * 1024,
             max_payload_size: 1024 * 1024,
-        }
-    }
-}
-
-impl Default for AuthzConfig {
-    fn default() -> Self {
-        Self {
-            deny_publish: Vec::new(),
-            deny_subscribe: Vec::new(),
-            allow_anonymous: true,
         }
     }
 }
@@ -511,6 +579,26 @@ impl SysConfig {
     }
 }
 
+impl Config {
+    /// Whether an authentication source is configured.
+    pub fn has_auth_sources(&self) -> bool {
+        self.auth.password_file.is_some() || self.auth.http_conf.is_some()
+    }
+
+    /// Who may connect unauthenticated: `auth.allow_anonymous`, else the
+    /// old `authz.allow_anonymous`, else `Deny` when a source is configured
+    /// and loopback only when none is.
+    pub fn anonymous(&self) -> crate::access::Anonymous {
+        use crate::access::Anonymous;
+        match self.auth.allow_anonymous.or(self.authz.allow_anonymous) {
+            Some(true) => Anonymous::Allow,
+            Some(false) => Anonymous::Deny,
+            None if self.has_auth_sources() => Anonymous::Deny,
+            None => Anonymous::LoopbackOnly,
+        }
+    }
+}
+
 impl AuthzConfig {
     /// Checks the `[authz]` section: every entry must be a valid topic filter.
     fn validate(&self) -> Result<(), ConfigError> {
@@ -638,7 +726,8 @@ mod tests {
         full.listener.max_connections = 7;
         full.mqtt.max_qos = 1;
         full.sys.interval = 3;
-        full.authz.allow_anonymous = false;
+        full.authz.allow_anonymous = Some(false);
+        full.auth.allow_anonymous = Some(true);
         full.metrics.bind = None;
         let text = toml::to_string(&full).expect("serializable");
         for key in Config::KEYS {

@@ -73,8 +73,9 @@
 //! Decision handlers ([`Authenticator`] for `client.authenticate`,
 //! [`Authorizer`] for `client.check_acl`) may be async; they run in priority
 //! order until one answers [`Decision::Allow`] or [`Decision::Deny`]. If all
-//! answer [`Decision::Ignore`], the broker's own settings decide
-//! (`authz.allow_anonymous`, `authz.deny_publish`, `authz.deny_subscribe`).
+//! answer [`Decision::Ignore`], the broker's own access control decides
+//! ([`crate::access`]: `authz.deny_publish`, `authz.deny_subscribe`, the
+//! installed sources and rules, the anonymous policy).
 //! A decision handler that panics is logged and counts as `Ignore`.
 //!
 //! Registration works at start-up and at runtime; [`Hooks::replace_handler`]
@@ -351,6 +352,10 @@ pub enum AclAction {
     Publish,
     /// SUBSCRIBE to a filter.
     Subscribe,
+    /// Receive a message published to a topic (checked per delivery with
+    /// [`crate::access::Rights`]; the `client.check_acl` handlers are asked
+    /// only about PUBLISH and SUBSCRIBE).
+    Deliver,
 }
 
 /// Decides `client.authenticate`.

@@ -15,10 +15,12 @@
 //! - [`hooks`]: the extension point: events and decision handlers;
 //!   [`reason`]: why connections, sessions and messages end.
 //! - [`ack`]: acknowledgements held until what handlers did is durable.
+//! - [`access`]: access control: authentication and per-client rights.
 //! - [`message`], [`metrics`], [`sys`] (`$SYS` topics), [`config`].
 //! - [`support`]: the clock, poison-ignoring locks and a log throttle,
 //!   shared with the other Herald crates.
 
+pub mod access;
 pub mod ack;
 pub mod broker;
 pub mod config;

@@ -36,6 +36,9 @@ pub enum DisconnectReason {
     /// acknowledgement gate refused it); 3.x cannot say so in an
     /// acknowledgement, so the connection closes without one.
     NotAccepted,
+    /// A PUBLISH was refused by access control and `acl.deny_action` is
+    /// `disconnect`.
+    NotAuthorized,
 }
 
 impl fmt::Display for DisconnectReason {
@@ -52,6 +55,7 @@ impl fmt::Display for DisconnectReason {
             DisconnectReason::FrameError => "malformed_packet",
             DisconnectReason::ProtocolError => "protocol_error",
             DisconnectReason::NotAccepted => "quota_exceeded",
+            DisconnectReason::NotAuthorized => "not_authorized",
         })
     }
 }
@@ -111,7 +115,7 @@ impl DropReason {
 impl DisconnectReason {
     /// Every reason but [`DisconnectReason::ClientReason`], which carries
     /// any code.
-    pub const FIXED: [DisconnectReason; 8] = [
+    pub const FIXED: [DisconnectReason; 9] = [
         DisconnectReason::Normal,
         DisconnectReason::SocketClosed,
         DisconnectReason::KeepaliveTimeout,
@@ -120,6 +124,7 @@ impl DisconnectReason {
         DisconnectReason::FrameError,
         DisconnectReason::ProtocolError,
         DisconnectReason::NotAccepted,
+        DisconnectReason::NotAuthorized,
     ];
 }
 
@@ -152,7 +157,8 @@ mod tests {
             | DisconnectReason::ServerShutdown
             | DisconnectReason::FrameError
             | DisconnectReason::ProtocolError
-            | DisconnectReason::NotAccepted => DisconnectReason::FIXED.contains(&r),
+            | DisconnectReason::NotAccepted
+            | DisconnectReason::NotAuthorized => DisconnectReason::FIXED.contains(&r),
         }
     }
 

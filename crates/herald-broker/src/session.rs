@@ -6,7 +6,8 @@
 //! that lock, briefly, and never awaits while holding it. The connection that
 //! owns the session is woken through [`Session::wake`].
 
-use crate::hooks::DropReason;
+use crate::access::{Rights, Verdict};
+use crate::hooks::{AclAction, DropReason};
 use crate::message::Delivery;
 use herald_codec::{ByteStr, QoS, SubOptions};
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -91,6 +92,18 @@ pub struct SessionState {
     pub online: bool,
     /// User name of the last connection, for events after it left.
     pub username: Option<ByteStr>,
+    /// What the last connection's client may receive: checked for every
+    /// delivery, also while offline. `None`: no rules apply.
+    pub rights: Option<Arc<dyn Rights>>,
+}
+
+/// Why a session did not queue a delivery.
+pub enum NotQueued {
+    /// Dropped, for this reason.
+    Dropped(DropReason),
+    /// The subscriber's rights must be asked (remotely) first; hand the
+    /// delivery to [`Session::enqueue_allowed`] if they allow it.
+    Ask(Delivery, Arc<dyn Rights>),
 }
 
 /// One client's session.
@@ -144,6 +157,7 @@ impl Session {
                 expiry_interval: 0,
                 online: false,
                 username: None,
+                rights: None,
             }),
             wake: Notify::new(),
             congested: AtomicBool::new(false),
@@ -163,22 +177,42 @@ impl Session {
         crate::support::lock(&self.state)
     }
 
-    /// Queues a delivery and wakes the connection; refuses when full, by
-    /// count or by bytes, whichever comes first ([`DropReason::QueueFull`]),
-    /// or for QoS 0 while offline
+    /// Queues a delivery the session's client may receive and wakes the
+    /// connection; refuses when its rights deny the topic
+    /// ([`DropReason::NotAuthorized`]) or must be asked ([`NotQueued::Ask`]),
+    /// when full ([`DropReason::QueueFull`]) or for QoS 0 while offline
     /// ([`DropReason::Qos0Offline`]). `Ok(true)`: the session is online and
     /// its queue is above high water: the publisher should pause.
-    pub fn enqueue(&self, delivery: Delivery) -> Result<bool, DropReason> {
+    pub fn enqueue(&self, delivery: Delivery) -> Result<bool, NotQueued> {
+        self.push(delivery, true)
+    }
+
+    /// [`Session::enqueue`] for a delivery its rights already allowed.
+    pub fn enqueue_allowed(&self, delivery: Delivery) -> Result<bool, DropReason> {
+        self.push(delivery, false).map_err(|refused| match refused {
+            NotQueued::Dropped(reason) => reason,
+            NotQueued::Ask(..) => DropReason::NotAuthorized,
+        })
+    }
+
+    fn push(&self, delivery: Delivery, check: bool) -> Result<bool, NotQueued> {
         let congested = {
             let mut st = self.lock();
             if !st.online && delivery.qos == QoS::AtMostOnce && !self.queue_qos0 {
-                return Err(DropReason::Qos0Offline);
+                return Err(NotQueued::Dropped(DropReason::Qos0Offline));
+            }
+            if check && let Some(rights) = &st.rights {
+                match rights.check(AclAction::Deliver, &delivery.message.topic) {
+                    Verdict::Allow => {}
+                    Verdict::Deny => return Err(NotQueued::Dropped(DropReason::NotAuthorized)),
+                    Verdict::Ask => return Err(NotQueued::Ask(delivery, rights.clone())),
+                }
             }
             let size = delivery.message.size();
             if st.queue.len() >= self.max_queued
                 || st.queued_bytes.saturating_add(size) > self.max_queued_bytes
             {
-                return Err(DropReason::QueueFull);
+                return Err(NotQueued::Dropped(DropReason::QueueFull));
             }
             st.queued_bytes += size;
             st.queue.push_back(delivery);

@@ -16,7 +16,7 @@ use tokio::sync::watch;
 pub const VERSION: &str = concat!("herald ", env!("CARGO_PKG_VERSION"));
 
 /// Publishes the statistics once.
-pub fn publish_stats(broker: &Broker) {
+pub fn publish_stats(broker: &Arc<Broker>) {
     let m = &broker.metrics;
     let uptime = broker.started.elapsed().as_secs();
     let stats: [(&str, String); 10] = [
@@ -65,7 +65,7 @@ pub fn publish_stats(broker: &Broker) {
             ByteStr::from_static("$SYS"),
             None,
         );
-        broker.publish_own(Arc::new(message));
+        broker.publish_own_detached(Arc::new(message));
     }
 }
 

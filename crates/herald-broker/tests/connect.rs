@@ -219,7 +219,7 @@ async fn v5_authentication_method_is_refused_0x8c() {
 
 #[tokio::test]
 async fn anonymous_refused_when_not_allowed() {
-    let server = start_with(|c| c.authz.allow_anonymous = false).await;
+    let server = start_with(|c| c.auth.allow_anonymous = Some(false)).await;
     // 3.1.1: return code 0x05 Not authorized.
     let e = v4_refusal(v4::options(&server, "anon4")).await;
     assert!(
@@ -233,15 +233,22 @@ async fn anonymous_refused_when_not_allowed() {
         "{e:?}"
     );
     assert!(server.broker.sessions().is_empty());
-    // With a user name both are let in.
+    // A user name that no source can check is no better than none.
     let mut o = v4::options(&server, "named4");
     o.set_credentials("alice", "secret");
-    let (_c4, _l4, ack) = v4_open(o).await;
-    assert_eq!(ack.code, V4Code::Success);
+    let e = v4_refusal(o).await;
+    assert!(
+        matches!(e, V4Error::ConnectionRefused(V4Code::NotAuthorized)),
+        "{e:?}"
+    );
     let mut o = v5::options(&server, "named5");
     o.set_credentials("bob", "");
-    let (_c5, _l5, ack) = v5_open(o).await;
-    assert_eq!(ack.code, V5Code::Success);
+    let e = v5_refusal(o).await;
+    assert!(
+        matches!(e, V5Error::ConnectionRefused(V5Code::NotAuthorized)),
+        "{e:?}"
+    );
+    assert!(server.broker.sessions().is_empty());
 }
 
 // ---------------------------------------------------------------- CONNACK

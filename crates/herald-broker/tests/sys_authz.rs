@@ -245,3 +245,74 @@ async fn deny_subscribe_answers_0x87_or_0x80() {
     assert_eq!(s4.payloads_until("end").await, ["end"]);
     server.shutdown().await;
 }
+
+/// `authz.deny_subscribe` holds at delivery too: no wildcard or shared
+/// subscription, and no retained message, leaks a denied topic.
+#[tokio::test]
+async fn denied_topics_never_delivered_through_wildcards_shares_or_retained() {
+    let server = start_with(|c| c.authz.deny_subscribe = vec!["secret/#".into()]).await;
+    let mut p = client5(&server, "p").await;
+    p.publish("secret/a", v5::QoS::AtLeastOnce, true, b"retained-leak")
+        .await;
+    p.publish("open/a", v5::QoS::AtLeastOnce, true, b"retained-ok")
+        .await;
+    let mut subs = Vec::new();
+    for (id, filter) in [("s1", "#"), ("s2", "+/a"), ("s3", "+/#")] {
+        let mut s = client4(&server, id).await;
+        assert_eq!(
+            s.subscribe(filter, v4::QoS::AtLeastOnce).await,
+            [rumqttc::SubscribeReasonCode::Success(v4::QoS::AtLeastOnce)],
+            "{filter} is granted: it can receive allowed topics"
+        );
+        subs.push(s);
+    }
+    let mut shared = client5(&server, "s4").await;
+    shared.subscribe("$share/g/#", v5::QoS::AtLeastOnce).await;
+    p.publish("secret/a", v5::QoS::AtLeastOnce, false, b"leak")
+        .await;
+    p.publish("open/a", v5::QoS::AtLeastOnce, false, b"end")
+        .await;
+    for s in &mut subs {
+        assert_eq!(s.payloads_until("end").await, ["retained-ok", "end"]);
+    }
+    assert_eq!(shared.payloads_until("end").await, ["end"]);
+    // 4 subscribers of the live message, 3 of the retained one.
+    assert_eq!(
+        Metrics::get(&server.broker.metrics.dropped_not_authorized),
+        7
+    );
+    server.shutdown().await;
+}
+
+/// `acl.deny_action = "disconnect"`: a refused PUBLISH closes the
+/// connection (5.0: DISCONNECT 0x87) instead of being acknowledged.
+#[tokio::test]
+async fn deny_action_disconnect_closes_the_publisher() {
+    use herald_codec::{ByteStr, Packet, Properties, Protocol, Publish, QoS, ReasonCode};
+    let server = start_with(|c| {
+        deny(c);
+        c.acl.deny_action = herald_broker::config::DenyAction::Disconnect;
+    })
+    .await;
+    for protocol in [Protocol::V5, Protocol::V3_1_1] {
+        let mut raw = raw_client(&server, protocol, "p").await;
+        raw.send(&Packet::Publish(Publish {
+            dup: false,
+            qos: QoS::AtLeastOnce,
+            retain: false,
+            topic: ByteStr::from("secret/a"),
+            packet_id: 1,
+            properties: Properties::default(),
+            payload: bytes::Bytes::from_static(b"x"),
+        }))
+        .await;
+        if protocol == Protocol::V5 {
+            match raw.recv().await {
+                Some(Packet::Disconnect(d)) => assert_eq!(d.reason, ReasonCode::NOT_AUTHORIZED),
+                other => panic!("expected DISCONNECT, got {other:?}"),
+            }
+        }
+        assert!(raw.recv().await.is_none(), "closed, no PUBACK");
+    }
+    server.shutdown().await;
+}

@@ -22,6 +22,7 @@ pub fn disconnect(reason: DisconnectReason) -> &'static str {
         DisconnectReason::FrameError => "frame_error",
         DisconnectReason::ProtocolError => "protocol_error",
         DisconnectReason::NotAccepted => "quota_exceeded",
+        DisconnectReason::NotAuthorized => "not_authorized",
     }
 }
 
@@ -89,6 +90,11 @@ mod tests {
         assert!(words.contains(&disconnect(will)), "{words:?}");
         let admin = DisconnectReason::ClientReason(ReasonCode::ADMINISTRATIVE_ACTION);
         assert_eq!(disconnect(admin), "administrative_action");
+        // EMQX's word when acl_deny_action = disconnect closes a publisher.
+        assert_eq!(
+            disconnect(DisconnectReason::NotAuthorized),
+            "not_authorized"
+        );
     }
 
     #[test]

@@ -322,8 +322,10 @@ async fn refused_connect_gives_connack_not_authorized() {
     let hooked = start(
         &sink.base("http"),
         CONNECT_RULES,
-        |c| c.authz.allow_anonymous = false,
-        |_| {},
+        |c| c.auth.allow_anonymous = Some(false),
+        |broker| {
+            broker.hooks.add_authenticator(0, Arc::new(NamedOnly));
+        },
     )
     .await;
     // An anonymous MQTT 3.1.1 client is refused (return code 5)...
@@ -361,6 +363,22 @@ async fn refused_connect_gives_connack_not_authorized() {
         harness::check_body(&g.json, e, 0, t1);
     }
     hooked.stop().await;
+}
+
+/// Lets in every client with a user name; no opinion on others.
+struct NamedOnly;
+
+impl Authenticator for NamedOnly {
+    fn authenticate<'a>(&'a self, request: AuthRequest<'a>) -> DecisionFuture<'a> {
+        let named = request.client.username.is_some();
+        Box::pin(async move {
+            if named {
+                Decision::Allow
+            } else {
+                Decision::Ignore
+            }
+        })
+    }
 }
 
 /// Denies every password but `secret` with 0x86.

@@ -33,6 +33,7 @@ use clap::{Args, Parser, Subcommand};
 use herald::config::{self, HeraldConfig, LogConfig};
 use herald::webhook;
 use herald_broker::ServeError;
+use herald_broker::access::Anonymous;
 use herald_broker::broker::Broker;
 use herald_webhook::conf::DEFAULT_EVENT_ID_HEADER;
 use herald_webhook::listen::Reply;
@@ -214,6 +215,7 @@ fn run(args: RunArgs) -> ExitCode {
         ..
     } = loaded.config;
     fdlimit::raise(&mut config.listener.max_connections);
+    log_anonymous_policy(&config);
     tracing::info!(
         config_file = %args
             .config
@@ -246,6 +248,24 @@ fn run(args: RunArgs) -> ExitCode {
             eprintln!("error: {err:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// One start-up line when the secure default is in force (no
+/// authentication source and `auth.allow_anonymous` unset), naming the key
+/// that changes it; one when the old `authz.allow_anonymous` is used.
+fn log_anonymous_policy(config: &herald_broker::config::Config) {
+    if config.auth.allow_anonymous.is_none() && config.authz.allow_anonymous.is_some() {
+        tracing::warn!(
+            "authz.allow_anonymous is the old name of auth.allow_anonymous; please move it"
+        );
+    }
+    if config.anonymous() == Anonymous::LoopbackOnly {
+        tracing::warn!(
+            "no authentication source configured and auth.allow_anonymous not set: \
+             clients are accepted from loopback addresses only; set auth.allow_anonymous = true \
+             (or configure auth.password_file / auth.http_conf) to accept others"
+        );
     }
 }
 

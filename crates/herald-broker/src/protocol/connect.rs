@@ -7,6 +7,7 @@
 //! closes; nothing about other clients changes.
 
 use super::{Client, flush_briefly, read_one};
+use crate::access::Rights;
 use crate::ack::PendingAcks;
 use crate::broker::Broker;
 use crate::connection::Io;
@@ -102,11 +103,13 @@ where
     let verdict = match accept(&broker, &connect) {
         Ok(accepted) => authenticate(&broker, &connect, &info)
             .await
-            .map(|()| accepted),
+            .map(|rights| (accepted, rights)),
         Err(code) => Err(code),
     };
     match verdict {
-        Ok(accepted) => Some(establish(broker, io, info, *connect, accepted).await),
+        Ok((accepted, rights)) => {
+            Some(establish(broker, io, info, *connect, accepted, rights).await)
+        }
         Err(code) => {
             tracing::debug!(%peer, client_id = %connect.client_id, %code, "CONNECT refused");
             broker.hooks.fire(Event::ClientConnack {
@@ -134,21 +137,43 @@ fn canonical_peer(peer: SocketAddr) -> SocketAddr {
     }
 }
 
-/// `client.authenticate`: the handlers decide; if none does, anonymous
-/// clients are let in only if `authz.allow_anonymous`.
-async fn authenticate(broker: &Broker, c: &Connect, info: &ClientInfo) -> Result<(), ReasonCode> {
+/// Authentication: the `client.authenticate` handlers, then the installed
+/// access control's sources; a client none of them knows is anonymous and
+/// let in only as the anonymous policy says (`auth.allow_anonymous`). A
+/// user name no configured source accepts is a bad user name or password;
+/// anything else refused is not authorised. `Ok`: the client's rights.
+async fn authenticate(
+    broker: &Broker,
+    c: &Connect,
+    info: &ClientInfo,
+) -> Result<Option<Arc<dyn Rights>>, ReasonCode> {
     let request = AuthRequest {
         client: info,
         password: c.password.as_ref(),
     };
-    match broker.hooks.authenticate(request).await {
-        Decision::Allow => Ok(()),
-        Decision::Deny(code) => Err(code),
-        Decision::Ignore if !broker.config.authz.allow_anonymous && c.username.is_none() => {
-            Err(ReasonCode::NOT_AUTHORIZED)
+    let access = broker.access();
+    let mut superuser = false;
+    let decision = match broker.hooks.authenticate(request).await {
+        Decision::Ignore => match &access {
+            Some(access) => {
+                let answer = access.authenticate(request).await;
+                superuser = answer.superuser;
+                answer.decision
+            }
+            None => Decision::Ignore,
+        },
+        decided => decided,
+    };
+    match decision {
+        Decision::Allow => {}
+        Decision::Deny(code) => return Err(code),
+        Decision::Ignore if c.username.is_some() && broker.config.has_auth_sources() => {
+            return Err(ReasonCode::BAD_USERNAME_OR_PASSWORD);
         }
-        Decision::Ignore => Ok(()),
+        Decision::Ignore if broker.config.anonymous().admits(info.peer) => {}
+        Decision::Ignore => return Err(ReasonCode::NOT_AUTHORIZED),
     }
+    Ok(access.and_then(|a| a.rights(info, superuser)))
 }
 
 /// What validation decided for an acceptable CONNECT.
@@ -229,6 +254,7 @@ async fn establish<S>(
     mut info: ClientInfo,
     connect: Connect,
     a: Accepted,
+    rights: Option<Arc<dyn Rights>>,
 ) -> Handshake<S>
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
@@ -240,7 +266,7 @@ where
         kick: kick_tx,
         done: done_rx,
     };
-    let attached = attach(&broker, &info, a.session_expiry, handle).await;
+    let attached = attach(&broker, &info, a.session_expiry, handle, rights.clone()).await;
     let hooks = &broker.hooks;
     if let Some(old) = &attached.replaced {
         // A clean start discards the old session, also one it took from a
@@ -289,6 +315,7 @@ where
         pressure: None,
         ignored: None,
         acks: PendingAcks::default(),
+        rights,
     };
     let mut props = Properties::default();
     if connect.protocol.is_v5() {
@@ -372,6 +399,7 @@ async fn attach(
     info: &ClientInfo,
     expiry: u32,
     handle: ConnHandle,
+    rights: Option<Arc<dyn Rights>>,
 ) -> Attached {
     let client_id = &info.client_id;
     let mut handle = Some(handle);
@@ -393,6 +421,7 @@ async fn attach(
                     st.online = true;
                     st.expiry_interval = expiry;
                     st.username = info.username.clone();
+                    st.rights = rights.clone();
                     st.conn = handle.take();
                     let generation = st.generation;
                     drop(st);
@@ -411,7 +440,7 @@ async fn attach(
             match wait {
                 Some(done) => done,
                 None => {
-                    let session = claim_new(broker, info, expiry, &mut handle);
+                    let session = claim_new(broker, info, expiry, &mut handle, rights.clone());
                     sessions.insert(client_id.clone(), session.clone());
                     return Attached {
                         session,
@@ -435,6 +464,7 @@ fn claim_new(
     info: &ClientInfo,
     expiry: u32,
     handle: &mut Option<ConnHandle>,
+    rights: Option<Arc<dyn Rights>>,
 ) -> Arc<Session> {
     let session = broker.new_session(info.client_id.clone());
     {
@@ -443,6 +473,7 @@ fn claim_new(
         st.online = true;
         st.expiry_interval = expiry;
         st.username = info.username.clone();
+        st.rights = rights;
         st.conn = handle.take();
     }
     session

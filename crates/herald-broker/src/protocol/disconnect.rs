@@ -4,13 +4,14 @@
 //! (ended now, or kept until its expiry interval runs out).
 
 use super::{Client, flush_briefly};
+use crate::access::Rights;
 use crate::broker::Broker;
 use crate::hooks::{AclAction, ClientInfo, DropReason, Event};
 use crate::message::Message;
 use crate::metrics::Metrics;
 use crate::reason::{DisconnectReason, TerminationReason};
 use crate::session::Session;
-use herald_codec::{DecodeError, Disconnect, Packet, Properties, ReasonCode, Will};
+use herald_codec::{ByteStr, DecodeError, Disconnect, Packet, Properties, ReasonCode, Will};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -38,6 +39,9 @@ pub enum Close {
     /// reason code to refuse it with, so the connection closes without the
     /// acknowledgement.
     NotAccepted,
+    /// A PUBLISH to this topic was refused and `acl.deny_action` is
+    /// `disconnect`.
+    NotAuthorized(ByteStr),
 }
 
 impl Close {
@@ -53,6 +57,7 @@ impl Close {
             Close::Decode(_) => DisconnectReason::FrameError,
             Close::Protocol(..) => DisconnectReason::ProtocolError,
             Close::NotAccepted => DisconnectReason::NotAccepted,
+            Close::NotAuthorized(_) => DisconnectReason::NotAuthorized,
         }
     }
 
@@ -66,6 +71,7 @@ impl Close {
             Close::Decode(e) => Some(e.reason_code()),
             Close::Protocol(r, _) => Some(*r),
             Close::NotAccepted => Some(crate::ack::REFUSED_REASON),
+            Close::NotAuthorized(_) => Some(ReasonCode::NOT_AUTHORIZED),
         }
     }
 }
@@ -111,6 +117,11 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
             Some(error) => tracing::info!(
                 %client_id, %peer, %protocol, reason = %close.reason(), %error,
                 "client disconnected: it broke the protocol"
+            ),
+            // As is a refused PUBLISH that closes the connection.
+            None if let Close::NotAuthorized(topic) = &close => tracing::info!(
+                %client_id, %peer, %protocol, reason = %close.reason(), %topic,
+                "client disconnected: a PUBLISH was refused (acl.deny_action = disconnect)"
             ),
             None if self.broker.logs_connections() => tracing::info!(
                 %client_id, %peer, %protocol, reason = %close.reason(),
@@ -158,12 +169,13 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
             let wait = delay.min(self.session_expiry);
             let message = will_message(*will, &self.info);
             if wait == 0 || ends_now {
-                publish_will(&self.broker, &self.info, message).await;
+                publish_will(&self.broker, &self.info, self.rights.as_ref(), message).await;
             } else {
                 let broker = self.broker.clone();
                 let session = self.session.clone();
                 let generation = self.generation;
                 let info = self.info.clone();
+                let rights = self.rights.clone();
                 tokio::spawn(async move {
                     // 5.0 §3.1.3.2.2: until the delay passes or the session
                     // ends (a clean start discards it), whichever is first.
@@ -183,7 +195,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
                     // Not if the client came back meanwhile.
                     let current = session.lock().generation == generation;
                     if current {
-                        publish_will(&broker, &info, message).await;
+                        publish_will(&broker, &info, rights.as_ref(), message).await;
                     }
                 });
             }
@@ -234,14 +246,20 @@ fn will_message(will: Will, client: &ClientInfo) -> Message {
 }
 
 /// Publishes a will if the authorization point lets its client publish to
-/// the will topic.
-async fn publish_will(broker: &Broker, client: &ClientInfo, message: Message) {
+/// the will topic (checked now, with the rights the client had).
+async fn publish_will(
+    broker: &Broker,
+    client: &ClientInfo,
+    rights: Option<&Arc<dyn Rights>>,
+    message: Message,
+) {
     if broker.may_publish_to(&client.client_id, &message.topic)
         && broker
-            .authorize(client, AclAction::Publish, &message.topic)
+            .authorize(client, rights, AclAction::Publish, &message.topic)
             .await
     {
-        broker.publish(Arc::new(message));
+        let pending = broker.publish(Arc::new(message)).pending;
+        broker.settle(pending).await;
     } else {
         broker.dropped(&message, DropReason::NotAuthorized);
     }

@@ -12,6 +12,7 @@ pub mod ping;
 pub mod publish;
 pub mod subscribe;
 
+use crate::access::Rights;
 use crate::ack::PendingAcks;
 use crate::broker::Broker;
 use crate::connection::{Io, Stream, WRITE_HIGH_WATER, write_some};
@@ -76,6 +77,8 @@ pub struct Client<S> {
     pub(crate) ignored: Option<std::sync::Weak<Session>>,
     /// PUBACKs / PUBRECs waiting, in order, for what hooks hold them on.
     pub(crate) acks: PendingAcks,
+    /// What this client may do (`None`: no rules apply to it).
+    pub(crate) rights: Option<Arc<dyn Rights>>,
 }
 
 /// Most acknowledgements a connection keeps waiting before it stops reading
@@ -212,14 +215,15 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
 
     /// Handles one packet received after CONNECT. Everything is done here,
     /// synchronously, except work that may wait for a `client.check_acl`
-    /// handler (SUBSCRIBE; PUBLISH when such handlers exist): that comes
+    /// handler or remote rights (SUBSCRIBE; PUBLISH when such handlers or
+    /// rights exist): that comes
     /// back as a boxed future for the loop to await. Boxing keeps the large
     /// packets out of the connection task's own state, which is what an
     /// idle connection costs.
     #[allow(clippy::type_complexity)]
     fn handle(&mut self, packet: Packet) -> Result<Option<Waiting<'_>>, Close> {
         match packet {
-            Packet::Publish(p) if self.broker.hooks.has_authorizers() => {
+            Packet::Publish(p) if self.broker.authorization_may_wait() => {
                 return Ok(Some(Box::pin(self.handle_publish(p))));
             }
             Packet::Publish(p) => self.handle_publish_now(p),

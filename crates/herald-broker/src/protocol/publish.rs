@@ -10,6 +10,8 @@
 use super::Client;
 use super::disconnect::Close;
 use crate::ack::{AckHolds, REFUSED_REASON, Released};
+use crate::broker::Pending;
+use crate::config::DenyAction;
 use crate::connection::WRITE_HIGH_WATER;
 use crate::hooks::{AclAction, DropReason, Event};
 use crate::message::{Delivery, Message};
@@ -27,6 +29,8 @@ pub(crate) const PRESSURE_MAX: std::time::Duration = std::time::Duration::from_s
 impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
     /// A PUBLISH from the client: checked, authorized (asking the
     /// `client.check_acl` handlers, which may wait), routed, answered.
+    /// Deliveries held for a subscriber's remote rights are settled before
+    /// the next packet is read, so they keep this publisher's order.
     pub(crate) async fn handle_publish(&mut self, p: Publish) -> Result<(), Close> {
         let Some((message, packet_id, qos)) = self.accept_publish(p)? else {
             return Ok(());
@@ -36,21 +40,32 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
             .may_publish_to(&self.info.client_id, &message.topic)
             && self
                 .broker
-                .authorize(&self.info, AclAction::Publish, &message.topic)
+                .authorize(
+                    &self.info,
+                    self.rights.as_ref(),
+                    AclAction::Publish,
+                    &message.topic,
+                )
                 .await;
-        self.route_publish(message, packet_id, qos, allowed)
+        let pending = self.route_publish(message, packet_id, qos, allowed)?;
+        if !pending.is_empty() {
+            self.broker.settle(pending).await;
+        }
+        Ok(())
     }
 
-    /// [`Client::handle_publish`] when no `client.check_acl` handler is
-    /// registered: the configured deny list decides, nothing waits.
+    /// [`Client::handle_publish`] when nothing can wait (no
+    /// `client.check_acl` handler, no rights that ask remotely).
     pub(crate) fn handle_publish_now(&mut self, p: Publish) -> Result<(), Close> {
         let Some((message, packet_id, qos)) = self.accept_publish(p)? else {
             return Ok(());
         };
         let broker = &self.broker;
         let allowed = broker.may_publish_to(&self.info.client_id, &message.topic)
-            && broker.authorized_by_config(AclAction::Publish, &message.topic);
-        self.route_publish(message, packet_id, qos, allowed)
+            && broker.authorized_now(self.rights.as_ref(), AclAction::Publish, &message.topic);
+        let pending = self.route_publish(message, packet_id, qos, allowed)?;
+        debug_assert!(pending.is_empty(), "rights that ask make publishing wait");
+        Ok(())
     }
 
     /// Checks a PUBLISH against the protocol rules and resolves its topic
@@ -161,28 +176,35 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
     }
 
     /// Routes an accepted PUBLISH (or drops it, if not allowed) and answers
-    /// once what the hooks hold its acknowledgement on has settled.
+    /// once what the hooks hold its acknowledgement on has settled. A
+    /// refused one closes the connection when `acl.deny_action` says so.
+    /// Returns the deliveries held for a remote decision.
     fn route_publish(
         &mut self,
         message: Arc<Message>,
         packet_id: u16,
         qos: QoS,
         allowed: bool,
-    ) -> Result<(), Close> {
+    ) -> Result<Vec<Pending>, Close> {
         let v5 = self.protocol.is_v5();
         let mut holds = if qos == QoS::AtMostOnce {
             AckHolds::unwanted()
         } else {
             AckHolds::wanted()
         };
+        let mut pending = Vec::new();
         let reason = if !allowed {
             self.broker.dropped(&message, DropReason::NotAuthorized);
+            if self.broker.config.acl.deny_action == DenyAction::Disconnect {
+                return Err(Close::NotAuthorized(message.topic.clone()));
+            }
             ReasonCode::NOT_AUTHORIZED
         } else {
-            let outcome = self.broker.publish_held(message, &mut holds);
-            if let Some(congested) = outcome.congested {
+            let mut outcome = self.broker.publish_held(message, &mut holds);
+            if let Some(congested) = outcome.congested.take() {
                 self.push_back(congested);
             }
+            pending = std::mem::take(&mut outcome.pending);
             if holds.is_refused() {
                 REFUSED_REASON
             } else if outcome.matched {
@@ -196,15 +218,16 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
             ack.reason = reason;
         }
         match qos {
-            QoS::AtMostOnce => Ok(()),
-            QoS::AtLeastOnce => self.acknowledge(Packet::PubAck(ack), holds),
+            QoS::AtMostOnce => {}
+            QoS::AtLeastOnce => self.acknowledge(Packet::PubAck(ack), holds)?,
             QoS::ExactlyOnce => {
                 if !reason.is_error() {
                     self.session.lock().incoming_qos2.insert(packet_id);
                 }
-                self.acknowledge(Packet::PubRec(ack), holds)
+                self.acknowledge(Packet::PubRec(ack), holds)?;
             }
         }
+        Ok(pending)
     }
 
     /// Sends a PUBACK / PUBREC now if nothing holds it or the ones before

@@ -47,7 +47,12 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
             if checked.is_ok()
                 && !self
                     .broker
-                    .authorize(&self.info, AclAction::Subscribe, topic)
+                    .authorize(
+                        &self.info,
+                        self.rights.as_ref(),
+                        AclAction::Subscribe,
+                        topic,
+                    )
                     .await
             {
                 checked = Err(ReasonCode::NOT_AUTHORIZED);
@@ -73,8 +78,12 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
             codes,
         }));
         for (filter, entry, is_new) in added {
-            self.broker
+            let pending = self
+                .broker
                 .send_retained(&self.session, &filter, entry, is_new);
+            if !pending.is_empty() {
+                self.broker.settle(pending).await;
+            }
         }
         Ok(())
     }

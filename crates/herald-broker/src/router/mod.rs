@@ -19,7 +19,7 @@ pub mod trie;
 
 pub use retained::Retained;
 pub use shared::SharedGroups;
-pub use topic::{TopicError, matches, parse_shared, valid_topic_filter, valid_topic_name};
+pub use topic::{TopicError, covers, matches, parse_shared, valid_topic_filter, valid_topic_name};
 pub use trie::Trie;
 
 #[cfg(test)]

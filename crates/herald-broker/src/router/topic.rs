@@ -144,6 +144,31 @@ pub fn matches(filter: &str, topic: &str) -> bool {
     }
 }
 
+/// Whether every topic the filter `inner` matches is also matched by the
+/// filter `outer` (`inner` ⊆ `outer`): `a/#` covers `a/+/b` and `a`, `+/b`
+/// covers `x/b` but not `#`. Access rules use this for SUBSCRIBE: a rule
+/// decides a subscription only if it decides every topic the subscription
+/// can receive; anything else is decided per message at delivery.
+pub fn covers(outer: &str, inner: &str) -> bool {
+    // `outer` starting with a wildcard matches no `$` topic: it covers only
+    // filters that cannot match one either.
+    if starts_with_wildcard(outer) && inner.starts_with('$') {
+        return false;
+    }
+    let mut outer_levels = outer.split('/');
+    let mut inner_levels = inner.split('/');
+    loop {
+        match (outer_levels.next(), inner_levels.next()) {
+            (Some("#"), _) if outer_levels.clone().next().is_none() => return true,
+            (Some(_), Some("#")) => return false,
+            (Some("+"), Some(_)) => {}
+            (Some(o), Some(i)) if o == i && i != "+" => {}
+            (None, None) => return true,
+            _ => return false,
+        }
+    }
+}
+
 /// Whether the first level of `filter` is exactly `+` or exactly `#` (the
 /// levels the `$` rule is about).
 pub(crate) fn starts_with_wildcard(filter: &str) -> bool {
@@ -154,6 +179,40 @@ pub(crate) fn starts_with_wildcard(filter: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn covers_is_subset_of_matched_topics() {
+        for (outer, inner) in [
+            ("#", "#"),
+            ("#", "a/+/b"),
+            ("a/#", "a"),
+            ("a/#", "a/#"),
+            ("a/#", "a/+/b"),
+            ("+/b", "x/b"),
+            ("+/b", "+/b"),
+            ("a/b", "a/b"),
+            ("$SYS/#", "$SYS/x"),
+        ] {
+            assert!(covers(outer, inner), "{outer:?} should cover {inner:?}");
+        }
+        for (outer, inner) in [
+            ("secret/#", "#"),
+            ("secret/#", "+/a"),
+            ("secret/#", "+/#"),
+            ("+/b", "#"),
+            ("+/b", "x/#"),
+            ("a/+", "a/+/c"),
+            ("a/b", "a/+"),
+            ("a", "a/#"),
+            ("#", "$SYS/x"),
+            ("+/x", "$SYS/x"),
+        ] {
+            assert!(
+                !covers(outer, inner),
+                "{outer:?} should not cover {inner:?}"
+            );
+        }
+    }
 
     #[test]
     fn topic_names() {
