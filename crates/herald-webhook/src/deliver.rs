@@ -14,9 +14,10 @@
 //!
 //! Outcomes: any 2xx is delivered; a connection error, a timeout, 408, 429
 //! or 5xx is retried after a capped exponential backoff with jitter (or the
-//! server's `Retry-After`); any other status is recorded as failed and not
-//! retried. An event older than the optional maximum age is dropped instead
-//! of sent. Only then is the event acknowledged to the spool.
+//! server's `Retry-After`); any other status is recorded as failed, not
+//! retried, and the event kept in the dead-letter file ([`crate::dead_letter`]).
+//! An event older than the optional maximum age goes to that file instead
+//! of being sent. Only then is the event acknowledged to the spool.
 //!
 //! Every request carries an event id header (`<spool id>-<lane>-<seq>`,
 //! comma-separated in batch mode) that stays the same across retries and
@@ -30,6 +31,7 @@
 //!
 //! Lanes never touch the MQTT side; the MQTT side never waits for them.
 
+use crate::dead_letter::{DeadLetters, Letter};
 use crate::http::{Connection, Target};
 use crate::metrics::WebhookMetrics;
 use crate::spool::{LaneReader, Record, Spool};
@@ -111,6 +113,8 @@ pub struct Start {
     /// Deliver nothing before this is `true` (an older generation is
     /// draining first); stop if its sender goes away first.
     pub after: Option<watch::Receiver<bool>>,
+    /// Where events given up on are kept.
+    pub dead_letters: Arc<DeadLetters>,
     /// Most lanes delivering at once: with fewer tasks than readers, each
     /// task drains its lanes one after the other (an older generation
     /// with more lanes than `pool_size` now).
@@ -137,6 +141,7 @@ pub fn start(spool: &Spool, readers: Vec<LaneReader>, start: Start) -> Delivery 
         .into_iter()
         .map(|group| {
             let (settings, metrics) = (start.settings.clone(), start.metrics.clone());
+            let dead_letters = start.dead_letters.clone();
             let (spool_id, outage) = (spool_id.clone(), outage.clone());
             let (stop, after, finished) = (stop_rx.clone(), start.after.clone(), finished.clone());
             tokio::spawn(async move {
@@ -161,6 +166,7 @@ pub fn start(spool: &Spool, readers: Vec<LaneReader>, start: Start) -> Delivery 
                         options,
                         settings: settings.clone(),
                         metrics: metrics.clone(),
+                        dead_letters: dead_letters.clone(),
                         spool_id: spool_id.clone(),
                         outage: outage.clone(),
                         conn: None,
@@ -214,7 +220,9 @@ impl Delivery {
 /// What one attempt came to.
 enum Attempt {
     Delivered,
-    Failed(String),
+    /// Answered with a status that is not retried (and the first bytes of
+    /// the answer).
+    Failed(u16, Bytes),
     Retry(String, Option<Duration>),
 }
 
@@ -272,6 +280,7 @@ struct Lane {
     /// Replaced by a reload.
     settings: watch::Receiver<Settings>,
     metrics: Arc<WebhookMetrics>,
+    dead_letters: Arc<DeadLetters>,
     spool_id: Arc<str>,
     /// Whether delivery is failing, across lanes.
     outage: Arc<Outage>,
@@ -402,7 +411,13 @@ impl Lane {
             tracing::warn!(
                 lane = self.reader.lane(),
                 count = old.len(),
-                "webhook: dropping events older than the maximum event age"
+                "webhook: events older than the maximum event age go to the dead-letter file"
+            );
+            self.dead_letter(
+                &old,
+                None,
+                Bytes::new(),
+                "older than web.hook.max_event_age",
             );
         }
         young
@@ -482,6 +497,28 @@ impl Lane {
         }
     }
 
+    /// Keeps events given up on in the dead-letter file (counted; a
+    /// failure to write is counted and logged).
+    fn dead_letter(&self, batch: &[Record], status: Option<u16>, response: Bytes, why: &str) {
+        let letters: Vec<Letter> = batch
+            .iter()
+            .map(|r| Letter {
+                id: event_id(&self.spool_id, r),
+                body: r.body.clone(),
+                status,
+                response: response.clone(),
+                reason: why.to_owned(),
+            })
+            .collect();
+        match self.dead_letters.keep(&letters, now_ms()) {
+            Ok(()) => self.metrics.dead_lettered(letters.len() as u64),
+            Err(e) => {
+                self.metrics.dead_letter_lost(letters.len() as u64);
+                tracing::error!(path = %self.dead_letters.path().display(), error = %e, events = letters.len(), "webhook: cannot write dead letters; these events are lost");
+            }
+        }
+    }
+
     /// Counts and logs an outcome; for one to retry, returns the delay
     /// before the next attempt (`attempt` attempts were made before).
     fn record(&mut self, batch: &[Record], outcome: Attempt, attempt: u32) -> Option<Duration> {
@@ -493,11 +530,13 @@ impl Lane {
                 self.outage.delivered(&self.target.endpoint());
                 None
             }
-            Attempt::Failed(why) => {
+            Attempt::Failed(status, response) => {
                 for r in batch {
                     self.metrics.failed(r.kind);
                 }
-                self.log(&why, "not retried");
+                let why = format!("HTTP {status}");
+                self.log(&why, "not retried; kept in the dead-letter file");
+                self.dead_letter(batch, Some(status), response, &why);
                 None
             }
             Attempt::Retry(why, retry_after) => {
@@ -554,7 +593,7 @@ impl Lane {
                             408 | 429 | 500..=599 => {
                                 Attempt::Retry(format!("HTTP {status}"), answer.retry_after)
                             }
-                            _ => Attempt::Failed(format!("HTTP {status}")),
+                            _ => Attempt::Failed(status, answer.body),
                         });
                         if answer.close {
                             break;
@@ -583,7 +622,7 @@ impl Lane {
             ids.clear();
             for (i, r) in batch.iter().enumerate() {
                 let sep = if i > 0 { "," } else { "" };
-                let _ = write!(ids, "{sep}{}-{}-{}", self.spool_id, r.lane, r.seq);
+                let _ = write!(ids, "{sep}{}", EventId(&self.spool_id, r));
             }
             let signature = self
                 .options
@@ -640,6 +679,19 @@ impl Lane {
             tracing::warn!(lane = self.reader.lane(), url = %self.target.endpoint(), error = why, "webhook request failed; {what}");
         }
     }
+}
+
+/// An event's id: `<spool id>-<lane>-<seq>`.
+struct EventId<'a>(&'a str, &'a Record);
+
+impl std::fmt::Display for EventId<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{}-{}", self.0, self.1.lane, self.1.seq)
+    }
+}
+
+fn event_id(spool_id: &str, r: &Record) -> String {
+    EventId(spool_id, r).to_string()
 }
 
 /// Adds a request's clients to the window's; `false` (adding none) if one

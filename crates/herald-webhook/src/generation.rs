@@ -17,6 +17,7 @@
 //! is stranded. The cost: while an older generation drains, newer events
 //! are accepted (spooled, acknowledged) but wait.
 
+use crate::dead_letter::DeadLetters;
 use crate::deliver::{self, Delivery, Settings, Start};
 use crate::metrics::WebhookMetrics;
 use crate::spool::generations::{self as on_disk};
@@ -46,6 +47,8 @@ pub(crate) struct Generations {
     /// Delivery settings, shared with every lane.
     settings: watch::Receiver<Settings>,
     metrics: Arc<WebhookMetrics>,
+    /// Where events given up on are kept.
+    dead_letters: Arc<DeadLetters>,
     /// Where new events go.
     current: Generation,
     /// Older generations, oldest first, delivered before `current`.
@@ -59,6 +62,7 @@ impl Generations {
         options: SpoolOptions,
         settings: watch::Receiver<Settings>,
         metrics: Arc<WebhookMetrics>,
+        dead_letters: Arc<DeadLetters>,
     ) -> Result<Generations, SpoolError> {
         let stats = Arc::<SpoolStats>::default();
         let root = options.dir.clone();
@@ -100,6 +104,7 @@ impl Generations {
             let start = Start {
                 settings: settings.clone(),
                 metrics: metrics.clone(),
+                dead_letters: dead_letters.clone(),
                 after: gate.take(),
                 tasks: lanes,
             };
@@ -136,6 +141,7 @@ impl Generations {
         let start = Start {
             settings: settings.clone(),
             metrics: metrics.clone(),
+            dead_letters: dead_letters.clone(),
             after: gate,
             tasks: lanes,
         };
@@ -146,6 +152,7 @@ impl Generations {
             stats,
             settings,
             metrics,
+            dead_letters,
             current: Generation {
                 number,
                 spool,
@@ -198,6 +205,7 @@ impl Generations {
         let start = Start {
             settings: self.settings.clone(),
             metrics: self.metrics.clone(),
+            dead_letters: self.dead_letters.clone(),
             after: Some(gate),
             tasks: lanes,
         };

@@ -23,7 +23,7 @@
 
 use crate::conf::{Header, ServerName as Sni, TlsSettings};
 use crate::endpoint::{Endpoint, Host};
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use hyper::StatusCode;
 use hyper::header::{CONTENT_LENGTH, CONTENT_TYPE, HOST, HeaderName, HeaderValue};
 use std::net::{IpAddr, SocketAddr};
@@ -147,6 +147,9 @@ pub struct Answer {
     pub retry_after: Option<Duration>,
     /// The server closes the connection after this answer.
     pub close: bool,
+    /// The first bytes of the body of an answer that is not a success
+    /// (kept with a dead letter; empty for 2xx).
+    pub body: Bytes,
 }
 
 /// Most bytes one answer may take (head and body): a server sending more
@@ -401,11 +404,18 @@ fn parse_final(buf: &[u8], eof: bool) -> Result<Parsed, String> {
     } else {
         return Ok(Parsed::Incomplete);
     };
+    let body = if status.is_success() {
+        Bytes::new()
+    } else {
+        let kept = crate::dead_letter::RESPONSE_BYTES.min(used);
+        Bytes::copy_from_slice(body.get(..kept).unwrap_or_default())
+    };
     Ok(Parsed::Final(
         Answer {
             status,
             retry_after,
             close,
+            body,
         },
         head + used,
     ))

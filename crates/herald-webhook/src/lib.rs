@@ -21,7 +21,8 @@
 //!   [`reason`]: the broker's disconnect, termination and drop reasons in
 //!   EMQX's words.
 //! - [`spool`]: the on-disk queue of requests waiting to be delivered.
-//! - [`deliver`]: the lanes that send them, with retries; [`http`]: one
+//! - [`deliver`]: the lanes that send them, with retries; [`dead_letter`]:
+//!   the file of events given up on, and their replay; [`http`]: one
 //!   HTTP/1.1 connection, plain or TLS; [`metrics`]: counters and their
 //!   Prometheus text.
 //! - [`listen`]: a local receiver that prints what it gets (`herald webhook
@@ -37,6 +38,7 @@
 
 pub mod body;
 pub mod conf;
+pub mod dead_letter;
 pub mod deliver;
 pub mod endpoint;
 pub mod event;

@@ -43,6 +43,8 @@ pub struct Received {
 pub enum Reply {
     /// Answer with this status now.
     Status(u16),
+    /// Answer with this status and body now.
+    Body(u16, &'static str),
     /// Answer with this status now and hand the request over whatever the
     /// status (for a person watching, as `herald webhook listen` does).
     Show(u16),
@@ -157,8 +159,13 @@ async fn handle(
     let reply = decide(&received);
     let mut retry_after = None;
     let mut show = false;
+    let mut text = "";
     let status = match reply {
         Reply::Status(s) => s,
+        Reply::Body(s, body) => {
+            text = body;
+            s
+        }
         Reply::Show(s) => {
             show = true;
             s
@@ -191,7 +198,9 @@ async fn handle(
     if let Some(secs) = retry_after {
         response = response.header(hyper::header::RETRY_AFTER, secs);
     }
-    Ok(response.body(Full::new(Bytes::new())).unwrap_or_default())
+    Ok(response
+        .body(Full::new(Bytes::from_static(text.as_bytes())))
+        .unwrap_or_default())
 }
 
 /// The request line and headers of one request, for a person: `── POST

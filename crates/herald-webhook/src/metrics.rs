@@ -34,6 +34,10 @@ pub struct WebhookMetrics {
     latency: [AtomicU64; BUCKETS.len() + 1],
     latency_sum_us: AtomicU64,
     latency_count: AtomicU64,
+    /// Events written to the dead-letter file.
+    dead_letters: AtomicU64,
+    /// Events that could not be written to the dead-letter file (lost).
+    dead_letters_lost: AtomicU64,
 }
 
 fn inc(c: &AtomicU64) {
@@ -80,6 +84,16 @@ impl WebhookMetrics {
         }
     }
 
+    /// `n` events given up on were written to the dead-letter file.
+    pub fn dead_lettered(&self, n: u64) {
+        self.dead_letters.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// `n` events given up on could not be written to the dead-letter file.
+    pub fn dead_letter_lost(&self, n: u64) {
+        self.dead_letters_lost.fetch_add(n, Ordering::Relaxed);
+    }
+
     /// Records how long one request took.
     pub fn observe_latency(&self, took: Duration) {
         let secs = took.as_secs_f64();
@@ -111,7 +125,11 @@ impl WebhookMetrics {
             ("retried", "delivery attempts that will be retried", |k| {
                 &k.retried
             }),
-            ("dropped", "events dropped (too old)", |k| &k.dropped),
+            (
+                "dropped",
+                "events too old to send (kept in the dead-letter file)",
+                |k| &k.dropped,
+            ),
         ];
         for (name, help, get) in series {
             let name = format!("herald_webhook_events_{name}_total");
@@ -120,6 +138,22 @@ impl WebhookMetrics {
                 let v = get(&self.kinds[kind.index()]).load(Ordering::Relaxed);
                 page.sample(&name, &[("event", kind.name())], v);
             }
+        }
+        let letters: [(&str, &str, &AtomicU64); 2] = [
+            (
+                "dead_letters_total",
+                "events given up on (not retried, or too old) written to the dead-letter file",
+                &self.dead_letters,
+            ),
+            (
+                "dead_letters_lost_total",
+                "events given up on that could not be written to the dead-letter file",
+                &self.dead_letters_lost,
+            ),
+        ];
+        for (name, help, value) in letters {
+            let name = format!("herald_webhook_{name}");
+            page.single(&name, Kind::Counter, help, value.load(Ordering::Relaxed));
         }
         if let Some(spool) = spool {
             let stats = spool.stats();

@@ -8,6 +8,7 @@
 
 use crate::body::BodyBuilder;
 use crate::conf::{FsyncPolicy, SpoolMode, WebhookConfig};
+use crate::dead_letter::{self, DeadLetters};
 use crate::deliver::{self, DeliveryOptions, Settings, Signing};
 use crate::event::client_id;
 use crate::generation::Generations;
@@ -220,7 +221,7 @@ fn header_name(key: &'static str, value: &str) -> Result<HeaderName, StartError>
 }
 
 /// Where and how the lanes deliver, as `config` says.
-fn settings_of(config: &WebhookConfig) -> Result<Settings, StartError> {
+pub(crate) fn settings_of(config: &WebhookConfig) -> Result<Settings, StartError> {
     let endpoint = config.url.clone().ok_or(StartError::NoUrl)?;
     let target = Target::new(
         endpoint,
@@ -297,6 +298,7 @@ impl WebHook {
             spool_options(config, data_dir),
             settings_rx,
             metrics.clone(),
+            Arc::new(DeadLetters::new(dead_letter::path(data_dir))),
         )?;
         let spool = generations.current().clone();
         let handler = Arc::new(Enqueue::new(config, spool.clone(), metrics.clone()));

@@ -36,6 +36,7 @@ use herald_broker::ServeError;
 use herald_broker::access::Anonymous;
 use herald_broker::broker::Broker;
 use herald_webhook::conf::DEFAULT_EVENT_ID_HEADER;
+use herald_webhook::dead_letter;
 use herald_webhook::listen::Reply;
 use herald_webhook::service::StartError;
 use herald_webhook::{WebHook, WebhookConfig};
@@ -146,6 +147,35 @@ enum WebhookCommand {
         #[arg(long)]
         quiet: bool,
     },
+    /// Print the events the WebHook gave up on (answered with a status
+    /// that is not retried, or older than web.hook.max_event_age), one JSON
+    /// object per line, from <data_dir>/webhook-dead-letters.jsonl.
+    DeadLetters {
+        #[command(flatten)]
+        source: SourceArgs,
+    },
+    /// Send the dead letters again, in order, to web.hook.url (with their
+    /// original event ids); those answered 2xx are removed from the file,
+    /// the others stay. Exit status 0 when none is left, 1 otherwise.
+    Replay {
+        #[command(flatten)]
+        source: SourceArgs,
+    },
+}
+
+/// Where `herald webhook dead-letters` and `replay` find the data directory
+/// and the WebHook configuration: as when running the broker.
+#[derive(Debug, Args)]
+struct SourceArgs {
+    /// Read settings from this TOML file.
+    #[arg(long, value_name = "FILE", env = config::CONFIG_FILE_ENV)]
+    config: Option<PathBuf>,
+    /// The data directory. Replaces data_dir.
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// The EMQX 4.x emqx_web_hook.conf. Replaces webhook_conf.
+    #[arg(long, value_name = "FILE")]
+    webhook_conf: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -161,6 +191,93 @@ fn main() -> ExitCode {
                     quiet,
                 },
         }) => listen(bind, status, quiet),
+        Some(Command::Webhook {
+            command: WebhookCommand::DeadLetters { source },
+        }) => dead_letters(&source),
+        Some(Command::Webhook {
+            command: WebhookCommand::Replay { source },
+        }) => replay(&source),
+    }
+}
+
+/// The configuration `source` names, or the exit status for why not.
+fn load_source(source: &SourceArgs) -> Result<config::Loaded, ExitCode> {
+    let flags = config::Flags {
+        data_dir: source.data_dir.clone(),
+        webhook_conf: source.webhook_conf.clone(),
+        ..config::Flags::default()
+    };
+    config::load(source.config.as_deref(), std::env::vars_os(), &flags).map_err(|err| {
+        eprintln!("error: {err:#}");
+        ExitCode::from(EXIT_USAGE)
+    })
+}
+
+/// `herald webhook dead-letters`.
+fn dead_letters(source: &SourceArgs) -> ExitCode {
+    let loaded = match load_source(source) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
+    };
+    let file = dead_letter::path(&loaded.config.broker.data_dir);
+    match dead_letter::list(&file) {
+        Ok(lines) => {
+            let mut out = std::io::stdout().lock();
+            for line in &lines {
+                if writeln!(out, "{line}").is_err() {
+                    return ExitCode::SUCCESS;
+                }
+            }
+            eprintln!("{} dead letters in {}", lines.len(), file.display());
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("error: {}: {err}", file.display());
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `herald webhook replay`.
+fn replay(source: &SourceArgs) -> ExitCode {
+    let loaded = match load_source(source) {
+        Ok(loaded) => loaded,
+        Err(code) => return code,
+    };
+    let conf = match webhook::load(&loaded) {
+        Ok(Some(conf)) if conf.is_enabled() => conf,
+        Ok(_) => {
+            eprintln!("error: web.hook.url is not set: nowhere to send the dead letters");
+            return ExitCode::from(EXIT_USAGE);
+        }
+        Err(err) => {
+            eprintln!("error: WebHook configuration: {err}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let file = dead_letter::path(&loaded.config.broker.data_dir);
+    let runtime = match tool_runtime() {
+        Ok(runtime) => runtime,
+        Err(code) => return code,
+    };
+    match runtime.block_on(dead_letter::replay(&conf, &file)) {
+        Ok(done) => {
+            eprintln!(
+                "{} delivered and removed, {} kept in {}",
+                done.delivered,
+                done.kept,
+                file.display()
+            );
+            if done.kept == 0 {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            }
+        }
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
+        }
     }
 }
 
@@ -408,18 +525,24 @@ fn bind_hint(err: &std::io::Error, setting: &str) -> String {
     }
 }
 
+/// The async runtime of a `herald webhook` tool, or the exit status for
+/// why there is none.
+fn tool_runtime() -> Result<tokio::runtime::Runtime, ExitCode> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|err| {
+            eprintln!("error: cannot start the async runtime: {err}");
+            ExitCode::FAILURE
+        })
+}
+
 /// `herald webhook listen`: prints every request received on `bind` until
 /// SIGINT or SIGTERM. Never reads Herald's configuration.
 fn listen(bind: SocketAddr, status: u16, quiet: bool) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tool_runtime() {
         Ok(runtime) => runtime,
-        Err(err) => {
-            eprintln!("error: cannot start the async runtime: {err}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     runtime.block_on(async {
         let stop = shutdown_signal();
