@@ -2,6 +2,8 @@
 # Installs what the test suite needs beyond the Rust toolchain, and does
 # nothing for what is already there:
 #   mosquitto_pub, mosquitto_sub  Debian's mosquitto-clients   (interop checks)
+#   mosquitto_passwd, mosquitto   Debian's mosquitto           (password files made by the
+#                                 real tool; herald passwd's files read by the real broker)
 #   paho-mqtt 2.x                 PyPI's paho-mqtt             (interop checks)
 #   openssl                       Debian's openssl             (listener interop: certificates, s_client)
 #   node, npm, MQTT.js            Debian's nodejs and npm; npm's mqtt at the version
@@ -57,6 +59,9 @@ debian=()
 if ! command -v mosquitto_pub >/dev/null || ! command -v mosquitto_sub >/dev/null; then
   debian+=(mosquitto-clients)
 fi
+if ! command -v mosquitto_passwd >/dev/null || ! command -v mosquitto >/dev/null; then
+  debian+=(mosquitto)
+fi
 if ! command -v systemd-analyze >/dev/null; then
   debian+=(systemd)
 fi
@@ -93,7 +98,7 @@ fi
 
 # What was installed must now be found.
 if [ ${#missing[@]} -eq 0 ]; then
-  for tool in mosquitto_pub mosquitto_sub systemd-analyze hadolint openssl node; do
+  for tool in mosquitto_pub mosquitto_sub mosquitto_passwd mosquitto systemd-analyze hadolint openssl node; do
     if ! command -v "$tool" >/dev/null; then
       missing+=("$tool (installed, but not on PATH; pip puts programs in $(python3 -m site --user-base 2>/dev/null)/bin for a user install)")
     fi

@@ -126,6 +126,23 @@ enum Command {
         #[command(subcommand)]
         command: WebhookCommand,
     },
+    /// Add or replace a user in a password file (mosquitto_passwd's
+    /// format, read by auth.password_file): `herald passwd [-c] [-b] FILE
+    /// USER [PASSWORD]`.
+    Passwd {
+        /// Create a new file (overwriting an existing one).
+        #[arg(short = 'c')]
+        create: bool,
+        /// Take the password from the command line instead of prompting.
+        #[arg(short = 'b')]
+        batch: bool,
+        /// The password file.
+        file: PathBuf,
+        /// The user name.
+        user: String,
+        /// The password (with -b only).
+        password: Option<String>,
+    },
 }
 
 /// `herald webhook ...`.
@@ -197,6 +214,13 @@ fn main() -> ExitCode {
         Some(Command::Webhook {
             command: WebhookCommand::Replay { source },
         }) => replay(&source),
+        Some(Command::Passwd {
+            create,
+            batch,
+            file,
+            user,
+            password,
+        }) => passwd(create, batch, &file, &user, password),
     }
 }
 
@@ -279,6 +303,77 @@ fn replay(source: &SourceArgs) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// `herald passwd [-c] [-b] FILE USER [PASSWORD]`, like mosquitto_passwd.
+fn passwd(
+    create: bool,
+    batch: bool,
+    file: &std::path::Path,
+    user: &str,
+    password: Option<String>,
+) -> ExitCode {
+    let password = match (batch, password) {
+        (true, Some(p)) => p,
+        (true, None) => {
+            eprintln!("error: -b needs the password as the last argument");
+            return ExitCode::from(EXIT_USAGE);
+        }
+        (false, Some(_)) => {
+            eprintln!("error: a password on the command line needs -b");
+            return ExitCode::from(EXIT_USAGE);
+        }
+        (false, None) => match prompt_password() {
+            Ok(p) => p,
+            Err(err) => {
+                eprintln!("error: {err}");
+                return ExitCode::FAILURE;
+            }
+        },
+    };
+    match herald_auth::passwd::set_password(file, create, user, password.as_bytes()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Reads a password twice from the terminal without echo (`stty -echo`
+/// around the read: the workspace allows no unsafe code for termios);
+/// from a pipe, one line.
+fn prompt_password() -> Result<String, String> {
+    use std::io::BufRead;
+    let tty = std::io::stdin().is_terminal();
+    let stty = |arg: &str| {
+        let _ = std::process::Command::new("stty")
+            .arg(arg)
+            .stdin(std::process::Stdio::inherit())
+            .status();
+    };
+    let read = |prompt: &str| -> Result<String, String> {
+        if tty {
+            eprint!("{prompt}");
+            stty("-echo");
+        }
+        let mut line = String::new();
+        let got = std::io::stdin().lock().read_line(&mut line);
+        if tty {
+            stty("echo");
+            eprintln!();
+        }
+        got.map_err(|e| format!("cannot read the password: {e}"))?;
+        Ok(line.trim_end_matches(['\r', '\n']).to_owned())
+    };
+    let first = read("Password: ")?;
+    if tty && read("Reenter password: ")? != first {
+        return Err("passwords do not match".into());
+    }
+    if first.is_empty() {
+        return Err("empty password".into());
+    }
+    Ok(first)
 }
 
 /// Logs to stderr (stdout is left to subcommands' output), filtered by
@@ -417,6 +512,7 @@ async fn run_broker(
     }
     let broker = Broker::new(config);
     broker.set_log_connections(log.connections);
+    let auth = load_access(&broker)?;
     let webhook = match webhook {
         Some(conf) if conf.is_enabled() => {
             let started = WebHook::start(&conf, &broker.config.data_dir, &broker);
@@ -490,6 +586,7 @@ async fn run_broker(
     let hangups = tokio::spawn(on_hangup(
         server.certificates(),
         webhook.clone().map(|w| (w, source)),
+        auth,
     ));
     #[cfg(unix)]
     notify::ready();
@@ -639,6 +736,7 @@ fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send {
 async fn on_hangup(
     certificates: herald_broker::listener::Certificates,
     webhook: Option<(Arc<WebHook>, webhook::Source)>,
+    auth: Option<Arc<herald_auth::Auth>>,
 ) {
     use tokio::signal::unix::{SignalKind, signal};
     let mut hangups = match signal(SignalKind::hangup()) {
@@ -651,7 +749,7 @@ async fn on_hangup(
     while hangups.recv().await.is_some() {
         tracing::info!(
             signal = "SIGHUP",
-            "SIGHUP received: reloading the TLS certificates and the WebHook configuration; the rest of the configuration (broker) is not reloaded yet and stays as it was"
+            "SIGHUP received: reloading the TLS certificates, the WebHook configuration and the access-control files; the rest of the configuration (broker) is not reloaded yet and stays as it was"
         );
         // Failures are logged where they happen; the old files stay.
         let _ = certificates.reload();
@@ -660,6 +758,35 @@ async fn on_hangup(
         {
             tracing::error!(error = %err, "WebHook configuration not reloaded; the running one stays");
         }
+        if let Some(auth) = &auth {
+            reload_access(auth);
+        }
+    }
+}
+
+/// Loads the access-control files `[auth]` and `[acl]` name, if any, and
+/// installs them into the broker.
+fn load_access(broker: &Broker) -> Result<Option<Arc<herald_auth::Auth>>, Failure> {
+    if !herald_auth::Paths::of(&broker.config).any() {
+        return Ok(None);
+    }
+    let auth = herald_auth::Auth::load(&broker.config)
+        .map_err(|err| Failure::Config(anyhow::anyhow!("access control: {err}")))?;
+    tracing::info!(sources = %auth.describe(), "access control");
+    let auth = Arc::new(auth);
+    broker.set_access(auth.clone());
+    Ok(Some(auth))
+}
+
+/// SIGHUP: re-reads the access-control files; one that fails to load
+/// leaves the loaded ones in force, and says why.
+fn reload_access(auth: &herald_auth::Auth) {
+    match auth.reload() {
+        Ok(()) => tracing::info!(sources = %auth.describe(), "access control reloaded"),
+        Err(err) => tracing::error!(
+            error = %err,
+            "access control not reloaded; the files loaded before stay in force"
+        ),
     }
 }
 

@@ -1,0 +1,491 @@
+//! The access-control sources with real clients and servers: a password
+//! file made by Debian's `mosquitto_passwd`, an ACL file, and a real HTTP
+//! auth service (hyper) behind an EMQX `emqx_auth_http.conf`.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use herald_auth::Auth;
+use herald_broker::Server;
+use herald_broker::broker::Broker;
+use herald_broker::config::{Config, Nomatch};
+use rumqttc::v5;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("herald-auth-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+async fn start(edit: impl FnOnce(&mut Config)) -> Server {
+    let mut config = Config::default();
+    config.listener.bind = vec!["127.0.0.1:0".parse().unwrap()];
+    config.sys.interval = 0;
+    edit(&mut config);
+    let auth = Auth::load(&config).expect("sources load");
+    let broker = Broker::new(config);
+    broker.set_access(Arc::new(auth));
+    herald_broker::start_on(broker)
+        .await
+        .expect("broker starts")
+}
+
+/// Connects with MQTT 3.1.1; `Ok(())` on success, else the refusal as text.
+async fn connect4(
+    server: &Server,
+    id: &str,
+    cred: Option<(&str, &str)>,
+) -> Result<(rumqttc::AsyncClient, rumqttc::EventLoop), String> {
+    let addr = server.local_addrs[0];
+    let mut o = rumqttc::MqttOptions::new(id, addr.ip().to_string(), addr.port());
+    if let Some((u, p)) = cred {
+        o.set_credentials(u, p);
+    }
+    let (client, mut ev) = rumqttc::AsyncClient::new(o, 100);
+    loop {
+        match tokio::time::timeout(WAIT, ev.poll())
+            .await
+            .expect("an answer")
+        {
+            Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))) => return Ok((client, ev)),
+            Ok(_) => continue,
+            Err(e) => return Err(format!("{e:?}")),
+        }
+    }
+}
+
+async fn connect5(
+    server: &Server,
+    id: &str,
+    cred: Option<(&str, &str)>,
+) -> Result<(v5::AsyncClient, v5::EventLoop), String> {
+    let addr = server.local_addrs[0];
+    let mut o = v5::MqttOptions::new(id, addr.ip().to_string(), addr.port());
+    if let Some((u, p)) = cred {
+        o.set_credentials(u, p);
+    }
+    let (client, mut ev) = v5::AsyncClient::new(o, 100);
+    loop {
+        match tokio::time::timeout(WAIT, ev.poll())
+            .await
+            .expect("an answer")
+        {
+            Ok(v5::Event::Incoming(v5::mqttbytes::v5::Packet::ConnAck(_))) => {
+                return Ok((client, ev));
+            }
+            Ok(_) => continue,
+            Err(e) => return Err(format!("{e:?}")),
+        }
+    }
+}
+
+fn mosquitto_passwd(args: &[&str]) {
+    let status = Command::new("mosquitto_passwd").args(args).status().expect(
+        "mosquitto_passwd (Debian package mosquitto; scripts/install-test-deps.sh installs it)",
+    );
+    assert!(status.success(), "mosquitto_passwd {args:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn password_file_made_by_mosquitto_passwd() {
+    let dir = temp_dir("passwd");
+    let file = dir.join("passwd");
+    let f = file.to_str().unwrap();
+    mosquitto_passwd(&["-c", "-b", f, "alice", "secret"]);
+    mosquitto_passwd(&["-H", "sha512", "-b", f, "bob", "pw2"]);
+    let server = start(|c| c.auth.password_file = Some(file.clone().into())).await;
+
+    assert!(
+        connect4(&server, "a4", Some(("alice", "secret")))
+            .await
+            .is_ok()
+    );
+    assert!(
+        connect5(&server, "a5", Some(("alice", "secret")))
+            .await
+            .is_ok()
+    );
+    assert!(
+        connect4(&server, "b4", Some(("bob", "pw2"))).await.is_ok(),
+        "$6$ entry"
+    );
+    let e = connect4(&server, "w4", Some(("alice", "wrong")))
+        .await
+        .err()
+        .unwrap();
+    assert!(e.contains("BadUserNamePassword"), "3.1.1 code 4: {e}");
+    let e = connect5(&server, "w5", Some(("alice", "wrong")))
+        .await
+        .err()
+        .unwrap();
+    assert!(e.contains("BadUserNamePassword"), "5.0 0x86: {e}");
+    let e = connect5(&server, "u5", Some(("carol", "secret")))
+        .await
+        .err()
+        .unwrap();
+    assert!(e.contains("BadUserNamePassword"), "unknown user: {e}");
+    let e = connect4(&server, "n4", None).await.err().unwrap();
+    assert!(e.contains("NotAuthorized"), "3.1.1 code 5: {e}");
+    let e = connect5(&server, "n5", None).await.err().unwrap();
+    assert!(e.contains("NotAuthorized"), "5.0 0x87: {e}");
+
+    // mosquitto_pub and paho-mqtt: tests/interop/auth.py.
+    server.shutdown().await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, text).unwrap();
+    p
+}
+
+async fn payloads_until(ev: &mut rumqttc::EventLoop, end: &str) -> Vec<String> {
+    let mut got = Vec::new();
+    loop {
+        let e = tokio::time::timeout(WAIT, ev.poll())
+            .await
+            .expect("a message")
+            .expect("connected");
+        if let rumqttc::Event::Incoming(rumqttc::Packet::Publish(p)) = e {
+            let text = String::from_utf8_lossy(&p.payload).into_owned();
+            if text == end {
+                return got;
+            }
+            got.push(format!("{}={text}", p.topic));
+        }
+    }
+}
+
+async fn subscribed(
+    client: &rumqttc::AsyncClient,
+    ev: &mut rumqttc::EventLoop,
+    filter: &str,
+) -> Vec<rumqttc::SubscribeReasonCode> {
+    client
+        .subscribe(filter, rumqttc::QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    loop {
+        let e = tokio::time::timeout(WAIT, ev.poll())
+            .await
+            .expect("SUBACK")
+            .expect("connected");
+        if let rumqttc::Event::Incoming(rumqttc::Packet::SubAck(a)) = e {
+            return a.return_codes;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acl_file_no_bypass_and_per_device_patterns() {
+    for (format, acl) in [
+        (
+            "mosquitto",
+            "topic read public/#\n\nuser alice\ntopic readwrite #\ntopic deny secret/#\n\npattern write devices/%c/#\n",
+        ),
+        (
+            "emqx",
+            "{deny, all, pubsub, [\"secret/#\"]}.\n{allow, {user, \"alice\"}, pubsub, [\"#\"]}.\n{allow, all, publish, [\"devices/%c/#\"]}.\n{allow, all, subscribe, [\"public/#\"]}.\n",
+        ),
+    ] {
+        let dir = temp_dir(format);
+        let file = write(&dir, "acl", acl);
+        let server = start(|c| {
+            c.auth.allow_anonymous = Some(true);
+            c.acl.file = Some(file.clone().into());
+            c.acl.nomatch = Nomatch::Deny;
+        })
+        .await;
+        // The publisher sets a retained secret first.
+        let (p, mut pev) = connect4(&server, "pub", None).await.unwrap();
+        let mut o =
+            rumqttc::MqttOptions::new("alice-pub", "127.0.0.1", server.local_addrs[0].port());
+        o.set_credentials("alice", "");
+        let _ = (p, &mut pev);
+        let (ap, mut apev) = {
+            let (c, e) = rumqttc::AsyncClient::new(o, 100);
+            (c, e)
+        };
+        ap.publish("secret/r", rumqttc::QoS::AtLeastOnce, true, "retained-leak")
+            .await
+            .unwrap();
+        ap.publish("open/a", rumqttc::QoS::AtLeastOnce, true, "retained-ok")
+            .await
+            .unwrap();
+        tokio::spawn(async move { while apev.poll().await.is_ok() {} });
+        let mut subs = Vec::new();
+        for (i, filter) in ["#", "+/a", "+/#", "$share/g/#"].into_iter().enumerate() {
+            let addr = server.local_addrs[0];
+            let mut o =
+                rumqttc::MqttOptions::new(format!("alice-{i}"), addr.ip().to_string(), addr.port());
+            o.set_credentials("alice", "");
+            let (c, mut ev) = rumqttc::AsyncClient::new(o, 100);
+            let codes = subscribed(&c, &mut ev, filter).await;
+            assert_eq!(
+                codes,
+                [rumqttc::SubscribeReasonCode::Success(
+                    rumqttc::QoS::AtLeastOnce
+                )],
+                "{format}: {filter}"
+            );
+            subs.push((filter, c, ev));
+        }
+        ap.publish("secret/a", rumqttc::QoS::AtLeastOnce, false, "leak")
+            .await
+            .unwrap();
+        ap.publish("open/a", rumqttc::QoS::AtLeastOnce, false, "end")
+            .await
+            .unwrap();
+        for (filter, _c, ev) in &mut subs {
+            let got = payloads_until(ev, "end").await;
+            let leaked: Vec<_> = got.iter().filter(|g| g.starts_with("secret/")).collect();
+            assert!(leaked.is_empty(), "{format}: {filter} leaked {leaked:?}");
+        }
+        // devices/%c/#: each device publishes under its own id only (5.0: 0x87).
+        let (dev, mut dev_ev) = connect5(&server, "dev1", None).await.unwrap();
+        for (topic, ok) in [("devices/dev1/t", true), ("devices/dev2/t", false)] {
+            dev.publish(topic, v5::mqttbytes::QoS::AtLeastOnce, false, "x")
+                .await
+                .unwrap();
+            let reason = loop {
+                let e = tokio::time::timeout(WAIT, dev_ev.poll())
+                    .await
+                    .unwrap()
+                    .unwrap();
+                if let v5::Event::Incoming(v5::mqttbytes::v5::Packet::PubAck(a)) = e {
+                    break a.reason;
+                }
+            };
+            let denied = reason == v5::mqttbytes::v5::PubAckReason::NotAuthorized;
+            assert_eq!(!denied, ok, "{format}: {topic}: {reason:?}");
+        }
+        server.shutdown().await;
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
+
+/// What the test's auth service received.
+#[derive(Debug, Clone)]
+struct Seen {
+    method: String,
+    uri: String,
+    content_type: String,
+    body: String,
+}
+
+/// A real HTTP auth service: user `good` 200, `skip` 200 "ignore", `slow`
+/// never answers in time, `root` is a superuser, anything else 403; ACL:
+/// topics under `allowed/` 200, others 403.
+async fn auth_service() -> (std::net::SocketAddr, Arc<Mutex<Vec<Seen>>>) {
+    use http_body_util::{BodyExt, Full};
+    use hyper::service::service_fn;
+    let seen: Arc<Mutex<Vec<Seen>>> = Arc::default();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let log = seen.clone();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let log = log.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let log = log.clone();
+                    async move {
+                        let method = req.method().to_string();
+                        let uri = req.uri().to_string();
+                        let content_type = req
+                            .headers()
+                            .get("content-type")
+                            .map(|v| v.to_str().unwrap_or("").to_owned())
+                            .unwrap_or_default();
+                        let body = String::from_utf8_lossy(
+                            &req.into_body().collect().await.unwrap().to_bytes(),
+                        )
+                        .into_owned();
+                        log.lock().unwrap().push(Seen {
+                            method,
+                            uri: uri.clone(),
+                            content_type,
+                            body: body.clone(),
+                        });
+                        let text = format!("{uri} {body}");
+                        let (status, answer) = if uri.starts_with("/acl") {
+                            if text.contains("allowed%2F") || text.contains("allowed/") {
+                                (200, "")
+                            } else {
+                                (403, "")
+                            }
+                        } else if text.contains("slow") {
+                            tokio::time::sleep(Duration::from_secs(3)).await;
+                            (200, "")
+                        } else if uri.starts_with("/super") {
+                            if text.contains("root") {
+                                (200, "")
+                            } else {
+                                (403, "")
+                            }
+                        } else if text.contains("good") || text.contains("root") {
+                            (200, "")
+                        } else if text.contains("skip") {
+                            (200, "ignore")
+                        } else {
+                            (403, "")
+                        };
+                        Ok::<_, std::convert::Infallible>(
+                            hyper::Response::builder()
+                                .status(status)
+                                .body(Full::new(bytes::Bytes::from(answer)))
+                                .unwrap(),
+                        )
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    (addr, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_auth_both_conf_forms() {
+    let (addr, seen) = auth_service().await;
+    let dir = temp_dir("http");
+    // EMQX 4.3 form: .url, JSON post, headers per request.
+    let conf43 = format!(
+        "auth.http.auth_req.url = http://{addr}/auth\n\
+         auth.http.auth_req.method = post\n\
+         auth.http.auth_req.headers.content_type = application/json\n\
+         auth.http.auth_req.params = clientid=%c,username=%u,password=%P,ipaddr=%a,proto=%r\n\
+         auth.http.super_req.url = http://{addr}/super\n\
+         auth.http.super_req.method = post\n\
+         auth.http.super_req.params = clientid=%c,username=%u\n\
+         auth.http.acl_req.url = http://{addr}/acl\n\
+         auth.http.acl_req.method = get\n\
+         auth.http.acl_req.params = access=%A,username=%u,clientid=%c,topic=%t\n\
+         auth.http.timeout = 1s\n\
+         auth.http.pool_size = 4\n"
+    );
+    // EMQX 4.0-4.2 form: URL as the value, form post.
+    let conf40 = format!(
+        "auth.http.auth_req = http://{addr}/auth\n\
+         auth.http.auth_req.method = post\n\
+         auth.http.auth_req.params = clientid=%c,username=%u,password=%P\n\
+         auth.http.request.timeout = 1s\n"
+    );
+    for (form, conf) in [("4.3", conf43), ("4.0", conf40)] {
+        let file = write(&dir, "emqx_auth_http.conf", &conf);
+        let server = start(|c| c.auth.http_conf = Some(file.clone().into())).await;
+        seen.lock().unwrap().clear();
+        assert!(
+            connect5(&server, "c1", Some(("good", "pw"))).await.is_ok(),
+            "{form}"
+        );
+        let first = seen.lock().unwrap()[0].clone();
+        assert_eq!(first.method, "POST");
+        assert_eq!(first.uri, "/auth");
+        if form == "4.3" {
+            assert_eq!(first.content_type, "application/json");
+            let body: serde_json::Value = serde_json::from_str(&first.body).unwrap();
+            assert_eq!(
+                body,
+                serde_json::json!({"clientid": "c1", "username": "good", "password": "pw", "ipaddr": "127.0.0.1", "proto": "mqtt"})
+            );
+        } else {
+            assert_eq!(first.content_type, "application/x-www-form-urlencoded");
+            assert_eq!(first.body, "clientid=c1&username=good&password=pw");
+        }
+        let e = connect5(&server, "c2", Some(("bad", "pw")))
+            .await
+            .err()
+            .unwrap();
+        assert!(e.contains("BadUserNamePassword"), "{form} deny: {e}");
+        // ignore: no further source, so a named client is refused.
+        let e = connect5(&server, "c3", Some(("skip", "pw")))
+            .await
+            .err()
+            .unwrap();
+        assert!(e.contains("BadUserNamePassword"), "{form} ignore: {e}");
+        let e = connect4(&server, "c4", Some(("slow", "pw")))
+            .await
+            .err()
+            .unwrap();
+        assert!(
+            e.contains("NotAuthorized") || e.contains("BadUserNamePassword"),
+            "{form} timeout: {e}"
+        );
+        server.shutdown().await;
+    }
+
+    // ACL and superuser (4.3 form).
+    let file = dir.join("emqx_auth_http.conf");
+    std::fs::write(
+        &file,
+        format!(
+            "auth.http.auth_req.url = http://{addr}/auth\n\
+         auth.http.auth_req.params = username=%u\n\
+         auth.http.super_req.url = http://{addr}/super\n\
+         auth.http.super_req.params = username=%u\n\
+         auth.http.acl_req.url = http://{addr}/acl\n\
+         auth.http.acl_req.method = get\n\
+         auth.http.acl_req.params = access=%A,username=%u,clientid=%c,topic=%t\n"
+        ),
+    )
+    .unwrap();
+    let server = start(|c| c.auth.http_conf = Some(file.clone().into())).await;
+    let (u, mut uev) = connect4(&server, "user", Some(("good", "pw")))
+        .await
+        .unwrap();
+    seen.lock().unwrap().clear();
+    assert_eq!(
+        subscribed(&u, &mut uev, "denied/x").await,
+        [rumqttc::SubscribeReasonCode::Failure]
+    );
+    let acl = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .find(|s| s.uri.starts_with("/acl"))
+        .cloned()
+        .unwrap();
+    assert_eq!(acl.method, "GET");
+    assert_eq!(
+        acl.uri,
+        "/acl?access=1&username=good&clientid=user&topic=denied%2Fx"
+    );
+    assert_eq!(
+        subscribed(&u, &mut uev, "allowed/x").await,
+        [rumqttc::SubscribeReasonCode::Success(
+            rumqttc::QoS::AtLeastOnce
+        )]
+    );
+    let (r, mut rev) = connect4(&server, "root", Some(("root", "pw")))
+        .await
+        .unwrap();
+    seen.lock().unwrap().clear();
+    assert_eq!(
+        subscribed(&r, &mut rev, "denied/x").await,
+        [rumqttc::SubscribeReasonCode::Success(
+            rumqttc::QoS::AtLeastOnce
+        )],
+        "superuser skips ACL"
+    );
+    assert!(
+        seen.lock()
+            .unwrap()
+            .iter()
+            .all(|s| !s.uri.starts_with("/acl")),
+        "no ACL request for a superuser"
+    );
+    server.shutdown().await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}
