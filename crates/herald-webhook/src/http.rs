@@ -6,11 +6,15 @@
 //! The client side of HTTP/1.1 is small enough to do here rather than
 //! through hyper's client, which sends one request at a time: requests are
 //! written as `POST <path> HTTP/1.1` with `host`, `content-type`,
-//! `content-length` and the configured headers; answers are parsed with
-//! `httparse`, their bodies (`content-length`, `chunked`, or up to the end
-//! of the connection) skipped, interim `1xx` answers ignored, and
+//! `content-length` and the configured headers; answers are read by
+//! [`AnswerParser`] as their bytes arrive (heads with `httparse`), so a
+//! server can make it neither buffer without bound nor re-read what it has
+//! seen: bodies (`content-length`, `chunked`, or up to the end of the
+//! connection, as RFC 9112 §6.3 frames them) are discarded as they stream,
+//! heads and trailers are limited, interim `1xx` answers are skipped, and
 //! `connection: close` (or an HTTP/1.0 answer without keep-alive) ends the
-//! connection after that answer.
+//! connection after that answer. A server that is slow or endless is cut
+//! off by the request timeout.
 //!
 //! TLS follows `web.hook.ssl.*`: a CA bundle (else the system's roots), a
 //! client certificate and key for mutual TLS, verification on (default) or
@@ -107,6 +111,8 @@ pub struct Connection {
     io: Box<dyn Stream>,
     /// Bytes read and not parsed yet.
     input: BytesMut,
+    /// Where the reading of the current answer stands.
+    parser: AnswerParser,
     /// Requests queued and not written yet.
     output: Vec<u8>,
     /// The server said it closes the connection after an answer already
@@ -147,14 +153,20 @@ pub struct Answer {
     pub retry_after: Option<Duration>,
     /// The server closes the connection after this answer.
     pub close: bool,
-    /// The first bytes of the body of an answer that is not a success
-    /// (kept with a dead letter; empty for 2xx).
+    /// The first bytes ([`KEPT_BODY`] at most) of the body of an answer
+    /// that is not a success; empty for 2xx. The rest is discarded as it
+    /// arrives.
     pub body: Bytes,
 }
 
-/// Most bytes one answer may take (head and body): a server sending more
-/// is treated as broken rather than buffered without bound.
-const MAX_ANSWER: usize = 8 << 20;
+/// Most bytes of an answer's head (status line and headers), and of a
+/// chunked body's trailers: a server sending more is treated as broken.
+const MAX_HEAD: usize = 64 << 10;
+/// Most bytes of one chunk-size line.
+const MAX_CHUNK_LINE: usize = 1 << 10;
+/// How much of a failed answer's body is kept (see [`Answer::body`]): what
+/// a dead letter keeps.
+pub const KEPT_BODY: usize = crate::dead_letter::RESPONSE_BYTES;
 
 impl Target {
     /// Prepares the target: loads certificate files, checks headers.
@@ -227,6 +239,7 @@ impl Target {
             Ok(Connection {
                 io,
                 input: BytesMut::with_capacity(4096),
+                parser: AnswerParser::default(),
                 output: Vec::with_capacity(4096),
                 closed: false,
             })
@@ -286,23 +299,13 @@ impl Target {
 async fn read_answer(conn: &mut Connection) -> Result<Answer, SendError> {
     let mut eof = false;
     loop {
-        match parse_answer(&conn.input, eof).map_err(SendError::Http)? {
-            Some((answer, used)) => {
-                conn.input.advance(used);
-                conn.closed |= answer.close;
-                return Ok(answer);
-            }
-            None if eof => {
-                return Err(SendError::Http(
-                    "the server closed the connection before answering".into(),
-                ));
-            }
-            None if conn.input.len() > MAX_ANSWER => {
-                return Err(SendError::Http(format!(
-                    "answer larger than {MAX_ANSWER} bytes"
-                )));
-            }
-            None => {}
+        if let Some(answer) = conn
+            .parser
+            .feed(&mut conn.input, eof)
+            .map_err(SendError::Http)?
+        {
+            conn.closed |= answer.close;
+            return Ok(answer);
         }
         conn.input.reserve(8192);
         let n = conn
@@ -316,51 +319,256 @@ async fn read_answer(conn: &mut Connection) -> Result<Answer, SendError> {
 
 /// Parses one answer at the start of `buf`: `Ok(None)` if more bytes are
 /// needed, else the answer and how many bytes it took. `eof`: nothing more
-/// will come (an answer without a length ends there).
+/// will come (an answer without a length ends there). The whole-buffer form
+/// of [`AnswerParser`], for tests.
 pub fn parse_answer(buf: &[u8], eof: bool) -> Result<Option<(Answer, usize)>, String> {
-    // Interim answers (100 Continue, 103 Early Hints) before the real one
-    // are skipped, however many a server sends.
-    let mut start = 0;
-    loop {
-        match parse_final(&buf[start..], eof)? {
-            Parsed::Interim(n) => start += n,
-            Parsed::Final(answer, n) => return Ok(Some((answer, start + n))),
-            Parsed::Incomplete => return Ok(None),
+    let mut input = BytesMut::from(buf);
+    let answer = AnswerParser::default().feed(&mut input, eof)?;
+    Ok(answer.map(|a| (a, buf.len() - input.len())))
+}
+
+/// Reads answers from the bytes of a connection as they arrive, keeping
+/// its place between reads: each byte is looked at a bounded number of
+/// times (no re-parsing from the start on a slow server), bodies are
+/// discarded as they stream (only [`KEPT_BODY`] bytes of a failed answer
+/// are kept), heads and trailers are limited to [`MAX_HEAD`] bytes, and
+/// interim `1xx` answers are skipped however many come. Framing follows
+/// RFC 9112 §6.3: `Transfer-Encoding` ending in `chunked` is chunked, any
+/// other transfer coding runs to the end of the connection, else
+/// `Content-Length`, else the end of the connection; 204 and 304 have no
+/// body.
+#[derive(Debug, Default)]
+pub struct AnswerParser {
+    state: State,
+}
+
+/// Where the parser stands in the current answer.
+#[derive(Debug)]
+enum State {
+    /// Reading a head; `scanned` bytes of input hold no blank line.
+    Head { scanned: usize },
+    /// Reading the body of `answer`.
+    Body {
+        answer: Answer,
+        kept: Vec<u8>,
+        framing: Framing,
+    },
+}
+
+impl Default for State {
+    fn default() -> Self {
+        State::Head { scanned: 0 }
+    }
+}
+
+/// How the body being read ends.
+#[derive(Debug)]
+enum Framing {
+    /// This many bytes are left.
+    Length(u64),
+    /// At the end of the connection.
+    UntilClose,
+    /// A chunk-size line; `scanned` bytes of input hold no line end.
+    ChunkSize { scanned: usize },
+    /// This many bytes of the current chunk are left.
+    ChunkData(u64),
+    /// The CRLF after a chunk's data.
+    ChunkEnd,
+    /// Trailer lines up to an empty one; `scanned` as above, `seen` bytes
+    /// of trailers so far.
+    Trailers { scanned: usize, seen: usize },
+}
+
+/// Where `needle` starts in `input`, looking from `from` on.
+fn find(input: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
+    input
+        .get(from..)?
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .map(|i| from + i)
+}
+
+impl AnswerParser {
+    /// Takes what it can from the start of `input`: returns the answer once
+    /// it is complete (its bytes consumed; what follows, e.g. a pipelined
+    /// answer, stays in `input`), `Ok(None)` when more bytes are needed.
+    /// `eof`: nothing more will come.
+    pub fn feed(&mut self, input: &mut BytesMut, eof: bool) -> Result<Option<Answer>, String> {
+        loop {
+            match &mut self.state {
+                State::Head { scanned } => {
+                    let Some(blank) = find(input, scanned.saturating_sub(3), b"\r\n\r\n") else {
+                        if input.len() > MAX_HEAD {
+                            return Err(format!("answer head longer than {MAX_HEAD} bytes"));
+                        }
+                        if eof {
+                            return Err(if input.is_empty() {
+                                "the server closed the connection before answering".into()
+                            } else {
+                                "the server closed the connection in the middle of an answer".into()
+                            });
+                        }
+                        *scanned = input.len();
+                        return Ok(None);
+                    };
+                    let end = blank + 4;
+                    if end > MAX_HEAD {
+                        return Err(format!("answer head longer than {MAX_HEAD} bytes"));
+                    }
+                    let head = parse_head(&input[..end])?;
+                    input.advance(end);
+                    self.state = match head {
+                        None => State::Head { scanned: 0 },
+                        Some((answer, framing)) => State::Body {
+                            answer,
+                            kept: Vec::new(),
+                            framing,
+                        },
+                    };
+                }
+                State::Body {
+                    answer,
+                    kept,
+                    framing,
+                } => {
+                    let keep = !answer.status.is_success();
+                    let mut take = |input: &mut BytesMut, n: usize| {
+                        if keep && kept.len() < KEPT_BODY {
+                            let more = n.min(KEPT_BODY - kept.len());
+                            kept.extend_from_slice(&input[..more]);
+                        }
+                        input.advance(n);
+                    };
+                    // Each arm returns or continues unless the body is complete.
+                    match framing {
+                        Framing::Length(left) | Framing::ChunkData(left) => {
+                            let n = usize::try_from(*left)
+                                .unwrap_or(usize::MAX)
+                                .min(input.len());
+                            take(input, n);
+                            *left -= n as u64;
+                            if *left > 0 {
+                                return more_or_cut(eof);
+                            }
+                            if let Framing::ChunkData(_) = framing {
+                                *framing = Framing::ChunkEnd;
+                                continue;
+                            }
+                        }
+                        Framing::UntilClose => {
+                            let n = input.len();
+                            take(input, n);
+                            if !eof {
+                                return Ok(None);
+                            }
+                            answer.close = true;
+                        }
+                        Framing::ChunkEnd => {
+                            if input.len() < 2 {
+                                return more_or_cut(eof);
+                            }
+                            if &input[..2] != b"\r\n" {
+                                return Err("chunk not followed by CRLF".into());
+                            }
+                            input.advance(2);
+                            *framing = Framing::ChunkSize { scanned: 0 };
+                            continue;
+                        }
+                        Framing::ChunkSize { scanned } => {
+                            let Some(eol) = find(input, scanned.saturating_sub(1), b"\r\n") else {
+                                if input.len() > MAX_CHUNK_LINE {
+                                    return Err("chunk-size line too long".into());
+                                }
+                                *scanned = input.len();
+                                return more_or_cut(eof);
+                            };
+                            let size = chunk_size(&input[..eol])?;
+                            input.advance(eol + 2);
+                            *framing = if size == 0 {
+                                Framing::Trailers {
+                                    scanned: 0,
+                                    seen: 0,
+                                }
+                            } else {
+                                Framing::ChunkData(size)
+                            };
+                            continue;
+                        }
+                        Framing::Trailers { scanned, seen } => {
+                            let Some(eol) = find(input, scanned.saturating_sub(1), b"\r\n") else {
+                                if *seen + input.len() > MAX_HEAD {
+                                    return Err(format!("trailers longer than {MAX_HEAD} bytes"));
+                                }
+                                *scanned = input.len();
+                                return more_or_cut(eof);
+                            };
+                            input.advance(eol + 2);
+                            *seen += eol + 2;
+                            *scanned = 0;
+                            if eol != 0 {
+                                continue;
+                            }
+                        }
+                    }
+                    let State::Body {
+                        mut answer, kept, ..
+                    } = std::mem::take(&mut self.state)
+                    else {
+                        continue;
+                    };
+                    answer.body = Bytes::from(kept);
+                    return Ok(Some(answer));
+                }
+            }
         }
     }
 }
 
-/// One answer at the start of a buffer.
-enum Parsed {
-    /// More bytes are needed.
-    Incomplete,
-    /// An interim (1xx) answer of this many bytes.
-    Interim(usize),
-    /// The answer and its length.
-    Final(Answer, usize),
+/// `Ok(None)` (wait for more), or the error for an answer cut short by the
+/// end of the connection.
+fn more_or_cut(eof: bool) -> Result<Option<Answer>, String> {
+    if eof {
+        Err("the server closed the connection in the middle of an answer".into())
+    } else {
+        Ok(None)
+    }
 }
 
-fn parse_final(buf: &[u8], eof: bool) -> Result<Parsed, String> {
+/// The size on a chunk-size line (extensions after `;` ignored).
+fn chunk_size(line: &[u8]) -> Result<u64, String> {
+    let line = std::str::from_utf8(line).map_err(|_| "invalid chunk-size line")?;
+    let hex = line.split(';').next().unwrap_or("").trim();
+    u64::from_str_radix(hex, 16)
+        .ok()
+        .filter(|_| !hex.is_empty() && hex.len() <= 16 && !hex.starts_with('+'))
+        .ok_or_else(|| format!("invalid chunk size {hex:?}"))
+}
+
+/// A complete head (up to and including its blank line): `None` for an
+/// interim `1xx` answer, else the answer (without its body) and how its
+/// body is framed.
+fn parse_head(head: &[u8]) -> Result<Option<(Answer, Framing)>, String> {
     let mut headers = [httparse::EMPTY_HEADER; 64];
     let mut res = httparse::Response::new(&mut headers);
-    let head = match res.parse(buf) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Ok(Parsed::Incomplete),
+    match res.parse(head) {
+        Ok(httparse::Status::Complete(_)) => {}
+        Ok(httparse::Status::Partial) => return Err("invalid HTTP answer: incomplete head".into()),
         Err(e) => return Err(format!("invalid HTTP answer: {e}")),
-    };
+    }
     let code = res.code.unwrap_or(0);
     if (100..200).contains(&code) && code != 101 {
-        return Ok(Parsed::Interim(head));
+        return Ok(None);
     }
     let status = StatusCode::from_u16(code).map_err(|_| format!("invalid HTTP status {code}"))?;
-    let mut length: Option<usize> = None;
-    let mut chunked = false;
+    let mut length: Option<u64> = None;
+    // The last transfer coding, when the header is present.
+    let mut coding: Option<bool> = None;
     let mut close = res.version == Some(0);
     let mut retry_after = None;
     for h in res.headers.iter() {
         let value = std::str::from_utf8(h.value).unwrap_or("").trim();
         if h.name.eq_ignore_ascii_case("content-length") {
-            let n: usize = value
+            let n: u64 = value
                 .parse()
                 .map_err(|_| format!("invalid content-length {value:?}"))?;
             if length.is_some_and(|l| l != n) {
@@ -368,10 +576,8 @@ fn parse_final(buf: &[u8], eof: bool) -> Result<Parsed, String> {
             }
             length = Some(n);
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            chunked = value
-                .rsplit(',')
-                .next()
-                .is_some_and(|c| c.trim().eq_ignore_ascii_case("chunked"));
+            let last = value.rsplit(',').next().unwrap_or("").trim();
+            coding = Some(last.eq_ignore_ascii_case("chunked"));
         } else if h.name.eq_ignore_ascii_case("connection") {
             for token in value.split(',').map(str::trim) {
                 if token.eq_ignore_ascii_case("close") {
@@ -384,84 +590,24 @@ fn parse_final(buf: &[u8], eof: bool) -> Result<Parsed, String> {
             retry_after = value.parse::<u64>().ok().map(Duration::from_secs);
         }
     }
-    let body = &buf[head..];
-    let used = if code == 204 || code == 304 {
-        0
-    } else if chunked {
-        match chunked_len(body)? {
-            Some(n) => n,
-            None => return Ok(Parsed::Incomplete),
+    let framing = match (code, coding, length) {
+        (204 | 304, _, _) => Framing::Length(0),
+        (_, Some(true), _) => Framing::ChunkSize { scanned: 0 },
+        // A transfer coding other than chunked: the body runs to the end
+        // of the connection (RFC 9112 §6.3), whatever content-length says.
+        (_, Some(false), _) | (_, None, None) => {
+            close = true;
+            Framing::UntilClose
         }
-    } else if let Some(n) = length {
-        if body.len() < n {
-            return Ok(Parsed::Incomplete);
-        }
-        n
-    } else if eof {
-        // Delimited by the end of the connection.
-        close = true;
-        body.len()
-    } else {
-        return Ok(Parsed::Incomplete);
+        (_, None, Some(n)) => Framing::Length(n),
     };
-    let body = if status.is_success() {
-        Bytes::new()
-    } else {
-        let kept = crate::dead_letter::RESPONSE_BYTES.min(used);
-        Bytes::copy_from_slice(body.get(..kept).unwrap_or_default())
+    let answer = Answer {
+        status,
+        retry_after,
+        close,
+        body: Bytes::new(),
     };
-    Ok(Parsed::Final(
-        Answer {
-            status,
-            retry_after,
-            close,
-            body,
-        },
-        head + used,
-    ))
-}
-
-/// Length of a complete chunked body at the start of `b` (trailers
-/// included), `None` if incomplete.
-fn chunked_len(b: &[u8]) -> Result<Option<usize>, String> {
-    let line_end = |from: usize| {
-        b[from..]
-            .windows(2)
-            .position(|w| w == b"\r\n")
-            .map(|i| from + i)
-    };
-    let mut pos = 0;
-    loop {
-        let Some(eol) = line_end(pos) else {
-            return Ok(None);
-        };
-        let line = std::str::from_utf8(&b[pos..eol]).map_err(|_| "invalid chunk size line")?;
-        let hex = line.split(';').next().unwrap_or("").trim();
-        let size = usize::from_str_radix(hex, 16)
-            .ok()
-            .filter(|_| hex.len() <= 8)
-            .ok_or_else(|| format!("invalid chunk size {hex:?}"))?;
-        pos = eol + 2;
-        if size == 0 {
-            // Trailer lines up to an empty one.
-            loop {
-                let Some(eol) = line_end(pos) else {
-                    return Ok(None);
-                };
-                if eol == pos {
-                    return Ok(Some(pos + 2));
-                }
-                pos = eol + 2;
-            }
-        }
-        if b.len() < pos + size + 2 {
-            return Ok(None);
-        }
-        if &b[pos + size..pos + size + 2] != b"\r\n" {
-            return Err("chunk not followed by CRLF".into());
-        }
-        pos += size + 2;
-    }
+    Ok(Some((answer, framing)))
 }
 
 fn file_error(key: &'static str, path: &Path, why: impl ToString) -> SetupError {
@@ -682,5 +828,311 @@ mod tests {
         assert!(parse_answer(b"SSH-2.0-OpenSSH\r\n\r\n", false).is_err());
         let two = "HTTP/1.1 200 OK\r\ncontent-length: 1\r\ncontent-length: 2\r\n\r\nab";
         assert!(parse_answer(two.as_bytes(), false).is_err());
+    }
+
+    use super::{AnswerParser, KEPT_BODY, MAX_HEAD};
+    use bytes::BytesMut;
+    use proptest::prelude::*;
+
+    /// Feeds `stream` to one parser `step` bytes at a time, as reads would
+    /// bring it; returns (status, close, kept body) of each answer, and the
+    /// largest the input buffer grew.
+    fn feed_in_steps(stream: &[u8], step: usize) -> (Vec<(u16, bool, Vec<u8>)>, usize) {
+        let mut parser = AnswerParser::default();
+        let mut input = BytesMut::new();
+        let mut answers = Vec::new();
+        let mut most = 0;
+        let mut chunks = stream.chunks(step.max(1)).peekable();
+        loop {
+            let eof = chunks.peek().is_none();
+            while let Some(a) = parser.feed(&mut input, eof).expect("valid") {
+                answers.push((a.status.as_u16(), a.close, a.body.to_vec()));
+                if eof && input.is_empty() {
+                    return (answers, most);
+                }
+            }
+            most = most.max(input.len());
+            match chunks.next() {
+                Some(c) => input.extend_from_slice(c),
+                None => return (answers, most),
+            }
+        }
+    }
+
+    const PIPELINED: &str = "HTTP/1.1 100 Continue\r\n\r\n\
+        HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello\
+        HTTP/1.1 400 Bad\r\ntransfer-encoding: chunked\r\n\r\n3\r\nbad\r\n4;x=y\r\n req\r\n0\r\nt: 1\r\n\r\n\
+        HTTP/1.1 204 No Content\r\ncontent-length: 9\r\n\r\n\
+        HTTP/1.1 503 Busy\r\n\r\nuntil the end";
+
+    #[test]
+    fn answers_read_in_any_pieces_are_the_same() {
+        let whole = feed_in_steps(PIPELINED.as_bytes(), PIPELINED.len()).0;
+        assert_eq!(
+            whole,
+            vec![
+                (200, false, vec![]),
+                (400, false, b"bad req".to_vec()),
+                (204, false, vec![]),
+                (503, true, b"until the end".to_vec()),
+            ]
+        );
+        for step in [1, 2, 3, 7, 64] {
+            assert_eq!(
+                feed_in_steps(PIPELINED.as_bytes(), step).0,
+                whole,
+                "step {step}"
+            );
+        }
+    }
+
+    #[test]
+    fn bodies_are_discarded_as_they_stream() {
+        // 100 MB of body in 64 KiB reads: the buffer never holds more than
+        // one read, and only the first bytes of a failed answer are kept.
+        for status in ["200 OK", "500 Oops"] {
+            let mut parser = AnswerParser::default();
+            let mut input = BytesMut::from(
+                format!("HTTP/1.1 {status}\r\ncontent-length: {}\r\n\r\n", 100 << 20).as_bytes(),
+            );
+            let piece = vec![b'x'; 64 << 10];
+            let mut answer = None;
+            for _ in 0..(100 << 20) / piece.len() {
+                assert!(answer.is_none());
+                answer = parser.feed(&mut input, false).expect("valid");
+                assert!(input.len() <= piece.len(), "{} buffered", input.len());
+                input.extend_from_slice(&piece);
+            }
+            let answer = parser
+                .feed(&mut input, false)
+                .expect("valid")
+                .expect("complete");
+            let kept = if status.starts_with('2') {
+                0
+            } else {
+                KEPT_BODY
+            };
+            assert_eq!(answer.body.len(), kept);
+            assert!(input.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_transfer_coding_other_than_chunked_runs_to_the_end() {
+        let text = "HTTP/1.1 200 OK\r\ntransfer-encoding: gzip\r\ncontent-length: 2\r\n\r\nabcdef";
+        assert_eq!(
+            parse(text, false),
+            None,
+            "content-length is not the framing"
+        );
+        assert_eq!(parse(text, true), Some((200, true, text.len())));
+    }
+
+    #[test]
+    fn heads_and_trailers_are_bounded_and_endless_interims_take_no_memory() {
+        let mut parser = AnswerParser::default();
+        let mut input = BytesMut::from(&b"HTTP/1.1 200 OK\r\nx-endless: "[..]);
+        let err = loop {
+            input.extend_from_slice(&[b'a'; 4096]);
+            match parser.feed(&mut input, false) {
+                Ok(None) => assert!(input.len() <= MAX_HEAD + 4096),
+                Ok(Some(a)) => panic!("answer from an endless head: {a:?}"),
+                Err(e) => break e,
+            }
+        };
+        assert!(err.contains("head longer than"), "{err}");
+
+        let trailers = "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n0\r\n".to_owned()
+            + &"x: y\r\n".repeat(MAX_HEAD / 6 + 1);
+        let err = parse_answer(trailers.as_bytes(), false).unwrap_err();
+        assert!(err.contains("trailers longer than"), "{err}");
+
+        let mut parser = AnswerParser::default();
+        let mut input = BytesMut::new();
+        for _ in 0..100_000 {
+            input.extend_from_slice(b"HTTP/1.1 100 Continue\r\n\r\n");
+            assert!(parser.feed(&mut input, false).expect("valid").is_none());
+            assert!(input.is_empty());
+        }
+    }
+
+    #[test]
+    fn cut_answers_are_errors_at_the_end_of_the_connection() {
+        for cut in [
+            "",
+            "HTTP/1.1 200 OK\r\n",
+            "HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhel",
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhe",
+        ] {
+            assert!(parse_answer(cut.as_bytes(), true).is_err(), "{cut:?}");
+        }
+    }
+
+    proptest! {
+        /// Whatever a server sends, in whatever pieces: no panic, and the
+        /// same answers (or the same failure) as all at once.
+        #[test]
+        fn any_bytes_in_any_pieces(
+            junk in prop::collection::vec(any::<u8>(), 0..200),
+            prefix in 0..PIPELINED.len(),
+            step in 1usize..40,
+        ) {
+            let mut stream = PIPELINED.as_bytes()[..prefix].to_vec();
+            stream.extend_from_slice(&junk);
+            let run = |step: usize| {
+                let mut parser = AnswerParser::default();
+                let mut input = BytesMut::new();
+                let mut out = Vec::new();
+                for chunk in stream.chunks(step) {
+                    input.extend_from_slice(chunk);
+                    loop {
+                        match parser.feed(&mut input, false) {
+                            Ok(Some(a)) => out.push(Ok(a.status.as_u16())),
+                            Ok(None) => break,
+                            Err(e) => { out.push(Err(e)); return out; }
+                        }
+                    }
+                }
+                out
+            };
+            let whole = run(stream.len().max(1));
+            let pieces = run(step);
+            // A failure may be seen at a different point, but the answers
+            // before it are the same.
+            let ok = |v: &Vec<Result<u16, String>>| v.iter().filter_map(|r| r.clone().ok()).collect::<Vec<_>>();
+            prop_assert_eq!(ok(&whole), ok(&pieces));
+        }
+    }
+
+    /// A web server on loopback that answers its n-th connection the n-th
+    /// way: each gets the request, then `answer` writes what it likes.
+    async fn hostile_server(
+        answers: Vec<fn(tokio::net::TcpStream) -> BoxedAnswer>,
+    ) -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            for answer in answers {
+                let (mut stream, _) = listener.accept().await.unwrap();
+                let mut request = vec![0u8; 4096];
+                let _ = tokio::io::AsyncReadExt::read(&mut stream, &mut request).await;
+                tokio::spawn(answer(stream));
+            }
+        });
+        addr
+    }
+
+    type BoxedAnswer = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
+
+    async fn write_forever(
+        mut stream: tokio::net::TcpStream,
+        head: &'static [u8],
+        again: &'static [u8],
+    ) {
+        use tokio::io::AsyncWriteExt;
+        if stream.write_all(head).await.is_err() {
+            return;
+        }
+        while stream.write_all(again).await.is_ok() {}
+    }
+
+    #[tokio::test]
+    async fn hostile_servers_cost_bounded_memory_and_time_and_the_next_request_works() {
+        use super::{SendError, Target};
+        use crate::conf::TlsSettings;
+        use crate::endpoint::Endpoint;
+        use tokio::io::AsyncWriteExt;
+        let endless_interims: fn(tokio::net::TcpStream) -> BoxedAnswer =
+            |s| Box::pin(write_forever(s, b"", b"HTTP/1.1 100 Continue\r\n\r\n"));
+        let endless_header: fn(tokio::net::TcpStream) -> BoxedAnswer = |s| {
+            Box::pin(write_forever(
+                s,
+                b"HTTP/1.1 200 OK\r\nx-a: ",
+                b"aaaaaaaaaaaaaaaa",
+            ))
+        };
+        let huge_body: fn(tokio::net::TcpStream) -> BoxedAnswer = |mut s| {
+            Box::pin(async move {
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 104857600\r\n\r\n")
+                    .await;
+                let piece = vec![b'x'; 1 << 20];
+                for _ in 0..100 {
+                    if s.write_all(&piece).await.is_err() {
+                        return;
+                    }
+                }
+            })
+        };
+        let slow_body: fn(tokio::net::TcpStream) -> BoxedAnswer = |mut s| {
+            Box::pin(async move {
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n")
+                    .await;
+                loop {
+                    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+                    if s.write_all(b"x").await.is_err() {
+                        return;
+                    }
+                }
+            })
+        };
+        let fine: fn(tokio::net::TcpStream) -> BoxedAnswer = |mut s| {
+            Box::pin(async move {
+                let _ = s
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n")
+                    .await;
+            })
+        };
+        let addr = hostile_server(vec![
+            endless_interims,
+            fine,
+            endless_header,
+            fine,
+            huge_body,
+            fine,
+            slow_body,
+            fine,
+        ])
+        .await;
+        let timeout = std::time::Duration::from_secs(1);
+        let endpoint = Endpoint::parse(&format!("http://{addr}/hook")).unwrap();
+        let target = Target::new(endpoint, &TlsSettings::default(), &[], timeout, timeout).unwrap();
+        for case in ["endless 1xx", "endless header", "100 MB body", "slow body"] {
+            let mut conn = target.connect().await.unwrap();
+            target.queue(&mut conn, b"{}", &[]);
+            target.flush(&mut conn).await.unwrap();
+            let answer = target.answer(&mut conn).await;
+            match case {
+                "endless 1xx" | "slow body" => {
+                    assert!(
+                        matches!(answer, Err(SendError::RequestTimeout(_))),
+                        "{case}: {answer:?}"
+                    )
+                }
+                "endless header" => {
+                    assert!(
+                        matches!(&answer, Err(SendError::Http(e)) if e.contains("head longer")),
+                        "{case}: {answer:?}"
+                    )
+                }
+                _ => assert_eq!(answer.unwrap().status.as_u16(), 200, "{case}"),
+            }
+            assert!(
+                conn.input.capacity() <= MAX_HEAD + (64 << 10),
+                "{case}: {} bytes buffered",
+                conn.input.capacity()
+            );
+            drop(conn);
+            // A new connection (as the lane makes after a failure) works.
+            let mut conn = target.connect().await.unwrap();
+            target.queue(&mut conn, b"{}", &[]);
+            target.flush(&mut conn).await.unwrap();
+            assert_eq!(
+                target.answer(&mut conn).await.unwrap().status.as_u16(),
+                200,
+                "after {case}"
+            );
+        }
     }
 }
