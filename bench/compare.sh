@@ -15,7 +15,9 @@
 # "compare" section of BENCHMARKS.md (bench/report.py). Not part of CI.
 #
 # Knobs (environment): BENCH_ROUNDS (3), BENCH_DURATION (seconds per run, 7),
-# BENCH_WARMUP (1), BENCH_IDLE_CONNS (10000), BENCH_BROKERS (herald mosquitto
+# BENCH_WARMUP (1), BENCH_IDLE_CONNS (10000), BENCH_FANOUT_WIDE
+# (subscribers of the fanout10k scenarios, 10000), BENCH_FANOUT_MSGS (messages
+# published in them, 100), BENCH_BROKERS (herald mosquitto
 # rumqttd rmqttd), BENCH_SCENARIOS (all), BENCH_NO_BUILD=1, BENCH_NO_WRITE=1
 # (keep BENCHMARKS.md as it is).
 set -euo pipefail
@@ -32,14 +34,22 @@ BROKERS=${BENCH_BROKERS:-herald mosquitto rumqttd rmqttd}
 # Herald's session inflight window; 65535 (the whole packet-id space) is "no
 # limit". A broker named herald-inflight<N> is Herald with a window of N.
 HERALD_INFLIGHT=${BENCH_HERALD_INFLIGHT:-65535}
-SCENARIOS=${BENCH_SCENARIOS:-fanin-q0 fanin-q1 fanout-q1 pairs-q1 latency-q1 conn}
+SCENARIOS=${BENCH_SCENARIOS:-fanin-q0 fanin-q1 fanout-q1 fanout10k-q0 fanout10k-q1 pairs-q1 latency-q1 conn}
+# Subscribers of the wide fan-out scenarios (issue 13: 10,000 on one topic).
+FANOUT_WIDE=${BENCH_FANOUT_WIDE:-10000}
+# Messages the publisher sends in them (× subscribers = deliveries).
+FANOUT_MSGS=${BENCH_FANOUT_MSGS:-100}
 RATE=5000
 OUT=${BENCH_OUT:-$ROOT/target/bench/compare-$(date -u +%Y%m%d-%H%M%S)}
 WORK=$(mktemp -d /tmp/herald-compare.XXXXXX)
 BENCH="$ROOT/target/release/herald-bench"
 HERALD="$ROOT/target/release/herald"
 
-declare -A PORT=([herald]=18831 [mosquitto]=18832 [rumqttd]=18833 [rmqttd]=18834)
+declare -A PORT=([herald]=18831 [mosquitto]=18832 [rumqttd]=18833 [rmqttd]=18834 [herald-base]=18836)
+# A broker named herald-base is another Herald binary (BENCH_HERALD_BASE,
+# e.g. a build of an earlier commit) with the same settings: a before/after
+# comparison within one run.
+HERALD_BASE=${BENCH_HERALD_BASE:-}
 port_of() { if [[ -n "${PORT[$1]:-}" ]]; then echo "${PORT[$1]}"; else echo 18835; fi; }
 BROKER_PID=""
 
@@ -55,6 +65,9 @@ trap 'exit 130' INT TERM
 
 mkdir -p "$OUT"
 log "results in $OUT"
+# Thousands of sockets on both sides (conn, wide fan-out): as many open
+# files as the hard limit allows.
+ulimit -n "$(ulimit -Hn)" || true
 
 # ---------------------------------------------------------------- build, peers
 build_release
@@ -67,6 +80,9 @@ ACTIVE=()
 for b in $BROKERS; do
   case $b in
     herald | herald-inflight[0-9]*) ACTIVE+=("$b") ;;
+    herald-base)
+      if [[ -x "$HERALD_BASE" ]]; then ACTIVE+=(herald-base)
+      else echo "herald-base: BENCH_HERALD_BASE is not an executable; skipped" >>"$NOTES"; fi ;;
     mosquitto)
       if command -v mosquitto >/dev/null; then ACTIVE+=(mosquitto)
       else echo "mosquitto: not installed (apt-get install mosquitto); skipped" >>"$NOTES"; fi ;;
@@ -144,6 +160,8 @@ start_broker() { # name → BROKER_PID, waits until the port accepts
   case $b in
     herald*)
       [[ $b == herald-inflight* ]] && inflight=${b#herald-inflight}
+      local bin=$HERALD
+      [[ $b == herald-base ]] && bin=$HERALD_BASE
       rm -rf "$WORK/herald-data"
       HERALD_MQTT__MAX_QUEUED_MESSAGES=1000000 \
       HERALD_MQTT__MAX_INFLIGHT=$inflight \
@@ -151,7 +169,7 @@ start_broker() { # name → BROKER_PID, waits until the port accepts
       HERALD_SYS__INTERVAL=0 \
       HERALD_METRICS__BIND="" \
       RUST_LOG=warn \
-        "$HERALD" --listen "127.0.0.1:$port" --data-dir "$WORK/herald-data" >>"$logf" 2>&1 &
+        "$bin" --listen "127.0.0.1:$port" --data-dir "$WORK/herald-data" >>"$logf" 2>&1 &
       ;;
     mosquitto) mosquitto -c "$WORK/mosquitto.conf" >>"$logf" 2>&1 & ;;
     rumqttd) "$RUMQTTD" -q -c "$WORK/rumqttd.toml" >>"$logf" 2>&1 & ;;
@@ -172,6 +190,11 @@ scenario_args() { # scenario → herald-bench arguments
     fanin-q0)   echo fan-in -c 2 --qos 0 "${common[@]}" ;;
     fanin-q1)   echo fan-in -c 2 --qos 1 "${common[@]}" ;;
     fanout-q1)  echo fan-out -c 100 --qos 1 "${common[@]}" ;;
+    # A fixed number of messages, not a duration: flat out for seconds,
+    # 10,000 subscribers would be owed billions of QoS 0 deliveries. The
+    # rate is deliveries ÷ time to the last delivery.
+    fanout10k-q0) echo fan-out -c "$FANOUT_WIDE" --qos 0 -n "$FANOUT_MSGS" --drain 30 --source-ips 127.0.0.1-127.0.0.4 -q ;;
+    fanout10k-q1) echo fan-out -c "$FANOUT_WIDE" --qos 1 -n "$FANOUT_MSGS" --drain 30 --source-ips 127.0.0.1-127.0.0.4 -q ;;
     pairs-q1)   echo pairs -c 100 --qos 1 "${common[@]}" ;;
     latency-q1) echo fan-in -c 2 --qos 1 --total-rate "$RATE" "${common[@]}" ;;
     conn)       echo conn -c "$IDLE" --hold 3 --source-ips 127.0.0.1-127.0.0.4 -q ;;
@@ -192,14 +215,19 @@ run_one() { # round scenario broker
   [[ $s == conn ]] && args+=(--broker-pid "$BROKER_PID")
   local load_before; load_before=$(cut -d' ' -f1 /proc/loadavg)
   echo "herald-bench ${args[*]} --port $(port_of "$b") --json $json" >"$dir/$s.$b.cmd"
-  timeout 120 "$BENCH" "${args[@]}" --port "$(port_of "$b")" --json "$json" \
+  timeout 300 "$BENCH" "${args[@]}" --port "$(port_of "$b")" --json "$json" \
     >"$dir/$s.$b.out" 2>&1 || rc=$?
   local hwm rss
   hwm=$(awk '/^VmHWM:/{print $2}' "/proc/$BROKER_PID/status" 2>/dev/null || echo "")
   rss=$(awk '/^VmRSS:/{print $2}' "/proc/$BROKER_PID/status" 2>/dev/null || echo "")
+  # CPU the broker used over the whole run (user + system, clock ticks):
+  # on a shared machine, what a broker costs per message is steadier than
+  # what it delivers per second.
+  local cpu_ticks
+  cpu_ticks=$(awk '{print $14 + $15}' "/proc/$BROKER_PID/stat" 2>/dev/null || echo "")
   local alive=yes; kill -0 "$BROKER_PID" 2>/dev/null || alive=no
-  printf 'rc=%s\nhwm_kib=%s\nrss_kib=%s\nalive=%s\nload1=%s\n' \
-    "$rc" "$hwm" "$rss" "$alive" "$load_before" >"$meta"
+  printf 'rc=%s\nhwm_kib=%s\nrss_kib=%s\nalive=%s\nload1=%s\ncpu_ticks=%s\nclk_tck=%s\n' \
+    "$rc" "$hwm" "$rss" "$alive" "$load_before" "$cpu_ticks" "$(getconf CLK_TCK)" >"$meta"
   stop_broker
   local summary
   summary=$(python3 - "$json" <<'EOF' 2>/dev/null || true
@@ -235,10 +263,13 @@ EOF
   if [[ -n "$RUMQTTD" ]]; then echo "rumqttd_version=$("$RUMQTTD" --version 2>/dev/null | head -1)"; fi
   if command -v rmqttd >/dev/null; then echo "rmqttd_version=$(rmqttd --version 2>/dev/null | head -1)"; fi
   echo "herald_inflight=$HERALD_INFLIGHT"
+  [[ -n "$HERALD_BASE" ]] && echo "herald_base=$HERALD_BASE ($("$HERALD_BASE" --version 2>/dev/null | head -1))"
   echo "rounds=$ROUNDS"
   echo "duration=$DUR"
   echo "warmup=$WARM"
   echo "idle=$IDLE"
+  echo "fanout_wide=$FANOUT_WIDE"
+  echo "fanout_msgs=$FANOUT_MSGS"
   echo "rate=$RATE"
   echo "brokers=${ACTIVE[*]}"
   echo "scenarios=$SCENARIOS"

@@ -4,6 +4,8 @@ Markdown and splices it into BENCHMARKS.md, each script into its own marked
 section, so either can be re-run alone.
 
     python3 bench/report.py compare target/bench/compare-<date> BENCHMARKS.md
+    python3 bench/report.py memory target/bench/memory-<date> BENCHMARKS.md
+    python3 bench/report.py listeners target/bench/listeners-<date> BENCHMARKS.md
     python3 bench/report.py webhook target/bench/webhook-<date> BENCHMARKS.md
     (a last argument of "-" prints the section instead)
 """
@@ -126,6 +128,8 @@ SCEN = {
     "fanin-q0": "Fan-in 2 → 1, QoS 0, flat out",
     "fanin-q1": "Fan-in 2 → 1, QoS 1, flat out",
     "fanout-q1": "Fan-out 1 → 100, QoS 1, flat out",
+    "fanout10k-q0": "Fan-out 1 → {wide}, QoS 0, {msgs} messages flat out",
+    "fanout10k-q1": "Fan-out 1 → {wide}, QoS 1, {msgs} messages flat out",
     "pairs-q1": "100 pairs, QoS 1, flat out",
     "latency-q1": "Fan-in 2 → 1, QoS 1, fixed 5,000 msg/s",
     "conn": "Connections",
@@ -135,6 +139,10 @@ SCEN = {
 def compare(outdir, target):
     out = Path(outdir)
     env = read_env(out / "env.txt")
+    wide = f"{int(env.get('fanout_wide', 10000)):,}"
+    for k in SCEN:
+        SCEN[k] = SCEN[k].replace("{wide}", wide).replace(
+            "{msgs}", env.get("fanout_msgs", "100"))
     brokers = env.get("brokers", "").split()
     scenarios = env.get("scenarios", "").split()
     rounds = sorted(out.glob("round-*"), key=lambda p: int(p.name.split("-")[1]))
@@ -214,6 +222,11 @@ def compare(outdir, target):
         return lambda j, m: j["latency_us"][key]
 
     hwm = lambda j, m: float(m["hwm_kib"]) / 1024 if m.get("hwm_kib") else None  # noqa: E731
+
+    def cpu_per_msg(j, m):
+        if not m.get("cpu_ticks") or not j.get("received"):
+            return None
+        return float(m["cpu_ticks"]) / float(m.get("clk_tck") or 100) * 1e6 / j["received"]
     lossp = lambda j, m: 100.0 * j["lost"] / j["expected"] if j["expected"] else 0.0  # noqa: E731
 
     for s in scenarios:
@@ -233,16 +246,23 @@ def compare(outdir, target):
             row(s, "lost, %", lossp, better="lower")
             row(s, "p99 latency (queueing), ms", lat("p99"), scale=1 / 1000, better="lower")
             row(s, "broker peak RSS, MiB", hwm, better="lower")
+            row(s, "broker CPU per delivered message, µs", cpu_per_msg, better="lower")
     lines.append("")
     lines.append("↑ higher is better, ↓ lower is better. Ratios are Herald's median ÷ the "
                  "peer's median: above 1.00× Herald delivers more (↑ rows) or uses more "
                  "(↓ rows). *Delivered* counts messages received by subscribers per second "
-                 "(for fan-out: summed over the 100 subscribers); *lost* is what a subscriber "
+                 "(for fan-out: summed over the subscribers); *lost* is what a subscriber "
                  "never got (QoS 0 allows it; at QoS 1 it means the broker dropped or never "
                  "delivered an acknowledged message within the 3 s drain). Flat-out latency is "
                  "queueing, not the broker's speed; the fixed-rate row is the latency figure. "
                  "Peak RSS is the broker's VmHWM at the end of a run (each run starts a fresh "
-                 "broker).")
+                 "broker). Broker CPU is its user + system time over the whole run (start-up, "
+                 "connections, warm-up and drain included) ÷ messages delivered: what a "
+                 "delivery costs, steadier than a rate on a shared machine.")
+    if "herald-base" in brokers:
+        lines.append(f"`herald-base` is another Herald binary, {env.get('herald_base', '?')}, "
+                     "with the same settings (a before/after comparison in one run); the "
+                     "ratio columns use `herald`.")
     variants = [b for b in brokers if b.startswith("herald-inflight")]
     for v in variants:
         lines.append(f"`{v}` is Herald with a session inflight window of "
@@ -303,6 +323,20 @@ def compare(outdir, target):
                 + ", ".join(f"{b} {fmt_num(v)} MiB" for b, v in peak) + ".")
     lines.extend(aims)
     lines.append("")
+    fanouts = [s for s in scenarios if s.startswith("fanout")]
+    if "rumqttd" in brokers and fanouts:
+        lines.append("### Against the aims of issue 13\n")
+        for s in fanouts:
+            h = med(vals(s, "herald", lambda j, m: j["recv_rate"]))
+            r = med(vals(s, "rumqttd", lambda j, m: j["recv_rate"]))
+            if h is not None and r is not None:
+                lines.append(f"- Fan-out at least 1.3× rumqttd's, {SCEN[s]}: Herald "
+                             f"{fmt_num(h)} vs rumqttd {fmt_num(r)} msg/s delivered "
+                             f"({fmt_ratio(ratio(h, r))}) — {verdict(h >= 1.3 * r)}.")
+            else:
+                lines.append(f"- Fan-out at least 1.3× rumqttd's, {SCEN[s]}: no successful "
+                             "run of both to compare.")
+        lines.append("")
 
     # ---- commands
     lines.append("### How it was run\n")
@@ -340,6 +374,186 @@ def compare(outdir, target):
     splice(target, "compare", "\n".join(lines))
 
 
+
+# ------------------------------------------------------------------- memory
+def memory(outdir, target):
+    out = Path(outdir)
+    env = read_env(out / "env.txt")
+    brokers = env.get("brokers", "").split()
+    parts = env.get("parts", "").split()
+    counts = env.get("counts", "").split()
+    rounds = sorted(out.glob("round-*"), key=lambda p: int(p.name.split("-")[1]))
+    notes = (out / "notes.txt").read_text().strip() if (out / "notes.txt").exists() else ""
+    loads = []
+    lines = ["## Memory under growing input (`bench/memory.sh`, issue 13)\n"]
+
+    ret_brokers = [b for b in brokers if b != "rumqttd"]
+    ret = {}
+    for rd in rounds:
+        for b in ret_brokers:
+            m = read_meta(rd / f"retained.{b}")
+            if m.get("load1"):
+                loads.append(float(m["load1"]))
+            ret[(rd, b)] = m if m.get("rc") == "0" else {}
+    idle = {}
+    for rd in rounds:
+        for n in counts:
+            for b in brokers:
+                m = read_meta(rd / f"idle-{n}.{b}.meta")
+                if m.get("load1"):
+                    loads.append(float(m["load1"]))
+                j = load_json(rd / f"idle-{n}.{b}.json")
+                idle[(rd, n, b)] = j if (j is not None and m.get("rc") == "0") else None
+
+    load_note = (
+        f"1-minute load average before each run {min(loads):.1f}–{max(loads):.1f}"
+        if loads else "load not recorded"
+    ) + f" (start {env.get('loadavg_start', '?')}, end {env.get('loadavg_end', '?')})."
+    lines.append(f"- Date: {env.get('date_utc', '?')}; {len(rounds)} round(s), brokers "
+                 "interleaved, a fresh broker for every figure; total "
+                 f"{int(env.get('elapsed_s', 0)) // 60} min.")
+    lines.append(f"- Herald: commit `{env.get('commit', '?')}`"
+                 + (" (with uncommitted changes)" if env.get("dirty", "0") != "0" else "")
+                 + f", `{env.get('herald_version', '')}`; peers: "
+                 + "; ".join(env.get(f"{b}_version", b) for b in brokers if b != "herald") + ".")
+    for n in notes.splitlines():
+        lines.append(f"- Skipped: {n}")
+    lines.append(machine(env, load_note).rstrip())
+    lines.append("")
+
+    def table(title, rows, bs):
+        ps = [b for b in bs if b != "herald"]
+        lines.append(f"| {title} | " + " | ".join(bs) + " | "
+                     + " | ".join(f"Herald / {p}" for p in ps) + " |")
+        lines.append("|" + "---|" * (1 + len(bs) + len(ps)))
+        for label, get, unit, scale in rows:
+            per = {b: [get(rd, b) for rd in rounds] for b in bs}
+            meds = {b: med(v) for b, v in per.items()}
+            lines.append(f"| {label} | " + " | ".join(fmt_cell(per[b], unit, scale) for b in bs)
+                         + " | " + " | ".join(
+                             fmt_ratio(ratio(meds.get("herald"), meds[p])) for p in ps) + " |")
+        lines.append("")
+
+    if "retained" in parts and ret_brokers:
+        kib = lambda key: (lambda rd, b: float(ret[(rd, b)][key]) / 1024  # noqa: E731
+                           if ret.get((rd, b), {}).get(key) else None)
+        table("2,000 retained 10 B messages, each followed by a 1 MB publish nobody receives",
+              [("RSS after, MiB ↓", kib("rss_kib"), "", 1.0),
+               ("peak RSS (VmHWM), MiB ↓", kib("hwm_kib"), "", 1.0)], ret_brokers)
+    if "idle" in parts:
+        rows = []
+        for n in counts:
+            get = (lambda n_: lambda rd, b: (idle[(rd, n_, b)] or {}).get(
+                "rss_per_connection_bytes"))(n)
+            held = (lambda n_: lambda rd, b: (idle[(rd, n_, b)] or {}).get("connected"))(n)
+            rows.append((f"{int(n):,} idle connections: RSS per connection, bytes ↓", get, "", 1.0))
+            rows.append((f"{int(n):,} idle connections: connections held ↑", held, "", 1.0))
+        table("Idle MQTT 3.1.1 connections (keep alive 60 s)", rows, brokers)
+        h = [med([(idle[(rd, n, "herald")] or {}).get("rss_per_connection_bytes")
+                  for rd in rounds]) for n in counts] if "herald" in brokers else []
+        for n, v in zip(counts, h):
+            if v is not None:
+                lines.append(f"- Aim (issue 13): at most 2 KB (2,048 B) per idle connection, "
+                             f"{int(n):,} held: Herald {fmt_num(v)} B — "
+                             f"{'**met**' if v <= 2048 else '**not met**'}.")
+        lines.append("")
+    lines.append("↑ higher is better, ↓ lower is better; medians of the rounds, range in "
+                 "brackets; ratios are Herald's median ÷ the peer's. RSS per connection is "
+                 "(VmRSS while holding − VmRSS before connecting) ÷ connections held, read 2 s "
+                 "after the last CONNACK.\n")
+    lines.append("```sh")
+    lines.append(f"bash bench/memory.sh   # BENCH_ROUNDS={env.get('rounds')} "
+                 f"BENCH_IDLE_COUNTS=\"{env.get('counts')}\"; open-file limit "
+                 f"{env.get('open_files')}")
+    if rounds:
+        lines.append("python3 retained.py PORT 2000 1000000   # the retained load, written by the script")
+        lines.append("herald-bench conn -c N --hold 5 --concurrency 200 "
+                     "--source-ips 127.0.0.1-127.0.0.8 --connect-timeout 60 "
+                     "--broker-pid PID --port PORT")
+    lines.append("```")
+    lines.append("")
+    lines.append("Brokers: Herald with `HERALD_LISTENER__MAX_CONNECTIONS` above the count and "
+                 "otherwise defaults; mosquitto with `max_connections -1`, no persistence; "
+                 "rumqttd with `max_connections` above the count (configurations in the "
+                 "result directory and in `bench/memory.sh`).")
+    splice(target, "memory", "\n".join(lines))
+
+
+# ---------------------------------------------------------------- listeners
+def listeners(outdir, target):
+    out = Path(outdir)
+    env = read_env(out / "env.txt")
+    rounds = sorted(out.glob("round-*"), key=lambda p: int(p.name.split("-")[1]))
+    loads = []
+    for rd in rounds:
+        for f in list(rd.glob("handshakes.*")) + list(rd.glob("idle.*.meta")):
+            if f.suffix in ("", ".meta") and not f.name.endswith(".out"):
+                m = read_meta(f)
+                if m.get("load1"):
+                    loads.append(float(m["load1"]))
+    load_note = (
+        f"1-minute load average before each run {min(loads):.1f}–{max(loads):.1f}"
+        if loads else "load not recorded"
+    ) + f" (start {env.get('loadavg_start', '?')}, end {env.get('loadavg_end', '?')})."
+    lines = ["## TLS and WebSocket listeners (`bench/listeners.sh`, issue 15)\n"]
+    lines.append(f"- Date: {env.get('date_utc', '?')}; {len(rounds)} round(s), Herald and "
+                 "mosquitto interleaved, a fresh broker for every figure; total "
+                 f"{int(env.get('elapsed_s', 0)) // 60} min.")
+    lines.append(f"- Herald: commit `{env.get('commit', '?')}`"
+                 + (" (with uncommitted changes)" if env.get("dirty", "0") != "0" else "")
+                 + f"; {env.get('mosquitto_version', 'mosquitto ?')}; "
+                 f"{env.get('openssl_version', 'openssl ?')} as the TLS client.")
+    lines.append(machine(env, load_note).rstrip())
+    lines.append("")
+
+    def hs(rd, b):
+        m = read_meta(rd / f"handshakes.{b}")
+        try:
+            return float(m["connections"]) / float(m["real_s"])
+        except Exception:
+            return None
+
+    def idle(rd, b, k):
+        m = read_meta(rd / f"idle.{b}.{k}.meta")
+        j = load_json(rd / f"idle.{b}.{k}.json") or {}
+        return j.get("rss_per_connection_bytes") if m.get("rc") == "0" else None
+
+    h = [hs(rd, "herald") for rd in rounds]
+    m = [hs(rd, "mosquitto") for rd in rounds]
+    lines.append("| Figure | herald | mosquitto | Herald / mosquitto |")
+    lines.append("|---|---|---|---|")
+    lines.append(f"| TLS 1.3 handshakes per second (`openssl s_time -new`, one client) ↑ | "
+                 f"{fmt_cell(h)} | {fmt_cell(m)} | {fmt_ratio(ratio(med(h), med(m)))} |")
+    idle_n = f"{int(env.get('idle', 0)):,}"
+    per = {}
+    for k in ("tcp", "tls", "ws", "wss"):
+        hk = [idle(rd, "herald", k) for rd in rounds]
+        mk = [idle(rd, "mosquitto", k) for rd in rounds] if k in ("tcp", "tls") else []
+        per[k] = med(hk)
+        lines.append(f"| RSS per idle {k} connection ({idle_n} held), bytes ↓ | {fmt_cell(hk)} | "
+                     + (f"{fmt_cell(mk)} | {fmt_ratio(ratio(med(hk), med(mk)))} |" if mk
+                        else "no WebSocket listener in Debian's build | — |"))
+    lines.append("")
+    lines.append("↑ higher is better, ↓ lower is better; medians of the rounds, range in "
+                 "brackets. RSS per connection: (VmRSS while holding − VmRSS before) ÷ "
+                 "connections, read 2 s after the last CONNACK; clients are "
+                 "`bench/idle_conns.py` (Python's ssl and sockets, MQTT 3.1.1, keep alive "
+                 "60 s).")
+    if per.get("tcp"):
+        lines.append("Relative to plain TCP on Herald: " + ", ".join(
+            f"{k} {fmt_ratio(ratio(per[k], per['tcp']))}" for k in ("tls", "ws", "wss")
+            if per.get(k)) + ".")
+    lines.append("")
+    lines.append("```sh")
+    lines.append(f"bash bench/listeners.sh   # BENCH_ROUNDS={env.get('rounds')} "
+                 f"BENCH_IDLE={env.get('idle')} BENCH_SECONDS={env.get('tls_seconds')}")
+    lines.append(f"openssl s_time -connect 127.0.0.1:PORT -new -time {env.get('tls_seconds')} "
+                 "-CAfile ca.pem")
+    lines.append(f"python3 bench/idle_conns.py --kind KIND --port PORT --count {env.get('idle')} "
+                 "--pid PID --cafile ca.pem")
+    lines.append("```")
+    splice(target, "listeners", "\n".join(lines))
+
 # ------------------------------------------------------------------ webhook
 def webhook(outdir, target):
     import webhook_report  # noqa: F401  (bench/webhook_report.py)
@@ -350,6 +564,6 @@ def webhook(outdir, target):
 
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).parent))
-    if len(sys.argv) != 4 or sys.argv[1] not in ("compare", "webhook"):
+    if len(sys.argv) != 4 or sys.argv[1] not in ("compare", "memory", "listeners", "webhook"):
         sys.exit(__doc__)
-    {"compare": compare, "webhook": webhook}[sys.argv[1]](sys.argv[2], sys.argv[3])
+    {"compare": compare, "memory": memory, "listeners": listeners, "webhook": webhook}[sys.argv[1]](sys.argv[2], sys.argv[3])
