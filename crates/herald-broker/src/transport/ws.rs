@@ -28,6 +28,8 @@ const SUBPROTOCOLS: [&str; 2] = ["mqtt", "mqttv3.1"];
 const MAX_REQUEST: usize = 8 * 1024;
 /// Most headers an upgrade request may have.
 const MAX_HEADERS: usize = 64;
+/// Bytes a WebSocket connection reads at a time (see [`accept`]'s config).
+const WS_READ_BUFFER: usize = 4 * 1024;
 
 /// What a WebSocket listener needs to know for the upgrade.
 #[derive(Clone, Debug)]
@@ -122,7 +124,15 @@ where
     stream.write_all(response.as_bytes()).await?;
     stream.flush().await?;
     buf.advance(head_len);
+    // tungstenite's defaults read into a 128 KiB buffer it zero-fills
+    // (and keeps) and collect 128 KiB of writes before sending: 130 KB of
+    // RSS for every idle WebSocket connection (bench/listeners.sh). Reads
+    // of WS_READ_BUFFER suffice (a larger frame still gets a buffer of its
+    // size), and writes go out at once: the connection already writes its
+    // packets in batches and flushes after them.
     let config = WebSocketConfig::default()
+        .read_buffer_size(WS_READ_BUFFER)
+        .write_buffer_size(0)
         .max_message_size(Some(settings.max_message))
         .max_frame_size(Some(settings.max_message));
     let inner =
