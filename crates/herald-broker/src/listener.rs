@@ -343,8 +343,15 @@ async fn open_and_serve(
     }
     let accepted_at = tokio::time::Instant::now();
     let timeout = broker.config.listener.connect_timeout();
+    // Boxed: the handshakes' state (a TLS session mid-handshake is large)
+    // would otherwise be part of every connection task's size, plain TCP
+    // ones included, for the whole life of the connection.
+    let opening = Box::pin(tokio::time::timeout(
+        timeout,
+        transport::open(endpoint, stream, addr, accepted_at),
+    ));
     let opened = tokio::select! {
-        opened = tokio::time::timeout(timeout, transport::open(endpoint, stream, addr, accepted_at)) => opened,
+        opened = opening => opened,
         _ = shutdown.changed() => return,
     };
     let kind = endpoint.kind;
