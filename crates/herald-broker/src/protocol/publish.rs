@@ -383,6 +383,9 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
         let session = self.session.clone();
         let mut st = session.lock();
         let mut taken = 0u64;
+        // Counted once per batch: every subscriber of a wide fan-out adding
+        // to one shared counter per message contends for its cache line.
+        let mut sent = 0u64;
         while self.io.wbuf.len() < WRITE_HIGH_WATER {
             let Some(front) = st.next_queued() else {
                 break;
@@ -439,7 +442,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
             if let Some((topic, alias)) = new_alias {
                 self.out_aliases.insert(topic, alias);
             }
-            Metrics::add(&metrics.messages_sent, 1);
+            sent += 1;
             if packet_id != 0 {
                 st.push_inflight(Inflight {
                     packet_id,
@@ -450,6 +453,9 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
         }
         let queued = st.queue.len();
         drop(st);
+        if sent > 0 {
+            Metrics::add(&metrics.messages_sent, sent);
+        }
         session.relieve(queued, taken);
     }
 
