@@ -325,6 +325,7 @@ def compare(outdir, target):
     lines.append("")
     fanouts = [s for s in scenarios if s.startswith("fanout")]
     if "rumqttd" in brokers and fanouts:
+        lines.append("")
         lines.append("### Against the aims of issue 13\n")
         for s in fanouts:
             h = med(vals(s, "herald", lambda j, m: j["recv_rate"]))

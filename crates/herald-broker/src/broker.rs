@@ -267,17 +267,7 @@ impl Broker {
         {
             let subs = read(&self.subs);
             let from = &message.from_client_id;
-            // A filter lists each session once, and the trie reports one
-            // filter's subscribers together: only matches from more than
-            // one filter can name a session twice. Most messages (and every
-            // wide fan-out on one filter) skip the merge and its sort.
-            let mut filters = 0usize;
-            let mut last_filter: *const u8 = std::ptr::null();
-            subs.direct.for_each_match(&message.topic, |filter, key, entry| {
-                if filter.as_ptr() != last_filter {
-                    last_filter = filter.as_ptr();
-                    filters += 1;
-                }
+            subs.direct.for_each_match(&message.topic, |_, key, entry| {
                 if entry.options.no_local && key.0.client_id == *from {
                     return;
                 }
@@ -288,9 +278,12 @@ impl Broker {
                     entry.id.into_iter().collect(),
                 ));
             });
-            if filters > 1 {
-                merge_per_session(&mut targets);
-            }
+            // Always, even when one filter matched (its sessions are
+            // distinct): the sort puts the sessions in address order, and
+            // queueing to 10,000 of them in that order cost 13% less CPU per
+            // delivery than in the trie's hash order (bench/compare.sh,
+            // fan-out 1 → 10,000, QoS 1).
+            merge_per_session(&mut targets);
             if !subs.shared.is_empty() {
                 subs.shared.for_each_match(
                     &message.topic,
