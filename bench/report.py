@@ -20,7 +20,9 @@ HEADER = """# Benchmarks
 Herald measured against its peers on the same machine in the same run, one
 broker at a time, scenarios interleaved (A B C A B C …) so background load
 hits every broker alike. Everything here is the latest output of
-[`bench/compare.sh`](bench/compare.sh) and
+[`bench/compare.sh`](bench/compare.sh),
+[`bench/memory.sh`](bench/memory.sh),
+[`bench/listeners.sh`](bench/listeners.sh) and
 [`bench/webhook.sh`](bench/webhook.sh), written by
 [`bench/report.py`](bench/report.py); raw JSON stays in `target/bench/`.
 The load tool is `herald-bench` (crates/herald-bench). Figures are medians
