@@ -20,6 +20,8 @@
 #![allow(unsafe_code)] // the counting allocator below, which only forwards to the system one
 
 use herald_broker::config::Config;
+use herald_broker::hooks::ClientInfo;
+use herald_broker::transport::ListenerKind;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -165,6 +167,42 @@ fn main() {
             b as f64 / n
         );
     }
+    // The owners named by size: what the largest allocations are.
+    let connection_future = runtime.block_on(async {
+        let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
+        let (_tx, shutdown) = tokio::sync::watch::channel(false);
+        let peer = herald_broker::transport::Peer::new(addr, ListenerKind::Tcp);
+        let serve = herald_broker::protocol::serve_connection(
+            server.broker.clone(),
+            stream,
+            peer,
+            shutdown,
+        );
+        std::mem::size_of_val(&serve)
+    });
+    println!("sizes of what those allocations hold, bytes:");
+    println!("  serve_connection future (plain TCP): {connection_future}");
+    println!(
+        "  Client<TcpStream>: {}",
+        std::mem::size_of::<herald_broker::protocol::Client<tokio::net::TcpStream>>()
+    );
+    println!("  ClientInfo: {}", std::mem::size_of::<ClientInfo>());
+    // What the packet loop's select! holds while it waits (every branch's
+    // future is built, enabled or not).
+    let (sleep, notified, changed, drained) = runtime.block_on(async {
+        let session = server.broker.new_session("sizes".into());
+        let (_tx, mut rx) = tokio::sync::watch::channel(false);
+        let sleep = std::mem::size_of_val(&tokio::time::sleep(Duration::from_secs(1)));
+        let notified = std::mem::size_of_val(&session.wake.notified());
+        let changed = std::mem::size_of_val(&rx.changed());
+        let drained = std::mem::size_of_val(&session.until_drained());
+        (sleep, notified, changed, drained)
+    });
+    println!(
+        "  in the packet loop's select!: Sleep {sleep}, Notified {notified}, \
+         watch changed() {changed}, Session::until_drained() {drained}"
+    );
+    println!("  Session: {}", std::mem::size_of::<herald_broker::session::Session>());
     drop(streams);
     drop(warm);
     runtime.block_on(server.shutdown());
