@@ -150,7 +150,10 @@ fn main() {
         count as f64 / n
     );
     println!("by allocation size (slots with at least 0.05 allocations per connection):");
-    println!("  {:>14}  {:>10}  {:>10}", "size, bytes", "allocs/conn", "bytes/conn");
+    println!(
+        "  {:>14}  {:>10}  {:>10}",
+        "size, bytes", "allocs/conn", "bytes/conn"
+    );
     for (i, (x, y)) in before.iter().zip(&after).enumerate() {
         let (c, b) = (y.0 - x.0, y.1 - x.1);
         if (c as f64 / n).abs() < 0.05 {
@@ -202,7 +205,10 @@ fn main() {
         "  in the packet loop's select!: Sleep {sleep}, Notified {notified}, \
          watch changed() {changed}, Session::until_drained() {drained}"
     );
-    println!("  Session: {}", std::mem::size_of::<herald_broker::session::Session>());
+    println!(
+        "  Session: {}",
+        std::mem::size_of::<herald_broker::session::Session>()
+    );
     drop(streams);
     drop(warm);
     runtime.block_on(server.shutdown());
