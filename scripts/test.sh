@@ -3,7 +3,9 @@
 # the interop checks of the release binary against paho-mqtt and
 # mosquitto-clients (tests/interop/interop.py) and of its TLS, WebSocket and
 # PROXY protocol listeners against those, openssl and MQTT.js
-# (tests/interop/listeners.py), and the checks of the Dockerfile and systemd unit.
+# (tests/interop/listeners.py), of access control (password file made by
+# mosquitto_passwd, ACL file, SIGHUP, secure default: tests/interop/auth.py),
+# and the checks of the Dockerfile and systemd unit.
 # Installs what they need first if it is missing (scripts/install-test-deps.sh).
 # Every broker it starts uses free ports, so a broker already running on the
 # defaults (1883, 9464) is no obstacle.
@@ -15,4 +17,5 @@ cargo test --workspace --locked
 cargo build --release --locked -p herald
 python3 tests/interop/interop.py
 python3 tests/interop/listeners.py
+python3 tests/interop/auth.py
 bash scripts/check-packaging.sh target/release/herald

@@ -392,6 +392,27 @@ pattern read users/%u/#
         assert_eq!(check(text, &eve, AclAction::Publish, "a"), Some(false));
     }
 
+    /// The commented example shipped in etc/ parses and means what its
+    /// comments say.
+    #[test]
+    fn shipped_acl_conf() {
+        let (acl, format) = Acl::parse(include_str!("../../../etc/acl.conf")).unwrap();
+        assert_eq!(format, Format::Emqx);
+        let remote = client("dev1", None, "10.1.1.1");
+        let rules = acl.compile(&remote);
+        let decide = |action, topic| first_match(&rules, action, topic);
+        assert_eq!(decide(AclAction::Publish, "devices/dev1/t"), Some(true));
+        assert_eq!(decide(AclAction::Publish, "devices/dev2/t"), Some(false));
+        assert_eq!(decide(AclAction::Subscribe, "#"), Some(false));
+        assert_eq!(decide(AclAction::Subscribe, "commands/dev2/x"), Some(false));
+        assert_eq!(decide(AclAction::Deliver, "other/t"), Some(true));
+        let local = client("x", None, "127.0.0.1");
+        assert_eq!(
+            first_match(&acl.compile(&local), AclAction::Subscribe, "#"),
+            Some(true)
+        );
+    }
+
     #[test]
     fn networks() {
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();

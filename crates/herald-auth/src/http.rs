@@ -637,6 +637,19 @@ mod tests {
         );
     }
 
+    /// The commented example shipped in etc/ is read as it is.
+    #[test]
+    fn shipped_conf() {
+        let a = HttpAuth::parse(include_str!("../../../etc/emqx_auth_http.conf")).unwrap();
+        let r = a.auth.as_ref().unwrap();
+        assert_eq!(
+            (r.authority.as_str(), r.path.as_str()),
+            ("127.0.0.1:8991", "/mqtt/auth")
+        );
+        assert!(!r.json);
+        assert!(a.superuser.is_none() && !a.has_acl());
+    }
+
     #[test]
     fn form_encoding() {
         let pairs = vec![("a".into(), "x y/+&".into()), ("b".into(), String::new())];
