@@ -10,7 +10,7 @@
 //! except router → session (to enqueue), in that order only.
 
 use crate::access::{AccessControl, Rights, Verdict};
-use crate::ack::AckHolds;
+use crate::ack::{AckHolds, Refused};
 use crate::config::Config;
 use crate::hooks::{AclAction, AclRequest, ClientInfo, Decision, DropReason, Event, Hooks};
 use crate::message::{Delivery, Message};
@@ -18,6 +18,7 @@ use crate::metrics::Metrics;
 use crate::reason::TerminationReason;
 use crate::router::{Retained, SharedGroups, Trie, matches, parse_shared};
 use crate::session::{NotQueued, Session, SubEntry};
+use crate::store::{Change, Store, StoreError};
 use crate::support::{LogThrottle, lock, read, write};
 use herald_codec::{ByteStr, QoS, RetainHandling};
 use std::collections::HashMap;
@@ -157,12 +158,69 @@ pub struct Broker {
     /// Whether client connects and disconnects are logged at INFO (one
     /// line each); set by the embedding program, on by default.
     log_connections: AtomicBool,
+    /// The durable state, if `[persistence]` keeps one (see
+    /// [`Broker::open`]).
+    store: Option<Store>,
 }
 
 impl Broker {
-    /// A broker with no sessions.
+    /// A broker with no sessions, keeping its state in memory only
+    /// (whatever `[persistence]` says): for embedding and tests.
     pub fn new(config: Config) -> Arc<Broker> {
-        Arc::new(Broker {
+        Arc::new(Broker::in_memory(config))
+    }
+
+    /// A broker whose state is kept in `data_dir` as `[persistence]`
+    /// says: the stored state is read first (retained messages, within
+    /// the `[retained]` limits), then changes are written as they happen.
+    /// An unreadable store is an error naming the file, never an empty
+    /// start.
+    pub fn open(config: Config) -> Result<Arc<Broker>, StoreError> {
+        let opened = Store::open(&config.data_dir, &config.persistence)?;
+        let mut broker = Broker::in_memory(config);
+        if let Some((store, recovered)) = opened {
+            broker.store = Some(store);
+            broker.restore(recovered);
+        }
+        Ok(Arc::new(broker))
+    }
+
+    /// Takes over what the store recovered, within the `[retained]` limits
+    /// (a message over one is dropped from the store too, and counted).
+    fn restore(&mut self, recovered: crate::store::Recovered) {
+        // Already in the store: not recorded again.
+        let store = self.store.take();
+        let mut dropped = Vec::new();
+        for message in recovered.retained {
+            let _ = self.retain(&message);
+            if read(&self.retained).tree.get(&message.topic).is_none() {
+                dropped.push(message.topic.clone());
+            }
+        }
+        if let Some(store) = &store {
+            for topic in dropped {
+                let _ = store.record(Change::Unretain(topic));
+            }
+        }
+        self.store = store;
+    }
+
+    /// Writes what the store still has queued and stops it (a last
+    /// snapshot under `durability = "periodic"`); blocks until done.
+    pub fn close_store(&self) {
+        if let Some(store) = &self.store {
+            store.close();
+        }
+    }
+
+    /// The durable state, if kept.
+    pub fn store(&self) -> Option<&Store> {
+        self.store.as_ref()
+    }
+
+    /// The broker's state before anything is restored.
+    fn in_memory(config: Config) -> Broker {
+        Broker {
             config,
             sessions: Mutex::new(HashMap::new()),
             subs: RwLock::new(Subscriptions::default()),
@@ -174,7 +232,8 @@ impl Broker {
             access_may_ask: AtomicBool::new(false),
             started: Instant::now(),
             log_connections: AtomicBool::new(true),
-        })
+            store: None,
+        }
     }
 
     /// Turns the INFO lines for client connects and disconnects on or off.
@@ -261,7 +320,20 @@ impl Broker {
             return RouteOutcome::default();
         }
         if message.retain {
-            self.retain(&message);
+            match self.retain(&message) {
+                Ok(Some(ticket)) => {
+                    if let Some(gate) = self.store.as_ref().and_then(Store::ack_gate) {
+                        holds.hold(gate.clone(), ticket);
+                    }
+                }
+                Ok(None) => {}
+                Err(Refused) if holds.is_wanted() => {
+                    holds.refuse();
+                    return RouteOutcome::default();
+                }
+                // Nobody to tell: delivered, not retained.
+                Err(Refused) => {}
+            }
         }
         let mut targets = ROUTE_TARGETS.with(|t| std::mem::take(&mut *t.borrow_mut()));
         {
@@ -379,10 +451,14 @@ impl Broker {
     /// Stores (or, with an empty payload, deletes) a retained message,
     /// within `[retained]`'s limits. One over a limit is not stored, and
     /// the message it would have replaced is removed too, so no
-    /// subscriber gets a value older than the last one published.
-    fn retain(&self, message: &Arc<Message>) {
+    /// subscriber gets a value older than the last one published. With a
+    /// store, the change is queued to it under the same lock (so the log
+    /// has changes in the order they were made): `Ok(Some(ticket))` is
+    /// what an acknowledgement waits for; `Err` when the store refuses it
+    /// (nothing changed then).
+    fn retain(&self, message: &Arc<Message>) -> Result<Option<u64>, Refused> {
         let limits = &self.config.retained;
-        let refused = {
+        let (refused, ticket) = {
             let mut store = write(&self.retained);
             let old = store.tree.get(&message.topic).map(|m| m.size());
             let size = message.size();
@@ -398,14 +474,20 @@ impl Broker {
             } else {
                 None
             };
-            if message.payload.is_empty() || refused.is_some() {
-                store.tree.remove(&message.topic);
-                store.bytes = kept;
-            } else {
+            let keep = !message.payload.is_empty() && refused.is_none();
+            let ticket = match &self.store {
+                Some(durable) if keep => Some(durable.record(Change::Retain(message.clone()))?),
+                Some(durable) => Some(durable.record(Change::Unretain(message.topic.clone()))?),
+                None => None,
+            };
+            if keep {
                 store.tree.set(&message.topic, message.clone());
                 store.bytes = kept + size;
+            } else {
+                store.tree.remove(&message.topic);
+                store.bytes = kept;
             }
-            refused
+            (refused, ticket)
         };
         if let Some(why) = refused {
             Metrics::add(&self.metrics.retained_refused, 1);
@@ -418,6 +500,7 @@ impl Broker {
                 );
             }
         }
+        Ok(ticket)
     }
 
     /// Bytes the retained store holds (topic, payload, properties).

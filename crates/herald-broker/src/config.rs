@@ -61,12 +61,23 @@ pub struct Config {
     pub acl: AclConfig,
     /// The Prometheus `/metrics` endpoint.
     pub metrics: MetricsConfig,
+    /// What of the broker's state is kept on disk, and when it is written.
+    pub persistence: PersistenceConfig,
 }
 
 impl Config {
     /// The top-level keys of a `Config` in TOML, in declaration order.
     pub const KEYS: &'static [&'static str] = &[
-        "data_dir", "listener", "mqtt", "sys", "retained", "authz", "auth", "acl", "metrics",
+        "data_dir",
+        "listener",
+        "mqtt",
+        "sys",
+        "retained",
+        "authz",
+        "auth",
+        "acl",
+        "metrics",
+        "persistence",
     ];
 
     /// Reads the value of the top-level key `key` from `map` into its
@@ -89,6 +100,7 @@ impl Config {
             "auth" => self.auth = map.next_value()?,
             "acl" => self.acl = map.next_value()?,
             "metrics" => self.metrics = map.next_value()?,
+            "persistence" => self.persistence = map.next_value()?,
             _ => return Ok(false),
         }
         Ok(true)
@@ -263,6 +275,41 @@ pub struct RetainedConfig {
     pub max_payload_size: u32,
 }
 
+/// `[persistence]`: the broker's state on disk (`<data_dir>/broker/`): see
+/// [`crate::store`] for what is kept and how.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PersistenceConfig {
+    /// When state reaches the disk.
+    pub durability: Durability,
+    /// Seconds between snapshots under `durability = "periodic"` (unused
+    /// otherwise).
+    pub interval: u64,
+}
+
+/// `persistence.durability`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// Every change is written (group commit, fsync) before a QoS 1/2
+    /// publisher is acknowledged: nothing acknowledged is lost.
+    Ack,
+    /// The whole state is written every `interval` seconds and at a
+    /// clean stop: a crash loses what changed since the last snapshot.
+    Periodic,
+    /// Memory only: a restart loses everything.
+    Off,
+}
+
+impl Default for PersistenceConfig {
+    fn default() -> Self {
+        Self {
+            durability: Durability::Ack,
+            interval: 60,
+        }
+    }
+}
+
 /// `[authz]`: a deliberately small authorisation model.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -358,6 +405,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             acl: AclConfig::default(),
             metrics: MetricsConfig::default(),
+            persistence: PersistenceConfig::default(),
         }
     }
 }
@@ -463,6 +511,13 @@ impl Config {
         }
         self.listener.validate()?;
         self.mqtt.validate()?;
+        if self.persistence.durability == Durability::Periodic && self.persistence.interval == 0 {
+            return Err(invalid(
+                "persistence.interval",
+                0,
+                "must be at least 1 second with durability = \"periodic\"",
+            ));
+        }
         self.authz.validate()
     }
 }
@@ -729,6 +784,7 @@ mod tests {
         full.authz.allow_anonymous = Some(false);
         full.auth.allow_anonymous = Some(true);
         full.metrics.bind = None;
+        full.persistence.durability = Durability::Periodic;
         let text = toml::to_string(&full).expect("serializable");
         for key in Config::KEYS {
             assert!(text.contains(key), "{key} is serialized: {text}");

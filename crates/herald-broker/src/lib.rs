@@ -16,6 +16,8 @@
 //!   [`reason`]: why connections, sessions and messages end.
 //! - [`ack`]: acknowledgements held until what handlers did is durable.
 //! - [`access`]: access control: authentication and per-client rights.
+//! - [`store`]: the broker's state on disk (`[persistence]`), written in
+//!   [`frame`]s (checksummed records, shared with the WebHook spool).
 //! - [`message`], [`metrics`], [`sys`] (`$SYS` topics), [`config`].
 //! - [`support`]: the clock, poison-ignoring locks and a log throttle,
 //!   shared with the other Herald crates.
@@ -27,6 +29,7 @@ pub mod config;
 pub mod config_path;
 pub mod connection;
 pub mod exposition;
+pub mod frame;
 pub mod hooks;
 pub mod listener;
 pub mod message;
@@ -35,6 +38,7 @@ pub mod protocol;
 pub mod reason;
 pub mod router;
 pub mod session;
+pub mod store;
 pub mod support;
 pub mod sys;
 pub mod transport;

@@ -1,6 +1,7 @@
 //! What `GET /ready` checks (served by the metrics listener, see
 //! `metrics.rs`): every MQTT listener is bound, the data directory takes a
-//! write, and each registered check (the WebHook's spool) passes.
+//! write, and each registered check (the broker state log, the WebHook's
+//! spool) passes.
 //!
 //! A check never waits on the MQTT path; the data directory probe runs on a
 //! blocking thread under a deadline, so a hung disk makes the answer "not

@@ -510,7 +510,14 @@ async fn run_broker(
             "cannot create the data directory"
         );
     }
-    let broker = Broker::new(config);
+    let broker = match Broker::open(config) {
+        Ok(broker) => broker,
+        Err(err) => {
+            return Err(Failure::Run(
+                anyhow::Error::new(err).context("cannot read the broker's stored state"),
+            ));
+        }
+    };
     broker.set_log_connections(log.connections);
     let auth = load_access(&broker)?;
     let webhook = match webhook {
@@ -531,6 +538,18 @@ async fn run_broker(
         None => None,
     };
     let mut checks: Vec<(&'static str, health::Check)> = Vec::new();
+    if broker.store().is_some() {
+        let owner = broker.clone();
+        checks.push((
+            "broker state",
+            Arc::new(move || match owner.store() {
+                Some(store) if !store.healthy() => {
+                    Err("the state log cannot be written (see the log)".to_owned())
+                }
+                _ => Ok(()),
+            }),
+        ));
+    }
     if let Some(webhook) = &webhook {
         let webhook = webhook.clone();
         checks.push(("WebHook", Arc::new(move || webhook.health())));
@@ -565,6 +584,7 @@ async fn run_broker(
         }
         None => None,
     };
+    let server_broker = broker.clone();
     let server = match herald_broker::start_on(broker).await {
         Ok(server) => server,
         Err(err) => {
@@ -600,6 +620,9 @@ async fn run_broker(
     if let Some(webhook) = webhook {
         webhook.shutdown(WEBHOOK_SHUTDOWN).await;
     }
+    // Waits for the last group (and, under "periodic", a last snapshot).
+    let store_owner = server_broker.clone();
+    let _ = tokio::task::spawn_blocking(move || store_owner.close_store()).await;
     drop(metrics);
     Ok(())
 }

@@ -300,5 +300,78 @@ pub fn render_broker(broker: &Broker) -> String {
     for (reason, count) in m.dropped_by_reason() {
         page.sample(dropped, &[("reason", reason)], count);
     }
+    if let Some(store) = broker.store() {
+        render_store(&mut page, store);
+    }
     page.finish()
+}
+
+/// Prometheus text of the broker's durable state (`[persistence]`).
+fn render_store(page: &mut Exposition, store: &herald_broker::store::Store) {
+    let s = store.metrics();
+    let get = Metrics::get;
+    let single: [(&str, Kind, &str, u64); 6] = [
+        (
+            "herald_store_retained_messages",
+            Kind::Gauge,
+            "retained messages in the stored state",
+            get(&s.retained),
+        ),
+        (
+            "herald_store_bytes",
+            Kind::Gauge,
+            "bytes of the state log on disk",
+            get(&s.bytes),
+        ),
+        (
+            "herald_store_healthy",
+            Kind::Gauge,
+            "1 while the state log takes writes, 0 while they fail",
+            u64::from(store.healthy()),
+        ),
+        (
+            "herald_store_write_errors_total",
+            Kind::Counter,
+            "failed writes or fsyncs of the state log (retried)",
+            get(&s.write_errors),
+        ),
+        (
+            "herald_store_refused_total",
+            Kind::Counter,
+            "changes refused while the state log could not be written",
+            get(&s.refused),
+        ),
+        (
+            "herald_store_corrupt_records",
+            Kind::Gauge,
+            "damaged records skipped when the state was read at start",
+            get(&s.corrupt_records),
+        ),
+    ];
+    for (name, kind, help, value) in single {
+        page.single(name, kind, help, value);
+    }
+    page.single(
+        "herald_store_recovery_seconds",
+        Kind::Gauge,
+        "time taken to read the state at start",
+        get(&s.recovery_us) as f64 / 1e6,
+    );
+    let name = "herald_store_write_seconds";
+    page.family(
+        name,
+        Kind::Histogram,
+        "latency of a group write (write and fsync) of the state log",
+    );
+    let bucket = format!("{name}_bucket");
+    let mut count = 0;
+    for (i, counter) in s.write_buckets.iter().enumerate() {
+        count += get(counter);
+        let le = herald_broker::store::WRITE_BUCKETS
+            .get(i)
+            .map_or_else(|| "+Inf".to_owned(), f64::to_string);
+        page.sample(&bucket, &[("le", &le)], count);
+    }
+    page.sample(&format!("{name}_sum"), &[], get(&s.write_us_sum) as f64 / 1e6);
+    page.sample(&format!("{name}_count"), &[], count);
 }

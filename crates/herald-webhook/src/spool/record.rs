@@ -1,5 +1,7 @@
-//! The record format of segment files: `len u32 | crc32 u32 | seq u64 |
-//! enqueued_ms u64 | kind u8 | [client u32] | body`, all big-endian;
+//! The record format of segment files: a [`herald_broker::frame`] (`len
+//! u32 | crc32 u32 | data`, shared with the broker's state log) whose data
+//! is `seq u64 | enqueued_ms u64 | kind u8 | [client u32] | body`, all
+//! big-endian;
 //! `client` is there when the top bit of `kind` is set (records written
 //! before it existed lack it); `len` counts from `seq` to the end and the
 //! CRC covers the same bytes, so a torn write at a crash is found at the
@@ -8,6 +10,7 @@
 //! Encoding and decoding only: no files are opened here.
 
 use bytes::{Buf, Bytes};
+use herald_broker::frame;
 use std::io::{self, Read};
 
 /// Bytes of a record before its body: len, crc, seq, enqueued_ms, kind.
@@ -55,30 +58,9 @@ impl Record {
 /// Reads one record; `Ok(None)` at a clean end of file, `Err` for a torn or
 /// corrupt one.
 pub(super) fn read_record(r: &mut impl Read, lane: usize) -> io::Result<Option<Record>> {
-    let mut head = [0u8; 8];
-    match r.read_exact(&mut head[..4]) {
-        Ok(()) => {}
-        Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e),
-    }
-    r.read_exact(&mut head[4..])?;
-    let mut h = &head[..];
-    let len = h.get_u32() as usize;
-    let crc = h.get_u32();
-    if !(LEN_FIXED..=MAX_RECORD).contains(&len) {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "bad record length",
-        ));
-    }
-    let mut data = vec![0u8; len];
-    r.read_exact(&mut data)?;
-    if crc32(&data) != crc {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            "bad record checksum",
-        ));
-    }
+    let Some(data) = frame::read(r, LEN_FIXED..=MAX_RECORD)? else {
+        return Ok(None);
+    };
     let mut data = Bytes::from(data);
     let seq = data.get_u64();
     let enqueued_ms = data.get_u64();
@@ -107,25 +89,19 @@ pub(super) fn read_record(r: &mut impl Read, lane: usize) -> io::Result<Option<R
 /// Appends a record's header (everything before the body, which is
 /// written from its own buffer, not copied here).
 pub(super) fn encode_head(out: &mut Vec<u8>, p: &Record) {
-    let start = out.len();
-    out.extend_from_slice(&[0; 8]);
-    out.extend_from_slice(&p.seq.to_be_bytes());
-    out.extend_from_slice(&p.enqueued_ms.to_be_bytes());
-    out.push(p.kind | HAS_CLIENT);
-    out.extend_from_slice(&p.client.unwrap_or(0).to_be_bytes());
-    let len = (out.len() - start - 8 + p.body.len()) as u32;
-    let mut crc = crc32fast::Hasher::new();
-    crc.update(&out[start + 8..]);
-    crc.update(&p.body);
-    out[start..start + 4].copy_from_slice(&len.to_be_bytes());
-    out[start + 4..start + 8].copy_from_slice(&crc.finalize().to_be_bytes());
+    let mut fixed = [0u8; LEN_FIXED + CLIENT];
+    fixed[..8].copy_from_slice(&p.seq.to_be_bytes());
+    fixed[8..16].copy_from_slice(&p.enqueued_ms.to_be_bytes());
+    fixed[16] = p.kind | HAS_CLIENT;
+    fixed[17..].copy_from_slice(&p.client.unwrap_or(0).to_be_bytes());
+    frame::put_head(out, &[&fixed, &p.body]);
+    out.extend_from_slice(&fixed);
 }
 
 /// Bytes of the header [`encode_head`] writes.
 pub(super) const HEAD: usize = HEADER + CLIENT;
 
-/// CRC-32 (IEEE 802.3, reflected, as zlib computes it), hardware-assisted
-/// where the CPU has it (the writer checksums every record it writes).
-pub fn crc32(data: &[u8]) -> u32 {
-    crc32fast::hash(data)
-}
+/// Where a resynchronising scan may look for the next record.
+pub(super) const LENGTHS: std::ops::RangeInclusive<usize> = LEN_FIXED..=MAX_RECORD;
+
+pub use herald_broker::frame::crc32;

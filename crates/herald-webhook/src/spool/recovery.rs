@@ -5,9 +5,10 @@
 //! are being appended.
 
 use super::files::create_private_dir;
-use super::record::read_record;
+use super::record::{LENGTHS, read_record};
 use super::state::{Lane, Segment};
 use super::{SpoolError, io_err};
+use herald_broker::frame;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -179,8 +180,9 @@ pub(super) fn scan_segment(
             }
             _ => {
                 damaged = true;
-                let resume = (pos + 1..data.len())
-                    .find(|&p| record_at(&data, p).is_some_and(|(seq, _)| fits(seq, expected)));
+                let resume = frame::resync(&data, pos, LENGTHS, |p, _| {
+                    record_at(&data, p).is_some_and(|(seq, _)| fits(seq, expected))
+                });
                 match resume {
                     Some(p) => {
                         tracing::warn!(path = %path.display(), offset = pos, skipped_bytes = p - pos, "webhook spool: skipping a damaged record");

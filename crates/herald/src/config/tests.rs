@@ -462,7 +462,7 @@ fn unknown_top_level_key_lists_the_known_ones() {
     assert_eq!(
         err.message(),
         "unknown field `webhook_cnf`, expected one of `data_dir`, `listener`, `mqtt`, \
-         `sys`, `retained`, `authz`, `auth`, `acl`, `metrics`, `webhook_conf`, `webhook`, `log`"
+         `sys`, `retained`, `authz`, `auth`, `acl`, `metrics`, `persistence`, `webhook_conf`, `webhook`, `log`"
     );
 }
 

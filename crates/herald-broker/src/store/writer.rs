@@ -1,0 +1,241 @@
+//! The writer thread: takes the changes queued since its last write as one
+//! group, applies them to its copy of the live state, and, under
+//! `durability = "ack"`, appends them to the log and fsyncs once for the
+//! whole group before publishing "written up to ticket N" (group commit:
+//! one fsync serves every publisher that waited meanwhile). Under
+//! `"periodic"` it writes the whole live state as a new log every
+//! `interval` instead. The log is compacted (rewritten from the live
+//! state) when it has grown to several times what is live.
+//!
+//! A failed write or fsync is never taken as written: the file is cut back
+//! to its last good length and the group written again (10 ms doubling to
+//! 1 s) until it goes through; meanwhile acknowledgements wait, and the
+//! store refuses new changes past a memory limit ([`super::Store`]).
+//! Runs on its own OS thread: disk waits never block the async runtime.
+
+use super::entry::{self, Change};
+use super::recovery::Live;
+use super::{MAGIC, Shared};
+use crate::config::Durability;
+use crate::frame;
+use crate::support::LogThrottle;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+/// Compaction starts when the log is this much larger than the live state
+/// (and at least [`COMPACT_MIN`]).
+const COMPACT_FACTOR: u64 = 3;
+/// No compaction below this log size.
+const COMPACT_MIN: u64 = 16 * 1024 * 1024;
+/// Estimated bytes a record adds to a message's own size (frame head,
+/// publisher, packet header).
+pub(crate) const RECORD_OVERHEAD: u64 = 64;
+
+/// The writer's state.
+pub(crate) struct Writer {
+    /// What the thread shares with the store's users.
+    pub(crate) shared: Arc<Shared>,
+    /// `ack` or `periodic` (`off` runs no writer).
+    pub(crate) mode: Durability,
+    /// Time between snapshots under `periodic`.
+    pub(crate) interval: Duration,
+    /// The log, open for appending.
+    pub(crate) file: File,
+    /// Its path.
+    pub(crate) path: PathBuf,
+    /// Bytes in it that are known good.
+    pub(crate) len: u64,
+    /// The live state (shares the messages with the broker: one `Arc`
+    /// per key, never a copy of a payload).
+    pub(crate) live: Live,
+    /// Estimated bytes of `live` as records.
+    pub(crate) live_bytes: u64,
+    /// Changes applied but not yet in a snapshot (`periodic`).
+    pub(crate) dirty: bool,
+    /// Rate of the "cannot write" warning.
+    pub(crate) failures: LogThrottle,
+}
+
+/// Estimated record bytes of a change's key once applied.
+fn weight(change: &Change) -> u64 {
+    match change {
+        Change::Retain(m) => m.size() as u64 + RECORD_OVERHEAD,
+        Change::Unretain(_) => 0,
+    }
+}
+
+impl Writer {
+    /// The thread's loop, until the store is closed and everything queued
+    /// is written.
+    pub(crate) fn run(mut self) {
+        let mut next_snapshot = Instant::now() + self.interval;
+        let (mut buf, mut scratch) = (Vec::new(), Vec::new());
+        loop {
+            let (changes, upto, stopping) = self.shared.take_group(match self.mode {
+                Durability::Periodic => Some(next_snapshot),
+                _ => None,
+            });
+            buf.clear();
+            for change in &changes {
+                self.apply(change);
+                if self.mode == Durability::Ack {
+                    scratch.clear();
+                    entry::encode(change, &mut scratch);
+                    frame::put(&mut buf, &scratch);
+                }
+            }
+            drop(changes);
+            if buf.is_empty() || self.append(&buf) {
+                self.shared.written(upto);
+            }
+            let due = self.mode == Durability::Periodic && Instant::now() >= next_snapshot;
+            if (due || stopping) && self.dirty && self.snapshot().is_ok() {
+                self.dirty = false;
+            }
+            if due {
+                next_snapshot = Instant::now() + self.interval;
+            }
+            if self.mode == Durability::Ack
+                && self.len > COMPACT_MIN
+                && self.len > COMPACT_FACTOR * self.live_bytes
+            {
+                let _ = self.snapshot();
+            }
+            self.publish_gauges();
+            if stopping {
+                return;
+            }
+        }
+    }
+
+    /// Applies a change to the live state.
+    fn apply(&mut self, change: &Change) {
+        let old = match change {
+            Change::Retain(m) => self.live.retained.get(&m.topic),
+            Change::Unretain(t) => self.live.retained.get(t),
+        }
+        .map_or(0, |m| m.size() as u64 + RECORD_OVERHEAD);
+        self.live_bytes = self.live_bytes.saturating_sub(old) + weight(change);
+        self.live.apply(change);
+        self.dirty = true;
+    }
+
+    /// Appends `buf` and fsyncs, until it goes through (true) or the store
+    /// closes while it fails (false).
+    fn append(&mut self, buf: &[u8]) -> bool {
+        let mut backoff = Duration::from_millis(10);
+        loop {
+            let started = Instant::now();
+            let done = self
+                .file
+                .write_all(buf)
+                .and_then(|()| self.file.sync_data());
+            match done {
+                Ok(()) => {
+                    self.shared.metrics.record_write(started.elapsed());
+                    self.len += buf.len() as u64;
+                    if !self.shared.healthy.swap(true, Ordering::AcqRel) {
+                        tracing::info!(path = %self.path.display(), "state log: writing again");
+                    }
+                    return true;
+                }
+                Err(e) => {
+                    self.failed("write", &e);
+                    // Cut back to the last good length, so a partial write
+                    // is not followed by the retried copy.
+                    let _ = self.file.set_len(self.len);
+                    if self.shared.stopping_with_failure() {
+                        return false;
+                    }
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(1));
+                }
+            }
+        }
+    }
+
+    /// Counts and (at most every 10 s) logs a failed write.
+    fn failed(&self, what: &str, e: &io::Error) {
+        crate::metrics::Metrics::add(&self.shared.metrics.write_errors, 1);
+        self.shared.healthy.store(false, Ordering::Release);
+        if let Some(n) = self.failures.hit(std::time::Instant::now()) {
+            tracing::warn!(path = %self.path.display(), error = %e, failures = n, "state log: cannot {what}; acknowledgements of stored messages wait, and new ones are refused past the memory limit, until it works again");
+        }
+    }
+
+    /// Writes the live state as a new log beside the old one and puts it
+    /// in its place; the old one stays in use if anything fails.
+    pub(crate) fn snapshot(&mut self) -> io::Result<()> {
+        let started = Instant::now();
+        match install_log(&self.path, &self.live) {
+            Ok((file, len)) => {
+                self.file = file;
+                self.len = len;
+                tracing::debug!(path = %self.path.display(), bytes = len, took = ?started.elapsed(), "state log: snapshot written");
+                Ok(())
+            }
+            Err(e) => {
+                self.failed("write a snapshot", &e);
+                Err(e)
+            }
+        }
+    }
+
+    /// Sets the gauges `/metrics` reads.
+    fn publish_gauges(&self) {
+        let m = &self.shared.metrics;
+        m.retained
+            .store(self.live.retained.len() as u64, Ordering::Relaxed);
+        m.bytes.store(self.len, Ordering::Relaxed);
+    }
+}
+
+/// Writes `live` as a new log beside `path`, fsyncs it, renames it over
+/// `path` and fsyncs the folder; returns it open for appending, and its
+/// length. Nothing changes at `path` if this fails.
+pub(crate) fn install_log(path: &Path, live: &Live) -> io::Result<(File, u64)> {
+    let tmp = path.with_extension("log.tmp");
+    let installed = write_log(&tmp, live).and_then(|len| {
+        fs::rename(&tmp, path)?;
+        sync_dir(path)?;
+        Ok((OpenOptions::new().append(true).open(path)?, len))
+    });
+    if installed.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    installed
+}
+
+/// Writes a complete log holding `live` to `path` and fsyncs it; returns
+/// its length.
+fn write_log(path: &Path, live: &Live) -> io::Result<u64> {
+    let mut file = io::BufWriter::with_capacity(1 << 20, File::create(path)?);
+    file.write_all(MAGIC)?;
+    let mut len = MAGIC.len() as u64;
+    let mut data = Vec::new();
+    let mut head = Vec::with_capacity(frame::HEAD);
+    for message in live.retained.values() {
+        data.clear();
+        head.clear();
+        entry::encode(&Change::Retain(message.clone()), &mut data);
+        frame::put_head(&mut head, &[&data]);
+        file.write_all(&head)?;
+        file.write_all(&data)?;
+        len += (head.len() + data.len()) as u64;
+    }
+    let file = file.into_inner().map_err(io::IntoInnerError::into_error)?;
+    file.sync_all()?;
+    Ok(len)
+}
+
+/// Fsyncs the folder holding `path`, so a rename in it is durable.
+pub(crate) fn sync_dir(path: &Path) -> io::Result<()> {
+    match path.parent() {
+        Some(dir) => File::open(dir)?.sync_all(),
+        None => Ok(()),
+    }
+}
