@@ -18,7 +18,8 @@ use crate::metrics::Metrics;
 use crate::reason::TerminationReason;
 use crate::router::{Retained, SharedGroups, Trie, matches, parse_shared};
 use crate::session::{NotQueued, Session, SubEntry};
-use crate::store::{Change, Store, StoreError};
+use crate::store::{CONNECTED, Change, LiveSession, NEVER, Store, StoreError, StoredSession};
+use crate::support::now_ms;
 use crate::support::{LogThrottle, lock, read, write};
 use herald_codec::{ByteStr, QoS, RetainHandling};
 use std::collections::HashMap;
@@ -161,6 +162,9 @@ pub struct Broker {
     /// The durable state, if `[persistence]` keeps one (see
     /// [`Broker::open`]).
     store: Option<Store>,
+    /// Sessions the store recovered, until the listener starts and
+    /// [`Broker::resume_stored_sessions`] takes them.
+    recovered_sessions: Mutex<Vec<LiveSession>>,
 }
 
 impl Broker {
@@ -178,8 +182,9 @@ impl Broker {
     pub fn open(config: Config) -> Result<Arc<Broker>, StoreError> {
         let opened = Store::open(&config.data_dir, &config.persistence)?;
         let mut broker = Broker::in_memory(config);
-        if let Some((store, recovered)) = opened {
+        if let Some((store, mut recovered)) = opened {
             broker.store = Some(store);
+            *lock(&broker.recovered_sessions) = std::mem::take(&mut recovered.sessions);
             broker.restore(recovered);
         }
         Ok(Arc::new(broker))
@@ -203,6 +208,115 @@ impl Broker {
             }
         }
         self.store = store;
+    }
+
+    /// Queues a change to the store, if there is one; its ticket unless
+    /// refused.
+    pub(crate) fn persist(&self, change: Change) -> Option<u64> {
+        self.store.as_ref()?.record(change).ok()
+    }
+
+    /// The gate acknowledgements wait on, if the store holds them.
+    pub(crate) fn store_gate(&self) -> Option<&Arc<dyn crate::ack::AckGate>> {
+        self.store.as_ref().and_then(Store::ack_gate)
+    }
+
+    /// Records what a session is (expiry, user name, subscriptions) if it
+    /// is persistent, or that it is gone if it was stored and no longer
+    /// is. `expires_ms`: wall-clock expiry, [`crate::store::CONNECTED`]
+    /// while connected.
+    pub(crate) fn persist_session(&self, session: &Session, expires_ms: u64) {
+        let Some(store) = &self.store else {
+            return;
+        };
+        let mut st = session.lock();
+        if st.expiry_interval > 0 {
+            let record = StoredSession {
+                client_id: session.client_id.clone(),
+                username: st.username.clone(),
+                expiry_interval: st.expiry_interval,
+                expires_ms,
+                subscriptions: st
+                    .subscriptions
+                    .iter()
+                    .map(|(f, e)| (f.clone(), *e))
+                    .collect(),
+            };
+            if store.record(Change::Session(Arc::new(record))).is_ok() {
+                st.stored = true;
+            }
+        } else if std::mem::take(&mut st.stored) {
+            let _ = store.record(Change::SessionGone(session.client_id.clone()));
+        }
+    }
+
+    /// Brings back the persistent sessions the store recovered, once the
+    /// hooks are attached (the listener calls it before accepting): with
+    /// their subscriptions, queued and inflight messages and incoming QoS
+    /// 2 packet ids, offline, their expiry running in real time. One
+    /// whose expiry passed while the broker was down ends now
+    /// (`session.terminated`, reason expired).
+    pub(crate) fn resume_stored_sessions(self: &Arc<Self>) {
+        let recovered = std::mem::take(&mut *lock(&self.recovered_sessions));
+        let now = now_ms();
+        for stored in recovered {
+            let record = stored.record;
+            let client_id = record.client_id.clone();
+            let expired = record.expires_ms != CONNECTED
+                && record.expires_ms != NEVER
+                && record.expires_ms <= now;
+            if expired || record.expiry_interval == 0 {
+                self.persist(Change::SessionGone(client_id.clone()));
+                for m in stored.messages.values() {
+                    self.dropped(&m.delivery.message, DropReason::SessionEnded);
+                }
+                self.hooks.fire(Event::SessionTerminated {
+                    client_id: &client_id,
+                    username: record.username.as_deref(),
+                    reason: TerminationReason::Expired,
+                });
+                continue;
+            }
+            let session = self.new_session(client_id.clone());
+            {
+                let mut st = session.lock();
+                st.expiry_interval = record.expiry_interval;
+                st.username = record.username.clone();
+                st.stored = true;
+                st.generation = 1;
+                for (seq, m) in stored.messages {
+                    st.next_seq = st.next_seq.max(seq);
+                    if m.packet_id == 0 {
+                        st.restore_queued(m.delivery);
+                    } else {
+                        st.push_inflight(crate::session::Inflight {
+                            packet_id: m.packet_id,
+                            delivery: m.delivery,
+                            released: m.released,
+                            unsent: true,
+                        });
+                    }
+                }
+                st.incoming_qos2 = stored.qos2_in.into_iter().collect();
+            }
+            for (filter, entry) in &record.subscriptions {
+                self.subscribe(&session, filter, *entry);
+            }
+            self.sessions().insert(client_id, session.clone());
+            let left = match record.expires_ms {
+                NEVER => None,
+                CONNECTED => {
+                    // Connected at the crash: its expiry counts from now.
+                    let secs = u64::from(record.expiry_interval);
+                    self.persist_session(&session, now.saturating_add(secs * 1000));
+                    Some(std::time::Duration::from_secs(secs))
+                }
+                at => Some(std::time::Duration::from_millis(at - now)),
+            };
+            if let Some(left) = left {
+                crate::protocol::disconnect::schedule_expiry(self.clone(), session, 1, left);
+            }
+        }
     }
 
     /// Writes what the store still has queued and stops it (a last
@@ -233,6 +347,7 @@ impl Broker {
             started: Instant::now(),
             log_connections: AtomicBool::new(true),
             store: None,
+            recovered_sessions: Mutex::new(Vec::new()),
         }
     }
 
@@ -319,13 +434,12 @@ impl Broker {
         if holds.is_refused() {
             return RouteOutcome::default();
         }
+        // The last store ticket this message's changes got: the store
+        // writes in ticket order, so one hold on it covers them all.
+        let mut held = 0;
         if message.retain {
             match self.retain(&message) {
-                Ok(Some(ticket)) => {
-                    if let Some(gate) = self.store.as_ref().and_then(Store::ack_gate) {
-                        holds.hold(gate.clone(), ticket);
-                    }
-                }
+                Ok(Some(ticket)) => held = ticket,
                 Ok(None) => {}
                 Err(Refused) if holds.is_wanted() => {
                     holds.refuse();
@@ -389,9 +503,17 @@ impl Broker {
                 retain: message.retain && rap,
                 subscription_ids: ids,
                 message: message.clone(),
+                seq: 0,
             };
-            match key.0.enqueue(delivery) {
-                Ok(congested) => {
+            match key.0.enqueue(delivery, self.store.as_ref()) {
+                Ok((congested, ticket)) => {
+                    match ticket {
+                        Some(Ok(ticket)) => held = held.max(ticket),
+                        // In memory only: the publisher is refused and
+                        // sends it again.
+                        Some(Err(Refused)) => holds.refuse(),
+                        None => {}
+                    }
                     outcome.delivered += 1;
                     if congested && outcome.congested.is_none() {
                         outcome.congested = Some(key.0.clone());
@@ -415,6 +537,11 @@ impl Broker {
         if !outcome.matched && count_unrouted {
             self.dropped(&message, DropReason::NoSubscribers);
         }
+        if held > 0
+            && let Some(gate) = self.store.as_ref().and_then(Store::ack_gate)
+        {
+            holds.hold(gate.clone(), held);
+        }
         outcome
     }
 
@@ -430,7 +557,10 @@ impl Broker {
             } else if p.retained {
                 p.session.lock().retained_backlog.push_back(p.delivery);
                 p.session.wake.notify_one();
-            } else if let Err(reason) = p.session.enqueue_allowed(p.delivery.clone()) {
+            } else if let Err(reason) = p
+                .session
+                .enqueue_allowed(p.delivery.clone(), self.store.as_ref())
+            {
                 self.dropped(&p.delivery.message, reason);
             }
         }
@@ -592,6 +722,9 @@ impl Broker {
         }
         let (queued, inflight, username) = {
             let mut st = session.lock();
+            if std::mem::take(&mut st.stored) {
+                self.persist(Change::SessionGone(session.client_id.clone()));
+            }
             st.incoming_qos2.clear();
             // Still in the retained store: nothing of them is lost.
             st.retained_backlog.clear();
@@ -638,6 +771,7 @@ impl Broker {
         read(&self.retained).tree.for_each_matching(filter, |_, m| {
             if !m.is_expired(now) {
                 found.push(Delivery {
+                    seq: 0,
                     qos: m.qos.min(entry.options.qos),
                     retain: true,
                     subscription_ids: entry.id.into_iter().collect(),

@@ -76,6 +76,7 @@ pub async fn start(config: Config) -> Result<Server, ServeError> {
 /// serving.
 pub async fn start_on(broker: Arc<Broker>) -> Result<Server, ServeError> {
     broker.config.validate()?;
+    broker.resume_stored_sessions();
     let max = broker.config.listener.max_connections;
     let sys_interval = broker.config.sys.interval();
     let (shutdown, shutdown_rx) = watch::channel(false);

@@ -126,4 +126,7 @@ pub struct Delivery {
     pub retain: bool,
     /// Subscription identifiers of the matching subscriptions (5.0).
     pub subscription_ids: Vec<u32>,
+    /// Its number in a stored session (the broker's state on disk); 0
+    /// when it is not stored.
+    pub seq: u64,
 }

@@ -7,8 +7,10 @@
 //! owns the session is woken through [`Session::wake`].
 
 use crate::access::{Rights, Verdict};
+use crate::ack::Refused;
 use crate::hooks::{AclAction, DropReason};
 use crate::message::Delivery;
+use crate::store::{Change, Store};
 use herald_codec::{ByteStr, QoS, SubOptions};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -24,6 +26,11 @@ pub struct SubEntry {
     pub id: Option<u32>,
 }
 
+/// What queuing a delivery did: whether the session is online with its
+/// queue above high water (the publisher should pause), and for a stored
+/// session the store's ticket for it (`Err`: refused by the store).
+pub type Queued = (bool, Option<Result<u64, Refused>>);
+
 /// An outbound QoS 1/2 message not yet fully acknowledged.
 #[derive(Debug, Clone)]
 pub struct Inflight {
@@ -34,6 +41,10 @@ pub struct Inflight {
     pub delivery: Delivery,
     /// QoS 2 only: PUBREC received and PUBREL sent; awaiting PUBCOMP.
     pub released: bool,
+    /// Not sent (again) on the current connection yet: a resumed session's
+    /// inflight messages beyond the new connection's Receive Maximum wait
+    /// for a free slot.
+    pub unsent: bool,
 }
 
 /// What a new connection needs to take over a session from the old one.
@@ -77,6 +88,13 @@ pub struct SessionState {
     /// Packet ids of `inflight`, so finding a free id does not scan a
     /// window that may hold tens of thousands of messages.
     ids_in_use: HashSet<u16, foldhash::fast::RandomState>,
+    /// How many of `inflight` are [`Inflight::unsent`].
+    pub unsent: usize,
+    /// Whether the store holds this session (it is persistent and the
+    /// broker keeps its state on disk): its QoS 1/2 deliveries are stored.
+    pub stored: bool,
+    /// Number of the last delivery stored for it.
+    pub next_seq: u64,
     /// Inbound QoS 2 packet ids PUBREC'd and awaiting PUBREL.
     pub incoming_qos2: HashSet<u16>,
     /// Next packet identifier to try.
@@ -150,6 +168,9 @@ impl Session {
                 retained_backlog: VecDeque::new(),
                 inflight: VecDeque::new(),
                 ids_in_use: HashSet::default(),
+                unsent: 0,
+                stored: false,
+                next_seq: 0,
                 incoming_qos2: HashSet::new(),
                 next_packet_id: 1,
                 conn: None,
@@ -181,22 +202,37 @@ impl Session {
     /// connection; refuses when its rights deny the topic
     /// ([`DropReason::NotAuthorized`]) or must be asked ([`NotQueued::Ask`]),
     /// when full ([`DropReason::QueueFull`]) or for QoS 0 while offline
-    /// ([`DropReason::Qos0Offline`]). `Ok(true)`: the session is online and
-    /// its queue is above high water: the publisher should pause.
-    pub fn enqueue(&self, delivery: Delivery) -> Result<bool, NotQueued> {
-        self.push(delivery, true)
+    /// ([`DropReason::Qos0Offline`]). For a stored session, a QoS 1/2
+    /// delivery is also queued to `store`, under this session's lock (so
+    /// its records keep their order). Returns whether the session is
+    /// online with its queue above high water (the publisher should
+    /// pause) and, if stored, the store's ticket for it (`Err`: the store
+    /// refused it; it is queued in memory only and the publisher should be
+    /// refused, to send it again).
+    pub fn enqueue(&self, delivery: Delivery, store: Option<&Store>) -> Result<Queued, NotQueued> {
+        self.push(delivery, true, store)
     }
 
     /// [`Session::enqueue`] for a delivery its rights already allowed.
-    pub fn enqueue_allowed(&self, delivery: Delivery) -> Result<bool, DropReason> {
-        self.push(delivery, false).map_err(|refused| match refused {
-            NotQueued::Dropped(reason) => reason,
-            NotQueued::Ask(..) => DropReason::NotAuthorized,
-        })
+    pub fn enqueue_allowed(
+        &self,
+        delivery: Delivery,
+        store: Option<&Store>,
+    ) -> Result<Queued, DropReason> {
+        self.push(delivery, false, store)
+            .map_err(|refused| match refused {
+                NotQueued::Dropped(reason) => reason,
+                NotQueued::Ask(..) => DropReason::NotAuthorized,
+            })
     }
 
-    fn push(&self, delivery: Delivery, check: bool) -> Result<bool, NotQueued> {
-        let congested = {
+    fn push(
+        &self,
+        mut delivery: Delivery,
+        check: bool,
+        store: Option<&Store>,
+    ) -> Result<Queued, NotQueued> {
+        let (congested, ticket) = {
             let mut st = self.lock();
             if !st.online && delivery.qos == QoS::AtMostOnce && !self.queue_qos0 {
                 return Err(NotQueued::Dropped(DropReason::Qos0Offline));
@@ -214,15 +250,32 @@ impl Session {
             {
                 return Err(NotQueued::Dropped(DropReason::QueueFull));
             }
+            let ticket = match store {
+                Some(store) if st.stored && delivery.qos != QoS::AtMostOnce => {
+                    let seq = st.next_seq + 1;
+                    delivery.seq = seq;
+                    let ticket = store.record(Change::Queued(
+                        self.client_id.clone(),
+                        seq,
+                        delivery.clone(),
+                    ));
+                    match ticket {
+                        Ok(_) => st.next_seq = seq,
+                        Err(_) => delivery.seq = 0,
+                    }
+                    Some(ticket)
+                }
+                _ => None,
+            };
             st.queued_bytes += size;
             st.queue.push_back(delivery);
-            st.online && st.queue.len() >= self.high_water()
+            (st.online && st.queue.len() >= self.high_water(), ticket)
         };
         if congested {
             self.congested.store(true, Ordering::Release);
         }
         self.wake.notify_one();
-        Ok(congested)
+        Ok((congested, ticket))
     }
 
     /// Queue length from which publishers are asked to pause.
@@ -290,6 +343,13 @@ impl SessionState {
         self.queued_bytes
     }
 
+    /// Puts a stored delivery back in the queue at start (no limit: it was
+    /// within them when it was queued).
+    pub fn restore_queued(&mut self, delivery: Delivery) {
+        self.queued_bytes += delivery.message.size();
+        self.queue.push_back(delivery);
+    }
+
     /// Empties the queue (not the retained backlog).
     pub fn take_queued(&mut self) -> VecDeque<Delivery> {
         self.queued_bytes = 0;
@@ -310,6 +370,9 @@ impl SessionState {
 
     /// Adds a sent message to the inflight window.
     pub fn push_inflight(&mut self, message: Inflight) {
+        if message.unsent {
+            self.unsent += 1;
+        }
         self.ids_in_use.insert(message.packet_id);
         self.inflight.push_back(message);
     }
@@ -324,12 +387,17 @@ impl SessionState {
             .inflight
             .iter()
             .position(|m| m.packet_id == packet_id)?;
-        self.inflight.remove(pos)
+        let taken = self.inflight.remove(pos)?;
+        if taken.unsent {
+            self.unsent = self.unsent.saturating_sub(1);
+        }
+        Some(taken)
     }
 
     /// Empties the inflight window.
     pub fn take_all_inflight(&mut self) -> VecDeque<Inflight> {
         self.ids_in_use.clear();
+        self.unsent = 0;
         std::mem::take(&mut self.inflight)
     }
 }

@@ -310,12 +310,18 @@ pub fn render_broker(broker: &Broker) -> String {
 fn render_store(page: &mut Exposition, store: &herald_broker::store::Store) {
     let s = store.metrics();
     let get = Metrics::get;
-    let single: [(&str, Kind, &str, u64); 6] = [
+    let single: [(&str, Kind, &str, u64); 7] = [
         (
             "herald_store_retained_messages",
             Kind::Gauge,
             "retained messages in the stored state",
             get(&s.retained),
+        ),
+        (
+            "herald_store_sessions",
+            Kind::Gauge,
+            "persistent sessions in the stored state",
+            get(&s.sessions),
         ),
         (
             "herald_store_bytes",
@@ -372,6 +378,10 @@ fn render_store(page: &mut Exposition, store: &herald_broker::store::Store) {
             .map_or_else(|| "+Inf".to_owned(), f64::to_string);
         page.sample(&bucket, &[("le", &le)], count);
     }
-    page.sample(&format!("{name}_sum"), &[], get(&s.write_us_sum) as f64 / 1e6);
+    page.sample(
+        &format!("{name}_sum"),
+        &[],
+        get(&s.write_us_sum) as f64 / 1e6,
+    );
     page.sample(&format!("{name}_count"), &[], count);
 }

@@ -231,3 +231,244 @@ fn an_unreadable_state_log_stops_the_start_naming_it() {
     assert_eq!(std::fs::read(&log).unwrap(), b"not a state log");
     let _ = std::fs::remove_dir_all(&data);
 }
+
+/// A persistent 5.0 subscriber (`clean_start = false`, expiry `expiry`).
+async fn connect_persistent(
+    mqtt: SocketAddr,
+    id: &str,
+    expiry: u32,
+) -> (AsyncClient, EventLoop, bool) {
+    let mut opts = MqttOptions::new(id, mqtt.ip().to_string(), mqtt.port());
+    opts.set_keep_alive(Duration::from_secs(30));
+    opts.set_clean_start(false);
+    opts.set_session_expiry_interval(Some(expiry));
+    let (client, mut events) = AsyncClient::new(opts, 100);
+    loop {
+        if let Event::Incoming(Packet::ConnAck(ack)) = next(&mut events).await {
+            return (client, events, ack.session_present);
+        }
+    }
+}
+
+/// A persistent 3.1.1 subscriber (Clean Session = 0).
+async fn connect_v4_persistent(
+    mqtt: SocketAddr,
+    id: &str,
+) -> (rumqttc::AsyncClient, rumqttc::EventLoop, bool) {
+    let mut opts = rumqttc::MqttOptions::new(id, mqtt.ip().to_string(), mqtt.port());
+    opts.set_keep_alive(Duration::from_secs(30));
+    opts.set_clean_session(false);
+    let (client, mut events) = rumqttc::AsyncClient::new(opts, 100);
+    loop {
+        let event = match tokio::time::timeout(WAIT, events.poll()).await {
+            Ok(Ok(event)) => event,
+            other => panic!("no CONNACK: {other:?}"),
+        };
+        if let rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(ack)) = event {
+            return (client, events, ack.session_present);
+        }
+    }
+}
+
+/// Waits for the broker to log the disconnect of each of `clients`.
+fn disconnected(herald: &mut Running, clients: &[&str]) {
+    let mut left: Vec<String> = clients.iter().map(|c| format!("client_id={c} ")).collect();
+    while !left.is_empty() {
+        let line = herald.stderr_line("client disconnected");
+        left.retain(|c| !line.contains(c.as_str()));
+    }
+}
+
+/// Waits until the store has written every change made so far: a
+/// retained QoS 1 message's PUBACK comes once it is on disk, and the store
+/// writes in order.
+async fn barrier(mqtt: SocketAddr) {
+    let (client, mut events) = connect(mqtt, "barrier").await;
+    retain(&client, &mut events, "barrier", "b", QoS::AtLeastOnce, None).await;
+}
+
+/// Publishes `n` messages on `s/x` (payload = index), alternating QoS 1
+/// and 2, and waits for every acknowledgement.
+async fn publish_acked(mqtt: SocketAddr, n: usize) {
+    let (client, mut events) = connect(mqtt, "publisher").await;
+    for i in 0..n {
+        let qos = if i.is_multiple_of(2) {
+            QoS::AtLeastOnce
+        } else {
+            QoS::ExactlyOnce
+        };
+        client
+            .publish("s/x", qos, false, i.to_string())
+            .await
+            .unwrap();
+    }
+    let mut acked = 0;
+    while acked < n {
+        if let Event::Incoming(Packet::PubAck(_) | Packet::PubComp(_)) = next(&mut events).await {
+            acked += 1;
+        }
+    }
+}
+
+#[tokio::test]
+async fn persistent_sessions_and_their_queued_messages_survive_sigkill() {
+    const N: usize = 40;
+    let data = temp_dir("sessions-sigkill");
+    let (mut herald, mqtt) = start(&data, "ack");
+    {
+        let (client, mut events, present) = connect_persistent(mqtt, "sub5", 3600).await;
+        assert!(!present);
+        client.subscribe("s/#", QoS::ExactlyOnce).await.unwrap();
+        while !matches!(next(&mut events).await, Event::Incoming(Packet::SubAck(_))) {}
+        let (client4, mut events4, present) = connect_v4_persistent(mqtt, "sub4").await;
+        assert!(!present);
+        client4
+            .subscribe("s/#", rumqttc::QoS::ExactlyOnce)
+            .await
+            .unwrap();
+        loop {
+            let e = tokio::time::timeout(WAIT, events4.poll())
+                .await
+                .unwrap()
+                .unwrap();
+            if let rumqttc::Event::Incoming(rumqttc::Packet::SubAck(_)) = e {
+                break;
+            }
+        }
+    }
+    disconnected(&mut herald, &["sub5", "sub4"]);
+    // Both offline now (their sockets closed); every message is queued.
+    publish_acked(mqtt, N).await;
+    herald.child.kill().unwrap();
+    herald.child.wait().unwrap();
+
+    let (herald, mqtt) = start(&data, "ack");
+    let (_client, mut events, present) = connect_persistent(mqtt, "sub5", 3600).await;
+    assert!(
+        present,
+        "session present after the restart\n{}",
+        herald.log.join("\n")
+    );
+    let mut got = Vec::new();
+    while got.len() < N {
+        if let Event::Incoming(Packet::Publish(p)) = next(&mut events).await {
+            let i: usize = String::from_utf8_lossy(&p.payload).parse().unwrap();
+            let qos = if i.is_multiple_of(2) {
+                QoS::AtLeastOnce
+            } else {
+                QoS::ExactlyOnce
+            };
+            assert_eq!(p.qos, qos, "message {i}");
+            got.push(i);
+        }
+    }
+    assert_eq!(
+        got,
+        (0..N).collect::<Vec<_>>(),
+        "every message, in order, once"
+    );
+
+    let (_client4, mut events4, present) = connect_v4_persistent(mqtt, "sub4").await;
+    assert!(present, "3.1.1 session present after the restart");
+    let mut got = Vec::new();
+    while got.len() < N {
+        let e = tokio::time::timeout(WAIT, events4.poll())
+            .await
+            .unwrap()
+            .unwrap();
+        if let rumqttc::Event::Incoming(rumqttc::Packet::Publish(p)) = e {
+            got.push(
+                String::from_utf8_lossy(&p.payload)
+                    .parse::<usize>()
+                    .unwrap(),
+            );
+        }
+    }
+    assert_eq!(
+        got,
+        (0..N).collect::<Vec<_>>(),
+        "3.1.1: every message, in order, once"
+    );
+    // Nothing more (no duplicates): a marker published now is next.
+    let (marker, mut marker_events) = connect(mqtt, "marker").await;
+    marker
+        .publish("s/end", QoS::AtLeastOnce, false, "end")
+        .await
+        .unwrap();
+    while !matches!(
+        next(&mut marker_events).await,
+        Event::Incoming(Packet::PubAck(_))
+    ) {}
+    loop {
+        if let Event::Incoming(Packet::Publish(p)) = next(&mut events).await {
+            assert_eq!(&p.topic[..], b"s/end", "a duplicate: {p:?}");
+            break;
+        }
+    }
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+#[tokio::test]
+async fn inflight_messages_are_sent_again_with_dup_after_sigkill() {
+    let data = temp_dir("sessions-inflight");
+    let (mut herald, mqtt) = start(&data, "ack");
+    let mut opts = MqttOptions::new("slow", mqtt.ip().to_string(), mqtt.port());
+    opts.set_keep_alive(Duration::from_secs(30));
+    opts.set_clean_start(false);
+    opts.set_session_expiry_interval(Some(3600));
+    opts.set_manual_acks(true);
+    let (client, mut events) = AsyncClient::new(opts, 100);
+    client.subscribe("s/#", QoS::AtLeastOnce).await.unwrap();
+    while !matches!(next(&mut events).await, Event::Incoming(Packet::SubAck(_))) {}
+    publish_acked(mqtt, 4).await;
+    // Received, never acknowledged: in flight.
+    let mut first = Vec::new();
+    while first.len() < 4 {
+        if let Event::Incoming(Packet::Publish(p)) = next(&mut events).await {
+            first.push((p.pkid, p.payload.clone()));
+        }
+    }
+    // The Sent records (not awaited by anyone) are on disk.
+    barrier(mqtt).await;
+    herald.child.kill().unwrap();
+    herald.child.wait().unwrap();
+    drop((client, events));
+
+    let (_herald, mqtt) = start(&data, "ack");
+    let (_client, mut events, present) = connect_persistent(mqtt, "slow", 3600).await;
+    assert!(present);
+    let mut again = Vec::new();
+    while again.len() < 4 {
+        if let Event::Incoming(Packet::Publish(p)) = next(&mut events).await {
+            assert!(p.dup, "sent again with DUP: {p:?}");
+            again.push((p.pkid, p.payload.clone()));
+        }
+    }
+    assert_eq!(again, first, "same packet ids, same messages, same order");
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+#[tokio::test]
+async fn session_expiry_is_real_time_across_a_restart() {
+    let data = temp_dir("sessions-expiry");
+    let (mut herald, mqtt) = start(&data, "ack");
+    for (id, expiry) in [("short", 2), ("long", 3600)] {
+        let (client, mut events, _) = connect_persistent(mqtt, id, expiry).await;
+        client.subscribe("e/#", QoS::AtLeastOnce).await.unwrap();
+        while !matches!(next(&mut events).await, Event::Incoming(Packet::SubAck(_))) {}
+    }
+    // Both disconnected (sockets closed): "short" expires 2 s from now.
+    disconnected(&mut herald, &["short", "long"]);
+    let gone_at = Instant::now() + Duration::from_millis(2100);
+    barrier(mqtt).await;
+    herald.child.kill().unwrap();
+    herald.child.wait().unwrap();
+    // Down longer than "short"'s expiry.
+    std::thread::sleep(gone_at.saturating_duration_since(Instant::now()));
+    let (_herald, mqtt) = start(&data, "ack");
+    let (_c, _e, present) = connect_persistent(mqtt, "short", 2).await;
+    assert!(!present, "expired while the broker was down");
+    let (_c, _e, present) = connect_persistent(mqtt, "long", 3600).await;
+    assert!(present, "still within its expiry");
+    let _ = std::fs::remove_dir_all(&data);
+}

@@ -30,7 +30,11 @@ fn start_limited(
         ("RUST_LOG", "info"),
     ];
     all.extend_from_slice(env);
-    let data = temp_dir("hostile");
+    // One folder per start: tests run in parallel, and each start now
+    // writes the broker's state there.
+    static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let data = temp_dir(&format!("hostile-{n}"));
     let data = data.to_string_lossy().into_owned();
     let args = ["--listen", "127.0.0.1:0", "--data-dir", &data];
     let mut herald = match open_files {

@@ -19,9 +19,13 @@ use support::*;
 fn herald(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
     // Metrics on a free port unless a test says otherwise.
+    // State in a folder of the test's own unless a test says otherwise
+    // (never ./data in the crate's folder).
+    let data = std::env::temp_dir().join(format!("herald-bin-test-{}-data", std::process::id()));
     cmd.env_clear()
         .args(args)
-        .env("HERALD_METRICS__BIND", "127.0.0.1:0");
+        .env("HERALD_METRICS__BIND", "127.0.0.1:0")
+        .env("HERALD_DATA_DIR", &data);
     for (k, v) in env {
         cmd.env(k, v);
     }

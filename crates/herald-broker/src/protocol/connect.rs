@@ -18,8 +18,7 @@ use crate::session::{ConnHandle, Kick, Session};
 use crate::support::now_ms;
 use crate::transport::Peer;
 use herald_codec::{
-    ByteStr, ConnAck, Connect, DecodeError, Packet, Properties, Protocol, PubResp, Publish,
-    ReasonCode,
+    ByteStr, ConnAck, Connect, DecodeError, Packet, Properties, Protocol, ReasonCode,
 };
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -282,6 +281,9 @@ where
         }
         broker.discard_session(old, reason);
     }
+    // Stored if persistent (a clean start's old session was discarded,
+    // and its stored state with it, above).
+    broker.persist_session(&attached.session, crate::store::CONNECTED);
     if attached.present {
         if attached.taken_over {
             hooks.fire(Event::SessionTakeovered { client: &info });
@@ -481,28 +483,17 @@ fn claim_new(
 
 impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
     /// On session resume: resend unacknowledged PUBLISH packets with DUP set
-    /// and PUBREL for those already PUBREC'd, in their original order.
+    /// and PUBREL for those already PUBREC'd, in their original order, as
+    /// many as this connection's Receive Maximum allows (the rest as
+    /// acknowledgements free slots, see [`Client::resend_due`]).
     fn resend_inflight(&mut self) {
-        let inflight: Vec<_> = self.session.lock().inflight.iter().cloned().collect();
-        for m in inflight {
-            if m.released {
-                self.send(&Packet::PubRel(PubResp::new(m.packet_id)));
-            } else {
-                let d = &m.delivery;
-                let mut publish = Publish {
-                    dup: true,
-                    qos: d.qos,
-                    retain: d.retain,
-                    topic: d.message.topic.clone(),
-                    packet_id: m.packet_id,
-                    properties: Properties::default(),
-                    payload: d.message.payload.clone(),
-                };
-                if self.protocol.is_v5() {
-                    publish.properties = self.outgoing_properties(d);
-                }
-                self.send(&Packet::Publish(publish));
+        {
+            let mut st = self.session.lock();
+            for m in st.inflight.iter_mut() {
+                m.unsent = true;
             }
+            st.unsent = st.inflight.len();
         }
+        self.resend_due();
     }
 }

@@ -203,21 +203,34 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
         if ends_now {
             self.broker
                 .discard_session(&self.session, TerminationReason::Closed(close.reason()));
-        } else if ours && !taken_over && self.session_expiry != u32::MAX {
-            schedule_expiry(
-                self.broker.clone(),
-                self.session.clone(),
-                self.generation,
-                self.session_expiry,
-            );
+        } else if ours && !taken_over {
+            let expires_ms = if self.session_expiry == u32::MAX {
+                crate::store::NEVER
+            } else {
+                crate::support::now_ms().saturating_add(u64::from(self.session_expiry) * 1000)
+            };
+            self.broker.persist_session(&self.session, expires_ms);
+            if self.session_expiry != u32::MAX {
+                schedule_expiry(
+                    self.broker.clone(),
+                    self.session.clone(),
+                    self.generation,
+                    Duration::from_secs(self.session_expiry.into()),
+                );
+            }
         }
     }
 }
 
-/// Ends the session after `secs` unless a connection took it meanwhile.
-fn schedule_expiry(broker: Arc<Broker>, session: Arc<Session>, generation: u64, secs: u32) {
+/// Ends the session after `after` unless a connection took it meanwhile.
+pub(crate) fn schedule_expiry(
+    broker: Arc<Broker>,
+    session: Arc<Session>,
+    generation: u64,
+    after: Duration,
+) {
     tokio::spawn(async move {
-        tokio::time::sleep(Duration::from_secs(secs.into())).await;
+        tokio::time::sleep(after).await;
         let expired = {
             let st = session.lock();
             st.generation == generation && !st.online

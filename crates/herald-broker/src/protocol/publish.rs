@@ -17,6 +17,7 @@ use crate::hooks::{AclAction, DropReason, Event};
 use crate::message::{Delivery, Message};
 use crate::metrics::Metrics;
 use crate::session::{Inflight, Session};
+use crate::store::Change;
 use herald_codec::{ByteStr, Packet, Properties, PubResp, Publish, QoS, ReasonCode};
 use std::sync::Arc;
 use std::sync::Weak;
@@ -222,7 +223,20 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
             QoS::AtLeastOnce => self.acknowledge(Packet::PubAck(ack), holds)?,
             QoS::ExactlyOnce => {
                 if !reason.is_error() {
-                    self.session.lock().incoming_qos2.insert(packet_id);
+                    let mut st = self.session.lock();
+                    st.incoming_qos2.insert(packet_id);
+                    if st.stored {
+                        let change =
+                            Change::Qos2In(self.session.client_id.clone(), packet_id, true);
+                        match self.broker.persist(change) {
+                            Some(ticket) => {
+                                if let Some(gate) = self.broker.store_gate() {
+                                    holds.hold(gate.clone(), ticket);
+                                }
+                            }
+                            None => holds.refuse(),
+                        }
+                    }
                 }
                 self.acknowledge(Packet::PubRec(ack), holds)?;
             }
@@ -252,7 +266,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
                 Released::Refused(mut packet) => {
                     if let Packet::PubRec(p) = &packet {
                         // Not stored: a resend must be taken as new.
-                        self.session.lock().incoming_qos2.remove(&p.packet_id);
+                        self.forget_incoming_qos2(p.packet_id);
                     }
                     if !self.protocol.is_v5() {
                         return Err(Close::NotAccepted);
@@ -309,7 +323,11 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
                 .iter()
                 .any(|m| m.packet_id == packet_id && expected(m));
             if matches {
-                st.take_inflight(packet_id)
+                let done = st.take_inflight(packet_id);
+                if let Some(d) = &done {
+                    self.stored_done(d.delivery.seq);
+                }
+                done
             } else {
                 None
             }
@@ -338,13 +356,21 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
             match found {
                 Some(m) if p.reason.is_error() => {
                     // 5.0: a PUBREC with an error ends the exchange.
-                    let id = m.packet_id;
+                    let (id, seq) = (m.packet_id, m.delivery.seq);
                     st.take_inflight(id);
+                    self.stored_done(seq);
                     drop(st);
                     self.session.wake.notify_one();
                     return Ok(());
                 }
-                Some(m) => m.released = true,
+                Some(m) => {
+                    m.released = true;
+                    if m.delivery.seq != 0 {
+                        let change =
+                            Change::Released(self.session.client_id.clone(), m.delivery.seq);
+                        self.broker.persist(change);
+                    }
+                }
                 None if self.protocol.is_v5() => {
                     rel.reason = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND
                 }
@@ -355,8 +381,20 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
         Ok(())
     }
 
+    /// Removes an incoming QoS 2 packet id (and its stored record); returns
+    /// whether it was there.
+    fn forget_incoming_qos2(&self, packet_id: u16) -> bool {
+        let mut st = self.session.lock();
+        let known = st.incoming_qos2.remove(&packet_id);
+        if known && st.stored {
+            let change = Change::Qos2In(self.session.client_id.clone(), packet_id, false);
+            self.broker.persist(change);
+        }
+        known
+    }
+
     pub(crate) fn handle_pubrel(&mut self, p: PubResp) -> Result<(), Close> {
-        let known = self.session.lock().incoming_qos2.remove(&p.packet_id);
+        let known = self.forget_incoming_qos2(p.packet_id);
         let mut comp = PubResp::new(p.packet_id);
         if !known && self.protocol.is_v5() {
             comp.reason = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND;
@@ -374,9 +412,84 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
         Ok(())
     }
 
+    /// Records that stored delivery `seq` is done (acknowledged or
+    /// dropped); nothing for a delivery that is not stored (0).
+    fn stored_done(&self, seq: u64) {
+        if seq != 0 {
+            self.broker
+                .persist(Change::Done(self.session.client_id.clone(), seq));
+        }
+    }
+
+    /// Sends again (PUBLISH with DUP, or PUBREL once PUBREC came) the
+    /// inflight messages of a resumed session not yet sent on this
+    /// connection, in order, while this connection's Receive Maximum has
+    /// room; one larger than its Maximum Packet Size is dropped
+    /// (`message.dropped`, packet too large) and its slot freed.
+    pub(crate) fn resend_due(&mut self) {
+        let session = self.session.clone();
+        let mut too_large = Vec::new();
+        {
+            let mut st = session.lock();
+            let mut outstanding = st.inflight.len() - st.unsent;
+            let mut i = 0;
+            while st.unsent > 0 && outstanding < self.send_window && i < st.inflight.len() {
+                let Some(m) = st.inflight.get_mut(i) else {
+                    break;
+                };
+                i += 1;
+                if !m.unsent {
+                    continue;
+                }
+                m.unsent = false;
+                let m = m.clone();
+                st.unsent -= 1;
+                outstanding += 1;
+                if m.released {
+                    self.send(&Packet::PubRel(PubResp::new(m.packet_id)));
+                    continue;
+                }
+                let d = &m.delivery;
+                let mut publish = Publish {
+                    dup: true,
+                    qos: d.qos,
+                    retain: d.retain,
+                    topic: d.message.topic.clone(),
+                    packet_id: m.packet_id,
+                    properties: Properties::default(),
+                    payload: d.message.payload.clone(),
+                };
+                if self.protocol.is_v5() {
+                    publish.properties = self.outgoing_properties(d);
+                }
+                let packet = Packet::Publish(publish);
+                let fits = packet
+                    .encoded_len(self.protocol)
+                    .is_ok_and(|n| n <= self.client_max_packet);
+                if fits {
+                    self.send(&packet);
+                } else {
+                    too_large.push(m.packet_id);
+                    outstanding -= 1;
+                }
+            }
+        }
+        for packet_id in too_large {
+            let taken = session.lock().take_inflight(packet_id);
+            if let Some(m) = taken {
+                self.stored_done(m.delivery.seq);
+                self.broker
+                    .dropped(&m.delivery.message, DropReason::PacketTooLarge);
+            }
+        }
+    }
+
     /// Moves queued messages into the write buffer while the inflight window
     /// and the write buffer have room.
     pub(crate) fn drain_queue(&mut self) {
+        if self.session.lock().unsent > 0 {
+            self.resend_due();
+        }
         let now = Instant::now();
         let broker = self.broker.clone();
         let metrics = &broker.metrics;
@@ -398,6 +511,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
             };
             taken += 1;
             if delivery.message.is_expired(now) {
+                self.stored_done(delivery.seq);
                 broker.dropped(&delivery.message, DropReason::Expired);
                 continue;
             }
@@ -425,6 +539,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
                 .encoded_len(self.protocol)
                 .is_ok_and(|n| n <= self.client_max_packet);
             if !fits {
+                self.stored_done(delivery.seq);
                 broker.dropped(&delivery.message, DropReason::PacketTooLarge);
                 continue;
             }
@@ -444,11 +559,18 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
             }
             sent += 1;
             if packet_id != 0 {
+                if delivery.seq != 0 {
+                    let change = Change::Sent(session.client_id.clone(), delivery.seq, packet_id);
+                    broker.persist(change);
+                }
                 st.push_inflight(Inflight {
                     packet_id,
                     delivery,
                     released: false,
+                    unsent: false,
                 });
+            } else {
+                self.stored_done(delivery.seq);
             }
         }
         let queued = st.queue.len();

@@ -72,6 +72,10 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
                 }
             }
         }
+        if !added.is_empty() {
+            self.broker
+                .persist_session(&self.session, crate::store::CONNECTED);
+        }
         self.send(&Packet::SubAck(SubAck {
             packet_id: s.packet_id,
             properties: Properties::default(),
@@ -169,6 +173,10 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
             } else {
                 codes.push(ReasonCode::NO_SUBSCRIPTION_EXISTED);
             }
+        }
+        if codes.contains(&ReasonCode::SUCCESS) {
+            self.broker
+                .persist_session(&self.session, crate::store::CONNECTED);
         }
         self.send(&Packet::UnsubAck(UnsubAck {
             packet_id: u.packet_id,

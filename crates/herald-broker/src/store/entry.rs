@@ -7,6 +7,17 @@
 //!         | the message as an MQTT 5.0 PUBLISH packet (topic, QoS,
 //!           payload, properties: the codec's own encoding)
 //! kind 2, a retained message cleared: topic (the rest of the record)
+//! kind 3, a persistent session: client str | has_username u8 [| username
+//!         str] | expiry_interval u32 | expires_ms u64 | n u32 | n × (filter
+//!         str | options u8 (5.0 byte) | has_id u8 [| id u32])
+//! kind 4, a session ended: client (the rest)
+//! kind 5, a message queued for a session: client str | seq u64 | qos u8 |
+//!         retain u8 | n u16 | n × subscription id u32 | message as kind 1
+//! kind 6, sent: client str | seq u64 | packet id u16
+//! kind 7, released (PUBREC received): client str | seq u64
+//! kind 8, done (acknowledged or dropped): client str | seq u64
+//! kind 9, an incoming QoS 2 packet id awaiting PUBREL (10: no longer):
+//!         client str | packet id u16
 //! ```
 //!
 //! Integers are big-endian; `str` is a u16 length and UTF-8 bytes.
@@ -14,10 +25,11 @@
 //! expires at, 0 for never: expiry counts from the original publish across
 //! restarts. Encoding and decoding only; nothing here does I/O.
 
-use crate::message::Message;
+use crate::message::{Delivery, Message};
+use crate::session::SubEntry;
 use crate::support::now_ms;
 use bytes::{Buf, Bytes, BytesMut};
-use herald_codec::{ByteStr, DecodeOptions, Packet, Protocol, Publish, QoS};
+use herald_codec::{ByteStr, DecodeOptions, Packet, Protocol, Publish, QoS, SubOptions};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -26,6 +38,43 @@ use tokio::time::Instant;
 const RETAIN: u8 = 1;
 /// Record kind: the retained message of a topic cleared.
 const UNRETAIN: u8 = 2;
+/// Record kind: a persistent session's settings and subscriptions.
+const SESSION: u8 = 3;
+/// Record kind: a session ended.
+const SESSION_GONE: u8 = 4;
+/// Record kind: a delivery queued for a session.
+const QUEUED: u8 = 5;
+/// Record kind: a queued delivery sent with a packet id.
+const SENT: u8 = 6;
+/// Record kind: a QoS 2 delivery's PUBREC received.
+const RELEASED: u8 = 7;
+/// Record kind: a delivery acknowledged (or dropped).
+const DONE: u8 = 8;
+/// Record kind: an incoming QoS 2 packet id awaiting PUBREL.
+const QOS2_IN: u8 = 9;
+/// Record kind: an incoming QoS 2 packet id released.
+const QOS2_IN_DONE: u8 = 10;
+
+/// Wall-clock expiry of a stored session meaning "connected when
+/// written": its expiry starts counting at the restart.
+pub(crate) const CONNECTED: u64 = 0;
+/// Wall-clock expiry of a stored session that never expires.
+pub(crate) const NEVER: u64 = u64::MAX;
+
+/// A persistent session as stored.
+#[derive(Debug, Clone)]
+pub(crate) struct StoredSession {
+    /// Its client id.
+    pub(crate) client_id: ByteStr,
+    /// User name of its last connection.
+    pub(crate) username: Option<ByteStr>,
+    /// Session Expiry Interval, seconds.
+    pub(crate) expiry_interval: u32,
+    /// When it expires, ms since the epoch; [`CONNECTED`] or [`NEVER`].
+    pub(crate) expires_ms: u64,
+    /// Topic filter (as sent) and subscription.
+    pub(crate) subscriptions: Vec<(ByteStr, SubEntry)>,
+}
 
 /// One change of the stored state.
 #[derive(Debug, Clone)]
@@ -34,6 +83,21 @@ pub(crate) enum Change {
     Retain(Arc<Message>),
     /// Nothing is retained on this topic any more.
     Unretain(ByteStr),
+    /// A persistent session's settings and subscriptions (replacing what
+    /// was stored of them; its messages stay).
+    Session(Arc<StoredSession>),
+    /// A session ended: everything of it goes.
+    SessionGone(ByteStr),
+    /// A delivery queued for a session, numbered `seq` in it.
+    Queued(ByteStr, u64, Delivery),
+    /// Delivery `seq` sent with this packet id.
+    Sent(ByteStr, u64, u16),
+    /// Delivery `seq` (QoS 2) PUBREC'd.
+    Released(ByteStr, u64),
+    /// Delivery `seq` acknowledged or dropped.
+    Done(ByteStr, u64),
+    /// An incoming QoS 2 packet id awaiting PUBREL (`true`) or released.
+    Qos2In(ByteStr, u16, bool),
 }
 
 /// Why a record could not be decoded.
@@ -51,6 +115,115 @@ pub(crate) fn encode(change: &Change, out: &mut Vec<u8>) {
             out.push(UNRETAIN);
             out.extend_from_slice(topic.as_bytes());
         }
+        Change::Session(s) => {
+            out.push(SESSION);
+            put_str(out, &s.client_id);
+            put_opt_str(out, s.username.as_ref());
+            out.extend_from_slice(&s.expiry_interval.to_be_bytes());
+            out.extend_from_slice(&s.expires_ms.to_be_bytes());
+            out.extend_from_slice(&(s.subscriptions.len() as u32).to_be_bytes());
+            for (filter, entry) in &s.subscriptions {
+                put_str(out, filter);
+                out.push(entry.options.to_byte(Protocol::V5));
+                match entry.id {
+                    Some(id) => {
+                        out.push(1);
+                        out.extend_from_slice(&id.to_be_bytes());
+                    }
+                    None => out.push(0),
+                }
+            }
+        }
+        Change::SessionGone(client) => {
+            out.push(SESSION_GONE);
+            out.extend_from_slice(client.as_bytes());
+        }
+        Change::Queued(client, seq, d) => {
+            out.push(QUEUED);
+            put_str(out, client);
+            out.extend_from_slice(&seq.to_be_bytes());
+            out.push(d.qos as u8);
+            out.push(u8::from(d.retain));
+            let ids = d.subscription_ids.len().min(usize::from(u16::MAX));
+            out.extend_from_slice(&(ids as u16).to_be_bytes());
+            for id in d.subscription_ids.iter().take(ids) {
+                out.extend_from_slice(&id.to_be_bytes());
+            }
+            encode_message(&d.message, out);
+        }
+        Change::Sent(client, seq, packet_id) => {
+            out.push(SENT);
+            put_str(out, client);
+            out.extend_from_slice(&seq.to_be_bytes());
+            out.extend_from_slice(&packet_id.to_be_bytes());
+        }
+        Change::Released(client, seq) | Change::Done(client, seq) => {
+            out.push(if matches!(change, Change::Released(..)) {
+                RELEASED
+            } else {
+                DONE
+            });
+            put_str(out, client);
+            out.extend_from_slice(&seq.to_be_bytes());
+        }
+        Change::Qos2In(client, packet_id, awaiting) => {
+            out.push(if *awaiting { QOS2_IN } else { QOS2_IN_DONE });
+            put_str(out, client);
+            out.extend_from_slice(&packet_id.to_be_bytes());
+        }
+    }
+}
+
+/// Appends an optional string: a presence byte, then the string.
+fn put_opt_str(out: &mut Vec<u8>, s: Option<&ByteStr>) {
+    match s {
+        Some(s) => {
+            out.push(1);
+            put_str(out, s);
+        }
+        None => out.push(0),
+    }
+}
+
+/// Reads what [`put_opt_str`] wrote.
+fn get_opt_str(data: &mut Bytes) -> Result<Option<ByteStr>, Undecodable> {
+    match get_u8(data)? {
+        0 => Ok(None),
+        1 => get_str(data).map(Some),
+        _ => Err(Undecodable),
+    }
+}
+
+fn get_u8(data: &mut Bytes) -> Result<u8, Undecodable> {
+    data.has_remaining()
+        .then(|| data.get_u8())
+        .ok_or(Undecodable)
+}
+
+fn get_u16(data: &mut Bytes) -> Result<u16, Undecodable> {
+    (data.remaining() >= 2)
+        .then(|| data.get_u16())
+        .ok_or(Undecodable)
+}
+
+fn get_u32(data: &mut Bytes) -> Result<u32, Undecodable> {
+    (data.remaining() >= 4)
+        .then(|| data.get_u32())
+        .ok_or(Undecodable)
+}
+
+fn get_u64(data: &mut Bytes) -> Result<u64, Undecodable> {
+    (data.remaining() >= 8)
+        .then(|| data.get_u64())
+        .ok_or(Undecodable)
+}
+
+/// The rest of a record, which must be empty.
+fn end(data: &Bytes) -> Result<(), Undecodable> {
+    if data.has_remaining() {
+        Err(Undecodable)
+    } else {
+        Ok(())
     }
 }
 
@@ -66,13 +239,7 @@ fn encode_message(m: &Message, out: &mut Vec<u8>) {
     out.extend_from_slice(&expires_ms.to_be_bytes());
     out.extend_from_slice(&m.received_at_ms.to_be_bytes());
     put_str(out, &m.from_client_id);
-    match &m.from_username {
-        Some(name) => {
-            out.push(1);
-            put_str(out, name);
-        }
-        None => out.push(0),
-    }
+    put_opt_str(out, m.from_username.as_ref());
     let publish = Publish {
         dup: false,
         qos: m.qos,
@@ -126,6 +293,82 @@ pub(crate) fn decode(data: Bytes) -> Result<Change, Undecodable> {
         UNRETAIN => ByteStr::from_utf8(data)
             .map(Change::Unretain)
             .map_err(|_| Undecodable),
+        SESSION => {
+            let client_id = get_str(&mut data)?.detached();
+            let username = get_opt_str(&mut data)?.map(|u| u.detached());
+            let expiry_interval = get_u32(&mut data)?;
+            let expires_ms = get_u64(&mut data)?;
+            let n = get_u32(&mut data)?;
+            let mut subscriptions = Vec::new();
+            for _ in 0..n {
+                let filter = get_str(&mut data)?.detached();
+                let options = SubOptions::from_byte(get_u8(&mut data)?, Protocol::V5)
+                    .map_err(|_| Undecodable)?;
+                let id = match get_u8(&mut data)? {
+                    0 => None,
+                    1 => Some(get_u32(&mut data)?),
+                    _ => return Err(Undecodable),
+                };
+                subscriptions.push((filter, SubEntry { options, id }));
+            }
+            end(&data)?;
+            Ok(Change::Session(Arc::new(StoredSession {
+                client_id,
+                username,
+                expiry_interval,
+                expires_ms,
+                subscriptions,
+            })))
+        }
+        SESSION_GONE => ByteStr::from_utf8(data)
+            .map(|c| Change::SessionGone(c.detached()))
+            .map_err(|_| Undecodable),
+        QUEUED => {
+            let client = get_str(&mut data)?.detached();
+            let seq = get_u64(&mut data)?;
+            let qos = QoS::from_u8(get_u8(&mut data)?).map_err(|_| Undecodable)?;
+            let retain = get_u8(&mut data)? != 0;
+            let n = get_u16(&mut data)?;
+            let mut subscription_ids = Vec::with_capacity(usize::from(n));
+            for _ in 0..n {
+                subscription_ids.push(get_u32(&mut data)?);
+            }
+            let message = Arc::new(decode_message(data)?);
+            Ok(Change::Queued(
+                client,
+                seq,
+                Delivery {
+                    message,
+                    qos,
+                    retain,
+                    subscription_ids,
+                    seq,
+                },
+            ))
+        }
+        SENT => {
+            let client = get_str(&mut data)?.detached();
+            let seq = get_u64(&mut data)?;
+            let packet_id = get_u16(&mut data)?;
+            end(&data)?;
+            Ok(Change::Sent(client, seq, packet_id))
+        }
+        kind @ (RELEASED | DONE) => {
+            let client = get_str(&mut data)?.detached();
+            let seq = get_u64(&mut data)?;
+            end(&data)?;
+            Ok(if kind == RELEASED {
+                Change::Released(client, seq)
+            } else {
+                Change::Done(client, seq)
+            })
+        }
+        kind @ (QOS2_IN | QOS2_IN_DONE) => {
+            let client = get_str(&mut data)?.detached();
+            let packet_id = get_u16(&mut data)?;
+            end(&data)?;
+            Ok(Change::Qos2In(client, packet_id, kind == QOS2_IN))
+        }
         _ => Err(Undecodable),
     }
 }

@@ -7,7 +7,13 @@
 //! Retained messages (with their publisher, properties and the wall-clock
 //! time their 5.0 Message Expiry runs out, so expiry counts from the
 //! original publish across restarts; a cleared one stays cleared).
-//! Persistent sessions are not kept yet (issue 16, second part).
+//! Persistent sessions (3.1.1 Clean Session 0, 5.0 Session Expiry > 0):
+//! client id, user name, expiry interval and the wall-clock time it runs
+//! out, subscriptions with their options and identifiers; their QoS 1/2
+//! deliveries, queued or in flight (with the packet id and whether PUBREC
+//! came), and incoming QoS 2 packet ids awaiting PUBREL. Not kept: wills,
+//! QoS 0 deliveries, retained messages a new subscription was still to
+//! get (they are in the retained store anyway).
 //!
 //! # When it is written (`[persistence] durability`)
 //!
@@ -15,7 +21,8 @@
 //!   broker made it (queued under the lock that made it); the thread
 //!   appends all that is queued as one group, fsyncs once, and then
 //!   publishes "written up to ticket N". A QoS 1/2 PUBLISH whose change
-//!   (a retained message) is in the group has its PUBACK / PUBREC held
+//!   (a retained message, a delivery queued for a persistent session, an
+//!   incoming QoS 2 packet id) is in the group has its PUBACK / PUBREC held
 //!   until then, through the broker's acknowledgement gate
 //!   ([`crate::ack`]): acknowledged means on disk. The log is compacted
 //!   (the live state written to a new file, fsynced, renamed over the old
@@ -61,8 +68,9 @@ use crate::ack::{AckGate, Changed, Refused};
 use crate::config::{Durability, PersistenceConfig};
 use crate::message::Message;
 use crate::support::{LogThrottle, lock};
-pub(crate) use entry::Change;
+pub(crate) use entry::{CONNECTED, Change, NEVER, StoredSession};
 use recovery::Live;
+pub(crate) use recovery::LiveSession;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, PoisonError};
@@ -94,12 +102,12 @@ pub enum StoreError {
         reason: String,
     },
     /// The folder or a new log cannot be written.
-    #[error("cannot write the broker's state in {}: {source}", path.display())]
+    #[error("cannot write the broker's state in {}: {error}", path.display())]
     Write {
         /// The file or folder.
         path: PathBuf,
         /// What went wrong.
-        source: std::io::Error,
+        error: std::io::Error,
     },
 }
 
@@ -111,6 +119,8 @@ pub const WRITE_BUCKETS: [f64; 8] = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 
 pub struct StoreMetrics {
     /// Retained messages in the stored state.
     pub retained: AtomicU64,
+    /// Persistent sessions in the stored state.
+    pub sessions: AtomicU64,
     /// Bytes of the state log.
     pub bytes: AtomicU64,
     /// Failed writes and fsyncs.
@@ -254,6 +264,9 @@ impl AckGate for Gate {
 pub struct Recovered {
     /// Retained messages, none expired.
     pub retained: Vec<Arc<Message>>,
+    /// Persistent sessions with their messages (expired ones too: the
+    /// broker ends them, firing `session.terminated`).
+    pub(crate) sessions: Vec<LiveSession>,
 }
 
 /// The broker's durable state (see the module docs).
@@ -290,7 +303,7 @@ impl Store {
         let dir = Store::dir(data_dir);
         let write_err = |path: &Path| {
             let path = path.to_owned();
-            move |source| StoreError::Write { path, source }
+            move |error| StoreError::Write { path, error }
         };
         create_private_dir(&dir).map_err(write_err(&dir))?;
         let path = dir.join("state.log");
@@ -312,8 +325,22 @@ impl Store {
             .retained
             .values()
             .map(|m| m.size() as u64 + writer::RECORD_OVERHEAD)
+            .chain(live.sessions.values().flat_map(|s| {
+                s.messages
+                    .values()
+                    .map(|m| m.delivery.message.size() as u64 + writer::RECORD_OVERHEAD)
+            }))
             .sum();
         let retained: Vec<Arc<Message>> = live.retained.values().cloned().collect();
+        let sessions: Vec<LiveSession> = live
+            .sessions
+            .values()
+            .map(|s| LiveSession {
+                record: s.record.clone(),
+                messages: s.messages.clone(),
+                qos2_in: s.qos2_in.clone(),
+            })
+            .collect();
         if let Some(len) = cut {
             let cut_back = std::fs::OpenOptions::new()
                 .write(true)
@@ -354,6 +381,7 @@ impl Store {
         let m = &shared.metrics;
         m.corrupt_records.store(damaged, Ordering::Relaxed);
         m.retained.store(retained.len() as u64, Ordering::Relaxed);
+        m.sessions.store(sessions.len() as u64, Ordering::Relaxed);
         m.bytes.store(w.len, Ordering::Relaxed);
         let took = started.elapsed();
         m.recovery_us.store(
@@ -368,6 +396,8 @@ impl Store {
             path = %path.display(),
             durability = ?cfg.durability,
             retained = retained.len(),
+            sessions = sessions.len(),
+            queued = sessions.iter().map(|s| s.messages.len()).sum::<usize>(),
             records,
             damaged_records = damaged,
             expired_retained = expired,
@@ -384,7 +414,7 @@ impl Store {
             mode: cfg.durability,
             refusals: LogThrottle::default(),
         };
-        Ok(Some((store, Recovered { retained })))
+        Ok(Some((store, Recovered { retained, sessions })))
     }
 
     /// Queues a change (call it under the lock that made the change, so
@@ -394,7 +424,8 @@ impl Store {
     pub(crate) fn record(&self, change: Change) -> Result<u64, Refused> {
         let size = match &change {
             Change::Retain(m) => m.size(),
-            Change::Unretain(t) => t.len(),
+            Change::Queued(_, _, d) => d.message.size(),
+            _ => 0,
         } + writer::RECORD_OVERHEAD as usize;
         let mut q = lock(&self.shared.queue);
         let failing = !self.shared.healthy.load(Ordering::Acquire);

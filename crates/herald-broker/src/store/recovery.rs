@@ -7,13 +7,13 @@
 //! or is not a state log, stops the start with an error naming it: never
 //! an empty start over data that is there.
 
-use super::entry::{self, Change};
+use super::entry::{self, Change, StoredSession};
 use super::{MAGIC, MAX_RECORD, StoreError};
 use crate::frame;
-use crate::message::Message;
+use crate::message::{Delivery, Message};
 use bytes::Bytes;
 use herald_codec::ByteStr;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
 use std::sync::Arc;
 
@@ -22,6 +22,29 @@ use std::sync::Arc;
 pub(crate) struct Live {
     /// Retained messages by topic.
     pub(crate) retained: HashMap<ByteStr, Arc<Message>>,
+    /// Persistent sessions by client id.
+    pub(crate) sessions: HashMap<ByteStr, LiveSession>,
+}
+
+/// A stored session with its messages.
+pub(crate) struct LiveSession {
+    /// Its settings and subscriptions.
+    pub(crate) record: Arc<StoredSession>,
+    /// Its deliveries not yet done, by number (queue order).
+    pub(crate) messages: BTreeMap<u64, LiveMessage>,
+    /// Incoming QoS 2 packet ids awaiting PUBREL.
+    pub(crate) qos2_in: BTreeSet<u16>,
+}
+
+/// A delivery of a stored session.
+#[derive(Clone)]
+pub(crate) struct LiveMessage {
+    /// What is delivered.
+    pub(crate) delivery: Delivery,
+    /// The packet id it was sent with (0: not sent yet).
+    pub(crate) packet_id: u16,
+    /// QoS 2: PUBREC received.
+    pub(crate) released: bool,
 }
 
 impl Live {
@@ -33,6 +56,85 @@ impl Live {
             }
             Change::Unretain(topic) => {
                 self.retained.remove(topic);
+            }
+            Change::Session(record) => match self.sessions.get_mut(&record.client_id) {
+                Some(s) => s.record = record.clone(),
+                None => {
+                    self.sessions.insert(
+                        record.client_id.clone(),
+                        LiveSession {
+                            record: record.clone(),
+                            messages: BTreeMap::new(),
+                            qos2_in: BTreeSet::new(),
+                        },
+                    );
+                }
+            },
+            Change::SessionGone(client) => {
+                self.sessions.remove(client);
+            }
+            Change::Queued(client, seq, delivery) => {
+                if let Some(s) = self.sessions.get_mut(client) {
+                    s.messages.insert(
+                        *seq,
+                        LiveMessage {
+                            delivery: delivery.clone(),
+                            packet_id: 0,
+                            released: false,
+                        },
+                    );
+                }
+            }
+            Change::Sent(client, seq, packet_id) => {
+                if let Some(m) = self.message(client, *seq) {
+                    m.packet_id = *packet_id;
+                }
+            }
+            Change::Released(client, seq) => {
+                if let Some(m) = self.message(client, *seq) {
+                    m.released = true;
+                }
+            }
+            Change::Done(client, seq) => {
+                if let Some(s) = self.sessions.get_mut(client) {
+                    s.messages.remove(seq);
+                }
+            }
+            Change::Qos2In(client, packet_id, awaiting) => {
+                if let Some(s) = self.sessions.get_mut(client) {
+                    if *awaiting {
+                        s.qos2_in.insert(*packet_id);
+                    } else {
+                        s.qos2_in.remove(packet_id);
+                    }
+                }
+            }
+        }
+    }
+
+    fn message(&mut self, client: &ByteStr, seq: u64) -> Option<&mut LiveMessage> {
+        self.sessions.get_mut(client)?.messages.get_mut(&seq)
+    }
+
+    /// The records that rebuild this state, in an order that does.
+    pub(crate) fn for_each_record(&self, mut f: impl FnMut(Change)) {
+        for m in self.retained.values() {
+            f(Change::Retain(m.clone()));
+        }
+        for s in self.sessions.values() {
+            let client = &s.record.client_id;
+            f(Change::Session(s.record.clone()));
+            for (seq, m) in &s.messages {
+                f(Change::Queued(client.clone(), *seq, m.delivery.clone()));
+                if m.packet_id != 0 {
+                    f(Change::Sent(client.clone(), *seq, m.packet_id));
+                }
+                if m.released {
+                    f(Change::Released(client.clone(), *seq));
+                }
+            }
+            for id in &s.qos2_in {
+                f(Change::Qos2In(client.clone(), *id, true));
             }
         }
     }

@@ -60,14 +60,6 @@ pub(crate) struct Writer {
     pub(crate) failures: LogThrottle,
 }
 
-/// Estimated record bytes of a change's key once applied.
-fn weight(change: &Change) -> u64 {
-    match change {
-        Change::Retain(m) => m.size() as u64 + RECORD_OVERHEAD,
-        Change::Unretain(_) => 0,
-    }
-}
-
 impl Writer {
     /// The thread's loop, until the store is closed and everything queued
     /// is written.
@@ -112,14 +104,40 @@ impl Writer {
         }
     }
 
-    /// Applies a change to the live state.
+    /// Applies a change to the live state, keeping an estimate of its
+    /// size as records (what compaction compares the log with).
     fn apply(&mut self, change: &Change) {
         let old = match change {
-            Change::Retain(m) => self.live.retained.get(&m.topic),
-            Change::Unretain(t) => self.live.retained.get(t),
+            Change::Retain(m) => self.live.retained.get(&m.topic).map(|m| m.size()),
+            Change::Unretain(t) => self.live.retained.get(t).map(|m| m.size()),
+            Change::Done(client, seq) => self
+                .live
+                .sessions
+                .get(client)
+                .and_then(|s| s.messages.get(seq))
+                .map(|m| m.delivery.message.size()),
+            Change::SessionGone(client) => self.live.sessions.get(client).map(|s| {
+                s.messages
+                    .values()
+                    .map(|m| m.delivery.message.size() + RECORD_OVERHEAD as usize)
+                    .sum()
+            }),
+            _ => None,
         }
-        .map_or(0, |m| m.size() as u64 + RECORD_OVERHEAD);
-        self.live_bytes = self.live_bytes.saturating_sub(old) + weight(change);
+        .map_or(0, |n| n as u64 + RECORD_OVERHEAD);
+        let new = match change {
+            Change::Retain(m) => m.size() as u64 + RECORD_OVERHEAD,
+            Change::Queued(_, _, d) => d.message.size() as u64 + RECORD_OVERHEAD,
+            Change::Session(s) => {
+                RECORD_OVERHEAD
+                    + s.subscriptions
+                        .iter()
+                        .map(|(f, _)| f.len() as u64 + 8)
+                        .sum::<u64>()
+            }
+            _ => 0,
+        };
+        self.live_bytes = self.live_bytes.saturating_sub(old) + new;
         self.live.apply(change);
         self.dirty = true;
     }
@@ -218,15 +236,19 @@ fn write_log(path: &Path, live: &Live) -> io::Result<u64> {
     let mut len = MAGIC.len() as u64;
     let mut data = Vec::new();
     let mut head = Vec::with_capacity(frame::HEAD);
-    for message in live.retained.values() {
+    let mut failed = Ok(());
+    live.for_each_record(|change| {
+        if failed.is_err() {
+            return;
+        }
         data.clear();
         head.clear();
-        entry::encode(&Change::Retain(message.clone()), &mut data);
+        entry::encode(&change, &mut data);
         frame::put_head(&mut head, &[&data]);
-        file.write_all(&head)?;
-        file.write_all(&data)?;
+        failed = file.write_all(&head).and_then(|()| file.write_all(&data));
         len += (head.len() + data.len()) as u64;
-    }
+    });
+    failed?;
     let file = file.into_inner().map_err(io::IntoInnerError::into_error)?;
     file.sync_all()?;
     Ok(len)
