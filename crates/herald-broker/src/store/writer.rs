@@ -31,6 +31,8 @@ use std::time::{Duration, Instant};
 const COMPACT_FACTOR: u64 = 3;
 /// No compaction below this log size.
 const COMPACT_MIN: u64 = 16 * 1024 * 1024;
+/// Bytes gathered before a write during a group commit.
+const WRITE_PIECE: usize = 256 * 1024;
 /// Estimated bytes a record adds to a message's own size (frame head,
 /// publisher, packet header).
 pub(crate) const RECORD_OVERHEAD: u64 = 64;
@@ -65,23 +67,18 @@ impl Writer {
     /// is written.
     pub(crate) fn run(mut self) {
         let mut next_snapshot = Instant::now() + self.interval;
-        let (mut buf, mut scratch) = (Vec::new(), Vec::new());
         loop {
             let (changes, upto, stopping) = self.shared.take_group(match self.mode {
                 Durability::Periodic => Some(next_snapshot),
                 _ => None,
             });
-            buf.clear();
             for change in &changes {
                 self.apply(change);
-                if self.mode == Durability::Ack {
-                    scratch.clear();
-                    entry::encode(change, &mut scratch);
-                    frame::put(&mut buf, &scratch);
-                }
             }
+            let stored =
+                self.mode != Durability::Ack || changes.is_empty() || self.append(&changes);
             drop(changes);
-            if buf.is_empty() || self.append(&buf) {
+            if stored {
                 self.shared.written(upto);
             }
             let due = self.mode == Durability::Periodic && Instant::now() >= next_snapshot;
@@ -142,20 +139,16 @@ impl Writer {
         self.dirty = true;
     }
 
-    /// Appends `buf` and fsyncs, until it goes through (true) or the store
-    /// closes while it fails (false).
-    fn append(&mut self, buf: &[u8]) -> bool {
+    /// Appends `changes` and fsyncs, until it goes through (true) or the
+    /// store closes while it fails (false).
+    fn append(&mut self, changes: &[Change]) -> bool {
         let mut backoff = Duration::from_millis(10);
         loop {
             let started = Instant::now();
-            let done = self
-                .file
-                .write_all(buf)
-                .and_then(|()| self.file.sync_data());
-            match done {
-                Ok(()) => {
+            match self.write_group(changes) {
+                Ok(len) => {
                     self.shared.metrics.record_write(started.elapsed());
-                    self.len += buf.len() as u64;
+                    self.len += len;
                     if !self.shared.healthy.swap(true, Ordering::AcqRel) {
                         tracing::info!(path = %self.path.display(), "state log: writing again");
                     }
@@ -174,6 +167,39 @@ impl Writer {
                 }
             }
         }
+    }
+
+    /// Writes `changes` as records in pieces of about [`WRITE_PIECE`] (a
+    /// large message is written from its own buffer: a group of many large
+    /// messages never needs their size again in memory) and fsyncs once;
+    /// returns the bytes written.
+    fn write_group(&mut self, changes: &[Change]) -> io::Result<u64> {
+        let mut pending = Vec::with_capacity(WRITE_PIECE.min(64 * 1024));
+        let mut record = Vec::new();
+        let mut len = 0u64;
+        for change in changes {
+            record.clear();
+            entry::encode(change, &mut record);
+            frame::put_head(&mut pending, &[&record]);
+            if record.len() >= WRITE_PIECE {
+                self.file.write_all(&pending)?;
+                self.file.write_all(&record)?;
+                len += (pending.len() + record.len()) as u64;
+                pending.clear();
+                record = Vec::new();
+                continue;
+            }
+            pending.extend_from_slice(&record);
+            if pending.len() >= WRITE_PIECE {
+                self.file.write_all(&pending)?;
+                len += pending.len() as u64;
+                pending.clear();
+            }
+        }
+        self.file.write_all(&pending)?;
+        len += pending.len() as u64;
+        self.file.sync_data()?;
+        Ok(len)
     }
 
     /// Counts and (at most every 10 s) logs a failed write.

@@ -201,3 +201,98 @@ pub fn varint(mut n: usize, out: &mut Vec<u8>) {
         }
     }
 }
+
+/// One raw-socket MQTT 3.1.1 publisher flooding QoS 1 PUBLISHes (payload:
+/// its index) without waiting for each PUBACK (at most `WINDOW` unanswered),
+/// counting the PUBACKs until the connection breaks.
+pub mod flood {
+    use super::varint;
+    use std::io::{Read, Write};
+    use std::net::{SocketAddr, TcpStream};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+
+    /// Most PUBLISHes sent and not yet acknowledged.
+    const WINDOW: u64 = 500;
+
+    fn connect_packet(client_id: &str) -> Vec<u8> {
+        let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 0];
+        body.extend_from_slice(&(client_id.len() as u16).to_be_bytes());
+        body.extend_from_slice(client_id.as_bytes());
+        let mut out = vec![0x10];
+        varint(body.len(), &mut out);
+        out.extend_from_slice(&body);
+        out
+    }
+
+    fn publish_packet(topic: &str, index: u64, out: &mut Vec<u8>) {
+        let topic = topic.as_bytes();
+        let payload = index.to_string();
+        let id = (index % 65_535 + 1) as u16;
+        out.push(0x32);
+        varint(2 + topic.len() + 2 + payload.len(), out);
+        out.extend_from_slice(&(topic.len() as u16).to_be_bytes());
+        out.extend_from_slice(topic);
+        out.extend_from_slice(&id.to_be_bytes());
+        out.extend_from_slice(payload.as_bytes());
+    }
+
+    /// Floods `topic` until the broker goes away; `acked` counts the PUBACKs (in
+    /// order: each must carry the next packet id). Returns when the socket
+    /// breaks.
+    pub fn run(mqtt: SocketAddr, client_id: &str, topic: &str, acked: Arc<AtomicU64>) {
+        let Ok(mut stream) = TcpStream::connect(mqtt) else {
+            return;
+        };
+        let _ = stream.set_nodelay(true);
+        if stream.write_all(&connect_packet(client_id)).is_err() {
+            return;
+        }
+        let mut connack = [0u8; 4];
+        if stream.read_exact(&mut connack).is_err() || connack != [0x20, 2, 0, 0] {
+            return;
+        }
+        let Ok(mut reader) = stream.try_clone() else {
+            return;
+        };
+        let counter = acked.clone();
+        let reading = std::thread::spawn(move || {
+            let mut ack = [0u8; 4];
+            while reader.read_exact(&mut ack).is_ok() {
+                let n = counter.load(Ordering::SeqCst);
+                let expected = (n % 65_535 + 1) as u16;
+                assert_eq!(ack[..2], [0x40, 2], "a PUBACK");
+                assert_eq!(
+                    u16::from_be_bytes([ack[2], ack[3]]),
+                    expected,
+                    "PUBACKs in PUBLISH order"
+                );
+                counter.store(n + 1, Ordering::SeqCst);
+            }
+        });
+        let mut sent = 0u64;
+        let mut buf = Vec::new();
+        loop {
+            let done = acked.load(Ordering::SeqCst);
+            if reading.is_finished() {
+                break;
+            }
+            if sent - done >= WINDOW {
+                std::thread::yield_now();
+                continue;
+            }
+            buf.clear();
+            while sent - done < WINDOW && buf.len() < 16 * 1024 {
+                publish_packet(topic, sent, &mut buf);
+                sent += 1;
+            }
+            if stream.write_all(&buf).is_err() {
+                break;
+            }
+        }
+        let _ = stream.shutdown(std::net::Shutdown::Both);
+        if let Err(panic) = reading.join() {
+            std::panic::resume_unwind(panic);
+        }
+    }
+}
