@@ -37,6 +37,12 @@ topic deny secret/#
 user bob
 topic read open/#
 
+user writer
+topic write #
+
+user reader
+topic read secret/#
+
 pattern write devices/%c/#
 """
 
@@ -203,6 +209,8 @@ def main():
     passwd = os.path.join(work, "passwd")
     subprocess.run(["mosquitto_passwd", "-c", "-b", passwd, "alice", "secret"], check=True)
     subprocess.run(["mosquitto_passwd", "-H", "sha512", "-b", passwd, "bob", "pw2"], check=True)
+    for user in ("writer", "reader"):
+        subprocess.run(["mosquitto_passwd", "-b", passwd, user, "pw"], check=True)
     with open(os.path.join(work, "acl"), "w") as f:
         f.write(ACL)
     # Relative paths: relative to the config file's folder.
@@ -229,19 +237,22 @@ def main():
         check("paho-mqtt 3.1.1 and 5.0: accepted, 0x86, 0x87", paho)
 
         def acl_no_leak():
-            publish(port, "alice-r", "alice", "secret", "secret/r", "retained-leak", retain=True)
+            # The writer may publish anywhere; the reader may read secret/.
+            publish(port, "writer", "writer", "pw", "secret/r", "retained-leak", retain=True)
             subs = [Sub(port, f"alice-{i}", "alice", "secret", f) for i, f in
                     enumerate(["#", "+/a", "+/#", "$share/g/#"])]
+            reader = Sub(port, "reader", "reader", "pw", "secret/#")
             try:
-                for s in subs:
+                for s in subs + [reader]:
                     assert s.granted == [1], s.granted
-                publish(port, "alice-p", "alice", "secret", "secret/a", "leak")
-                publish(port, "alice-p", "alice", "secret", "open/a", "end")
+                publish(port, "writer", "writer", "pw", "secret/a", "leak")
+                publish(port, "writer", "writer", "pw", "open/a", "end")
+                assert reader.until("leak") == ["secret/r=retained-leak"], "the secrets are there"
                 for s in subs:
                     got = s.until("end")
                     assert not [g for g in got if g.startswith("secret/")], got
             finally:
-                for s in subs:
+                for s in subs + [reader]:
                     s.stop()
         check("ACL: #, +/a, +/#, $share/g/# and retained never deliver secret/...", acl_no_leak)
 
@@ -259,7 +270,7 @@ def main():
                 f.write("dave:not-a-hash\n")
             broker.proc.send_signal(signal.SIGHUP)
             assert broker.wait_logged("access control not reloaded"), broker.logged()[-2000:]
-            assert "passwd:4" in broker.logged(), "the error names file:line"
+            assert "passwd:6" in broker.logged(), "the error names file:line"
             assert paho_connack(port, "carol", "pw3") == 0, "the loaded file stays in force"
             assert "pw3" not in broker.logged(), "no password in the log"
         check("SIGHUP re-reads the password file; a broken one keeps the old", sighup_reload)
