@@ -9,7 +9,7 @@
 //!
 //! | event | fired |
 //! |---|---|
-//! | `client.connect` | CONNECT received, before authentication; `client_id` as sent (may be empty) |
+//! | `client.connect` | CONNECT received, before authentication; `client_id` as sent (may be empty; then `assigned` is the id it will get) |
 //! | `client.connack` | CONNACK about to be sent, success or refusal |
 //! | `client.connected` | after the successful CONNACK was queued |
 //! | `client.disconnected` | the connection is about to close, for any reason |
@@ -150,6 +150,10 @@ pub enum Event<'a> {
     ClientConnect {
         /// The connecting client, client id as sent.
         client: &'a ClientInfo,
+        /// When that id is empty: the id the broker gives this client if
+        /// it accepts it (the `client_id` of every later event of the
+        /// connection), so a handler can file this event with them.
+        assigned: Option<&'a str>,
     },
     /// CONNACK about to be sent; `reason` is success or the refusal.
     ClientConnack {

@@ -165,7 +165,7 @@ fn summarize(event: &Event<'_>) -> Ev {
         ..Ev::default()
     };
     match *event {
-        Event::ClientConnect { client }
+        Event::ClientConnect { client, .. }
         | Event::ClientConnected { client }
         | Event::SessionCreated { client }
         | Event::SessionResumed { client }

@@ -110,7 +110,7 @@ impl BodyBuilder {
         let v44 = self.profile == Profile::V4_4;
         let mut o = Obj::start(out, kind, v44.then_some(self.node_json.as_slice()));
         match *event {
-            Event::ClientConnect { client } => self.connection(&mut o, client),
+            Event::ClientConnect { client, .. } => self.connection(&mut o, client),
             Event::ClientConnack { client, reason } => {
                 self.connection(&mut o, client);
                 o.str("conn_ack", reason.name());

@@ -200,7 +200,7 @@ pub fn topic<'a>(event: &Event<'a>) -> Option<&'a str> {
 /// server assigns one.
 pub fn client_id<'a>(event: &Event<'a>) -> &'a str {
     match *event {
-        Event::ClientConnect { client }
+        Event::ClientConnect { client, .. }
         | Event::ClientConnack { client, .. }
         | Event::ClientConnected { client }
         | Event::ClientDisconnected { client, .. }
@@ -218,6 +218,19 @@ pub fn client_id<'a>(event: &Event<'a>) -> &'a str {
         Event::MessagePublish { message } | Event::MessageDropped { message, .. } => {
             &message.from_client_id
         }
+    }
+}
+
+/// The client id whose lane an event takes: [`client_id`], except that a
+/// `client.connect` without a client id takes the lane of the id the broker
+/// assigns, like the rest of that client's events (so it cannot arrive
+/// after them).
+pub fn lane_client_id<'a>(event: &Event<'a>) -> &'a str {
+    match *event {
+        Event::ClientConnect {
+            assigned: Some(id), ..
+        } => id,
+        _ => client_id(event),
     }
 }
 

@@ -10,7 +10,7 @@ use crate::body::BodyBuilder;
 use crate::conf::{FsyncPolicy, SpoolMode, WebhookConfig};
 use crate::dead_letter::{self, DeadLetters};
 use crate::deliver::{self, DeliveryOptions, Settings, Signing};
-use crate::event::client_id;
+use crate::event::lane_client_id;
 use crate::generation::Generations;
 use crate::http::{SetupError, Target};
 use crate::metrics::WebhookMetrics;
@@ -119,7 +119,7 @@ impl Enqueue {
         let Some((kind, body)) = written else {
             return;
         };
-        let key = client_key(client_id(event));
+        let key = client_key(lane_client_id(event));
         let tag = kind.index() as u8;
         let Some(holds) = holds else {
             // The last copy takes the body itself: cloning would turn it

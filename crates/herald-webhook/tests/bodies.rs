@@ -60,7 +60,10 @@ fn all_events_both_profiles() {
     let msg = message("TopicA");
     let cases: Vec<(Event<'_>, &str, &str)> = vec![
         (
-            Event::ClientConnect { client: &c1 },
+            Event::ClientConnect {
+                client: &c1,
+                assigned: None,
+            },
             r#"{"action":"client_connect","clientid":"c1","username":"undefined","ipaddress":"127.0.0.1","keepalive":60,"proto_ver":5}"#,
             r#"{"action":"client_connect","node":"herald@127.0.0.1","clientid":"c1","username":null,"ipaddress":"127.0.0.1","keepalive":60,"proto_ver":5}"#,
         ),
@@ -183,7 +186,10 @@ fn spec_example_lines() {
     let msg = message("TopicA");
     let b = builder(Profile::V4_0);
     let events = [
-        Event::ClientConnect { client: &c1 },
+        Event::ClientConnect {
+            client: &c1,
+            assigned: None,
+        },
         Event::ClientConnack {
             client: &c1,
             reason: ReasonCode::SUCCESS,
@@ -230,8 +236,14 @@ fn usernames_in_both_profiles() {
     msg.from_username = Some("bob".into());
     for profile in [Profile::V4_0, Profile::V4_4] {
         let b = builder(profile);
-        let v: Value = serde_json::from_str(&text(&b, &Event::ClientConnect { client: &c }))
-            .unwrap_or_default();
+        let v: Value = serde_json::from_str(&text(
+            &b,
+            &Event::ClientConnect {
+                client: &c,
+                assigned: None,
+            },
+        ))
+        .unwrap_or_default();
         assert_eq!(v["username"], "alice");
         let v: Value = serde_json::from_str(&text(&b, &Event::MessagePublish { message: &msg }))
             .unwrap_or_default();
@@ -243,8 +255,14 @@ fn usernames_in_both_profiles() {
 fn addresses_and_protocol_levels() {
     let b = builder(Profile::V4_0);
     let field = |client: &herald_broker::hooks::ClientInfo, name: &str| -> Value {
-        let v: Value =
-            serde_json::from_str(&text(&b, &Event::ClientConnect { client })).unwrap_or_default();
+        let v: Value = serde_json::from_str(&text(
+            &b,
+            &Event::ClientConnect {
+                client,
+                assigned: None,
+            },
+        ))
+        .unwrap_or_default();
         v[name].clone()
     };
     let mut c = c1();
@@ -381,14 +399,23 @@ fn strings_are_escaped() {
     c.username = Some("\u{1}é".into());
     let body = text(
         &builder(Profile::V4_0),
-        &Event::ClientConnect { client: &c },
+        &Event::ClientConnect {
+            client: &c,
+            assigned: None,
+        },
     );
     let v: Value = serde_json::from_str(&body).unwrap_or_else(|e| panic!("{e}: {body}"));
     assert_eq!(v["clientid"], "a\"b\\c\nd");
     assert_eq!(v["username"], "\u{1}é");
     let b = BodyBuilder::new(Profile::V4_4, PayloadEncoding::Plain, "we\"ird");
-    let v: Value =
-        serde_json::from_str(&text(&b, &Event::ClientConnect { client: &c })).unwrap_or_default();
+    let v: Value = serde_json::from_str(&text(
+        &b,
+        &Event::ClientConnect {
+            client: &c,
+            assigned: None,
+        },
+    ))
+    .unwrap_or_default();
     assert_eq!(v["node"], "we\"ird");
 }
 

@@ -165,7 +165,13 @@ fn topic_is_ignored_for_connection_events() {
     );
     let c = c1();
     // The topic is ignored, so both connect rules are the same rule.
-    assert_eq!(r.matching(&Event::ClientConnect { client: &c }), 1);
+    assert_eq!(
+        r.matching(&Event::ClientConnect {
+            client: &c,
+            assigned: None,
+        }),
+        1
+    );
     assert_eq!(
         r.matching(&Event::ClientDisconnected {
             client: &c,

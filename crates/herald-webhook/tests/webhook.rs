@@ -712,7 +712,6 @@ async fn an_ipv4_mapped_peer_is_written_as_ipv4_and_an_assigned_id_after_connect
     // An empty client id: the broker assigns one.
     let _c = Mqtt5::connect(options5(addr, "")).await;
     let mut got = sink.take(3).await;
-    // client_connect is in the lane of "", the others in the assigned id's.
     got.sort_by_key(|g| g.action().to_owned());
     let actions: Vec<&str> = got.iter().map(|g| g.action()).collect();
     assert_eq!(
@@ -726,6 +725,47 @@ async fn an_ipv4_mapped_peer_is_written_as_ipv4_and_an_assigned_id_after_connect
     let assigned = got[0].json["clientid"].as_str().unwrap_or("");
     assert!(!assigned.is_empty(), "{}", got[0].json);
     assert_eq!(got[2].json["clientid"], assigned);
+    hooked.stop().await;
+}
+
+/// A client without a client id: its `client_connect` (which carries the
+/// empty id) takes the lane of the id the broker assigns, so it arrives
+/// before that client's `client_connack` and `client_connected`.
+#[tokio::test]
+async fn an_assigned_ids_client_connect_takes_its_lane_and_comes_first() {
+    let mut sink = Sink::http("127.0.0.1:0").await;
+    let hooked = start(&sink.base("http"), CONNECT_RULES, |_| {}, |_| {}).await;
+    let mut clients = Vec::new();
+    // Several clients: with 4 lanes, the empty id's lane and an assigned
+    // id's are the same by chance for one client in four.
+    for _ in 0..8 {
+        clients.push(Mqtt5::connect(options5(hooked.mqtt(), "")).await);
+        let got = sink.take(3).await;
+        let actions: Vec<&str> = got.iter().map(|g| g.action()).collect();
+        assert_eq!(
+            actions,
+            ["client_connect", "client_connack", "client_connected"],
+            "in the order they happened"
+        );
+        // Event ids are <spool id>-<lane>-<seq>.
+        let lanes: Vec<&str> = got
+            .iter()
+            .map(|g| {
+                g.header("x-herald-event-id")
+                    .split('-')
+                    .nth(1)
+                    .unwrap_or("")
+            })
+            .collect();
+        assert!(
+            lanes.iter().all(|l| *l == lanes[0] && !l.is_empty()),
+            "one lane for the client's events: {lanes:?}"
+        );
+        assert_eq!(
+            got[0].json["clientid"], "",
+            "client_connect: the id as sent"
+        );
+    }
     hooked.stop().await;
 }
 

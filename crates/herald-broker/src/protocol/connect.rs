@@ -98,8 +98,13 @@ where
         listener: from.listener,
         cert: from.cert,
     };
-    broker.hooks.fire(Event::ClientConnect { client: &info });
-    let verdict = match accept(&broker, &connect) {
+    // Chosen before client.connect fires, so that event can name it.
+    let assigned = connect.client_id.is_empty().then(new_client_id);
+    broker.hooks.fire(Event::ClientConnect {
+        client: &info,
+        assigned: assigned.as_deref(),
+    });
+    let verdict = match accept(&broker, &connect, assigned) {
         Ok(accepted) => authenticate(&broker, &connect, &info)
             .await
             .map(|rights| (accepted, rights)),
@@ -193,9 +198,15 @@ struct Accepted {
 
 static ASSIGNED_IDS: AtomicU64 = AtomicU64::new(1);
 
+/// A client id for a client that sent none.
+fn new_client_id() -> String {
+    let n = ASSIGNED_IDS.fetch_add(1, Ordering::Relaxed);
+    format!("herald-{:x}-{n}", now_ms())
+}
+
 /// Checks a CONNECT against the protocol rules and settings; `Err` is the
 /// CONNACK reason for refusing it.
-fn accept(broker: &Broker, c: &Connect) -> Result<Accepted, ReasonCode> {
+fn accept(broker: &Broker, c: &Connect, assigned: Option<String>) -> Result<Accepted, ReasonCode> {
     let cfg = &broker.config;
     let v5 = c.protocol.is_v5();
     if v5 && c.properties.authentication_method.is_some() {
@@ -211,8 +222,7 @@ fn accept(broker: &Broker, c: &Connect) -> Result<Accepted, ReasonCode> {
         if !allowed {
             return Err(ReasonCode::CLIENT_IDENTIFIER_NOT_VALID);
         }
-        let n = ASSIGNED_IDS.fetch_add(1, Ordering::Relaxed);
-        let id = format!("herald-{:x}-{n}", now_ms());
+        let id = assigned.unwrap_or_else(new_client_id);
         (ByteStr::from(id), true)
     } else {
         (c.client_id.detached(), false)
