@@ -134,6 +134,10 @@ verify_peer = false
 peer_cert_as_username = ""
 [metrics]
 bind = ""
+# The PROXY check carries remote addresses (192.0.2.x, 2001:db8::x): anonymous
+# clients from those are refused by default (access control's secure default).
+[auth]
+allow_anonymous = true
 [webhook]
 url = "http://127.0.0.1:{hooks.port}/hook"
 "rule.client.connected.1" = '{{"action": "on_client_connected"}}'
