@@ -321,7 +321,8 @@ async fn read_answer(conn: &mut Connection) -> Result<Answer, SendError> {
 /// needed, else the answer and how many bytes it took. `eof`: nothing more
 /// will come (an answer without a length ends there). The whole-buffer form
 /// of [`AnswerParser`], for tests.
-pub fn parse_answer(buf: &[u8], eof: bool) -> Result<Option<(Answer, usize)>, String> {
+#[cfg(test)]
+fn parse_answer(buf: &[u8], eof: bool) -> Result<Option<(Answer, usize)>, String> {
     let mut input = BytesMut::from(buf);
     let answer = AnswerParser::default().feed(&mut input, eof)?;
     Ok(answer.map(|a| (a, buf.len() - input.len())))
