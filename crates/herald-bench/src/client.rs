@@ -10,7 +10,7 @@
 //! and teardown. It never panics on what the broker sends: a malformed
 //! packet is a [`ClientError`].
 
-use bytes::{Buf, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 use herald_codec::{
     ByteStr, ConnAck, Connect, DecodeError, DecodeOptions, Disconnect, EncodeError,
     MAX_PACKET_SIZE, Packet, PacketType, Properties, Protocol, QoS, ReasonCode, SubOptions,
@@ -89,6 +89,17 @@ pub struct ConnectOptions {
     /// Receive Maximum to announce (5.0), so the broker may keep this many
     /// QoS 1/2 deliveries in flight towards us.
     pub receive_maximum: Option<u16>,
+    /// User name and password sent in CONNECT (a broker that authenticates).
+    pub credentials: Option<Credentials>,
+}
+
+/// A user name and password for CONNECT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// The user name.
+    pub username: String,
+    /// The password (none: CONNECT carries only the user name).
+    pub password: Option<String>,
 }
 
 /// One MQTT connection: the socket and its two buffers.
@@ -148,8 +159,15 @@ async fn connect_inner(opts: &ConnectOptions) -> Result<(Conn, ConnAck), ClientE
         properties,
         client_id: ByteStr::from(opts.client_id.as_str()),
         will: None,
-        username: None,
-        password: None,
+        username: opts
+            .credentials
+            .as_ref()
+            .map(|c| ByteStr::from(c.username.as_str())),
+        password: opts
+            .credentials
+            .as_ref()
+            .and_then(|c| c.password.clone())
+            .map(Bytes::from),
     })))?;
     conn.flush().await?;
     match conn.recv().await? {
@@ -466,6 +484,8 @@ pub struct Target {
     pub sources: Vec<IpAddr>,
     /// How long connecting (TCP and CONNACK) and subscribing may take.
     pub timeout: Duration,
+    /// User name and password every connection sends.
+    pub credentials: Option<Credentials>,
 }
 
 impl Target {
@@ -479,6 +499,7 @@ impl Target {
             keep_alive: self.keep_alive,
             timeout: self.timeout,
             receive_maximum: None,
+            credentials: self.credentials.clone(),
         }
     }
 }

@@ -688,6 +688,7 @@ mod tests {
             keep_alive: 30,
             sources: vec![],
             timeout: Duration::from_secs(1),
+            credentials: None,
         };
         let mut s = LoadSettings {
             target,

@@ -4,7 +4,7 @@
 
 use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Parser, Subcommand};
-use herald_bench::client::Target;
+use herald_bench::client::{Credentials, Target};
 use herald_bench::conn::{self, ConnSettings};
 use herald_bench::live::Live;
 use herald_bench::load::{self, LoadSettings, Rate, Scenario};
@@ -81,6 +81,12 @@ struct TargetArgs {
     /// Handshakes in progress at once.
     #[arg(long, default_value_t = 100, value_name = "N")]
     concurrency: usize,
+    /// User name every connection sends (a broker that authenticates).
+    #[arg(long, value_name = "NAME")]
+    username: Option<String>,
+    /// Password every connection sends (with --username).
+    #[arg(long, value_name = "PASSWORD", requires = "username")]
+    password: Option<String>,
     /// Write the report as JSON to this file ("-": standard output).
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -233,6 +239,10 @@ async fn target(args: &TargetArgs) -> Result<Target> {
             .map(|s| s.0.clone())
             .unwrap_or_default(),
         timeout: Duration::from_secs(args.connect_timeout.max(1)),
+        credentials: args.username.as_ref().map(|username| Credentials {
+            username: username.clone(),
+            password: args.password.clone(),
+        }),
     })
 }
 
@@ -375,6 +385,10 @@ mod tests {
             "2",
             "--broker-pid",
             "1",
+            "--username",
+            "u1",
+            "--password",
+            "p w",
         ])
         .expect("parses");
         let Command::Conn(a) = cli.command else {
@@ -384,6 +398,12 @@ mod tests {
         assert_eq!(sources.len(), 4);
         assert_eq!(sources[3], IpAddr::from([127, 0, 0, 9]));
         assert_eq!(a.target.proto, Protocol::V5);
+        assert_eq!(a.target.username.as_deref(), Some("u1"));
+        assert_eq!(a.target.password.as_deref(), Some("p w"));
+        assert!(
+            Cli::try_parse_from(["herald-bench", "conn", "--password", "x"]).is_err(),
+            "a password needs a user name"
+        );
         for args in [
             &[
                 "herald-bench",

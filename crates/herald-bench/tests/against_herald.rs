@@ -26,6 +26,7 @@ fn settings(server: &Server, scenario: Scenario, clients: u32, qos: QoS) -> Load
             keep_alive: 30,
             sources: Vec::new(),
             timeout: Duration::from_secs(5),
+            credentials: None,
         },
         scenario,
         clients,
