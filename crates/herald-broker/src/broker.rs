@@ -15,9 +15,10 @@ use crate::config::Config;
 use crate::hooks::{AclAction, AclRequest, ClientInfo, Decision, DropReason, Event, Hooks};
 use crate::message::{Delivery, Message};
 use crate::metrics::Metrics;
+use crate::protocol::disconnect::{publish_will, spawn_will, will_message};
 use crate::reason::TerminationReason;
 use crate::router::{Retained, SharedGroups, Trie, matches, parse_shared};
-use crate::session::{NotQueued, Session, SubEntry};
+use crate::session::{NotQueued, Owner, Session, SubEntry};
 use crate::store::{CONNECTED, Change, LiveSession, NEVER, Store, StoreError, StoredSession};
 use crate::support::now_ms;
 use crate::support::{LogThrottle, lock, read, write};
@@ -26,6 +27,7 @@ use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
 use tokio::time::Instant;
 
 /// A session as a router key: equality and hash by identity, so two
@@ -221,28 +223,19 @@ impl Broker {
         self.store.as_ref().and_then(Store::ack_gate)
     }
 
-    /// Records what a session is (expiry, user name, subscriptions) if it
-    /// is persistent, or that it is gone if it was stored and no longer
-    /// is. `expires_ms`: wall-clock expiry, [`crate::store::CONNECTED`]
-    /// while connected.
+    /// Records what a session is (expiry, user name, subscriptions, its
+    /// last connection's identity, its waiting will) if it is persistent,
+    /// or that it is gone if it was stored and no longer is.
+    /// `expires_ms`: wall-clock expiry, [`crate::store::CONNECTED`] while
+    /// connected.
     pub(crate) fn persist_session(&self, session: &Session, expires_ms: u64) {
         let Some(store) = &self.store else {
             return;
         };
         let mut st = session.lock();
+        st.expires_ms = expires_ms;
         if st.expiry_interval > 0 {
-            let record = StoredSession {
-                client_id: session.client_id.clone(),
-                username: st.username.clone(),
-                expiry_interval: st.expiry_interval,
-                expires_ms,
-                subscriptions: st
-                    .subscriptions
-                    .iter()
-                    .map(|(f, e)| (f.clone(), *e))
-                    .collect(),
-            };
-            if store.record(Change::Session(Arc::new(record))).is_ok() {
+            if store.record(Broker::session_record(session, &st)).is_ok() {
                 st.stored = true;
             }
         } else if std::mem::take(&mut st.stored) {
@@ -250,18 +243,67 @@ impl Broker {
         }
     }
 
+    /// The will of `session`'s connection `generation` was published (or
+    /// dropped): it is no longer kept, nor stored, unless a newer
+    /// connection has the session now.
+    pub(crate) fn will_done(&self, session: &Session, generation: u64) {
+        let mut st = session.lock();
+        if st.generation != generation || st.will.take().is_none() || !st.stored {
+            return;
+        }
+        if let Some(store) = &self.store {
+            let _ = store.record(Broker::session_record(session, &st));
+        }
+    }
+
+    /// A stored session's record, as its state says now.
+    fn session_record(session: &Session, st: &crate::session::SessionState) -> Change {
+        Change::Session(Arc::new(StoredSession {
+            client_id: session.client_id.clone(),
+            username: st.username.clone(),
+            expiry_interval: st.expiry_interval,
+            expires_ms: st.expires_ms,
+            subscriptions: st
+                .subscriptions
+                .iter()
+                .map(|(f, e)| (f.clone(), *e))
+                .collect(),
+            owner: st.owner.clone(),
+            will: st.will.clone(),
+        }))
+    }
+
     /// Brings back the persistent sessions the store recovered, once the
-    /// hooks are attached (the listener calls it before accepting): with
-    /// their subscriptions, queued and inflight messages and incoming QoS
-    /// 2 packet ids, offline, their expiry running in real time. One
-    /// whose expiry passed while the broker was down ends now
+    /// hooks and the access control are installed (the listener calls it
+    /// before accepting): with their subscriptions, queued and inflight
+    /// messages, incoming QoS 2 packet ids and the rights their last
+    /// connection had (worked out again from who it was, as at its
+    /// CONNECT), offline, their expiry running in real time. One whose
+    /// expiry passed while the broker was down ends now
     /// (`session.terminated`, reason expired).
+    ///
+    /// A waiting will comes back with its session. The broker's death is
+    /// a connection lost without DISCONNECT for every client connected
+    /// then: their wills are due their Will Delay Interval (at most the
+    /// session expiry) after the restart, unless the client connects
+    /// again first. A will already waiting its delay when the broker died
+    /// keeps its time; one due while the broker was down, or whose session
+    /// expired meanwhile, is published now.
     pub(crate) fn resume_stored_sessions(self: &Arc<Self>) {
         let recovered = std::mem::take(&mut *lock(&self.recovered_sessions));
         let now = now_ms();
+        let access = self.access();
+        let mut wills = Vec::new();
         for stored in recovered {
             let record = stored.record;
             let client_id = record.client_id.clone();
+            let owner = record
+                .owner
+                .clone()
+                .unwrap_or_else(|| Arc::new(Owner::unknown(&record.client_id, &record.username)));
+            let rights = access
+                .as_ref()
+                .and_then(|a| a.rights(&owner.info, owner.superuser));
             let expired = record.expires_ms != CONNECTED
                 && record.expires_ms != NEVER
                 && record.expires_ms <= now;
@@ -269,6 +311,11 @@ impl Broker {
                 self.persist(Change::SessionGone(client_id.clone()));
                 for m in stored.messages.values() {
                     self.dropped(&m.delivery.message, DropReason::SessionEnded);
+                }
+                if let Some(w) = &record.will {
+                    // Due by the session's end at the latest.
+                    let message = will_message((*w.will).clone(), &owner.info);
+                    wills.push((None, owner.info.clone(), rights, message, Duration::ZERO));
                 }
                 self.hooks.fire(Event::SessionTerminated {
                     client_id: &client_id,
@@ -278,12 +325,16 @@ impl Broker {
                 continue;
             }
             let session = self.new_session(client_id.clone());
-            {
+            let will = {
                 let mut st = session.lock();
                 st.expiry_interval = record.expiry_interval;
                 st.username = record.username.clone();
                 st.stored = true;
                 st.generation = 1;
+                st.expires_ms = record.expires_ms;
+                st.owner = Some(owner.clone());
+                st.rights = rights.clone();
+                st.will = record.will.clone();
                 for (seq, m) in stored.messages {
                     st.next_seq = st.next_seq.max(seq);
                     if m.packet_id == 0 {
@@ -298,23 +349,56 @@ impl Broker {
                     }
                 }
                 st.incoming_qos2 = stored.qos2_in.into_iter().collect();
-            }
+                // Connected at the crash: due its delay from now.
+                if let Some(w) = &mut st.will
+                    && w.due_ms == CONNECTED
+                {
+                    let wait = w.delay().min(record.expiry_interval);
+                    w.due_ms = now.saturating_add(u64::from(wait) * 1000);
+                }
+                st.will.clone()
+            };
             for (filter, entry) in &record.subscriptions {
                 self.subscribe(&session, filter, *entry);
             }
             self.sessions().insert(client_id, session.clone());
             let left = match record.expires_ms {
                 NEVER => None,
-                CONNECTED => {
-                    // Connected at the crash: its expiry counts from now.
-                    let secs = u64::from(record.expiry_interval);
-                    self.persist_session(&session, now.saturating_add(secs * 1000));
-                    Some(std::time::Duration::from_secs(secs))
-                }
-                at => Some(std::time::Duration::from_millis(at - now)),
+                // Connected at the crash: its expiry counts from now.
+                CONNECTED => Some(u64::from(record.expiry_interval) * 1000),
+                at => Some(at - now),
             };
+            if record.expires_ms == CONNECTED || will.is_some() {
+                // The times counted from now are stored.
+                let at = left.map_or(NEVER, |ms| now.saturating_add(ms));
+                self.persist_session(&session, at);
+            }
             if let Some(left) = left {
-                crate::protocol::disconnect::schedule_expiry(self.clone(), session, 1, left);
+                let left = Duration::from_millis(left);
+                crate::protocol::disconnect::schedule_expiry(
+                    self.clone(),
+                    session.clone(),
+                    1,
+                    left,
+                );
+            }
+            if let Some(w) = will {
+                let message = will_message((*w.will).clone(), &owner.info);
+                let wait = Duration::from_millis(w.due_ms.saturating_sub(now));
+                wills.push((Some(session), owner.info.clone(), rights, message, wait));
+            }
+        }
+        // Once every session is back with its subscriptions, so a will
+        // due now reaches restored subscribers too.
+        for (session, info, rights, message, wait) in wills {
+            match session {
+                Some(session) => spawn_will(self.clone(), session, 1, info, rights, message, wait),
+                None => {
+                    let broker = self.clone();
+                    tokio::spawn(async move {
+                        publish_will(&broker, &info, rights.as_ref(), message).await;
+                    });
+                }
             }
         }
     }

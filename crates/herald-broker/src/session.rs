@@ -8,10 +8,10 @@
 
 use crate::access::{Rights, Verdict};
 use crate::ack::Refused;
-use crate::hooks::{AclAction, DropReason};
+use crate::hooks::{AclAction, ClientInfo, DropReason};
 use crate::message::Delivery;
 use crate::store::{Change, Store};
-use herald_codec::{ByteStr, QoS, SubOptions};
+use herald_codec::{ByteStr, QoS, SubOptions, Will};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -24,6 +24,58 @@ pub struct SubEntry {
     pub options: SubOptions,
     /// Subscription identifier (5.0), if the SUBSCRIBE carried one.
     pub id: Option<u32>,
+}
+
+/// Who a session's last connection was: kept with the session (and
+/// stored with it), so its rights and its will can be worked out without
+/// that connection, after a restart too.
+#[derive(Debug, Clone)]
+pub struct Owner {
+    /// The client as it connected.
+    pub info: ClientInfo,
+    /// Whether its authentication made it a superuser (no access rules).
+    pub superuser: bool,
+}
+
+impl Owner {
+    /// A client known by its id and user name alone (a session stored
+    /// before identities were): no address, no certificate, no superuser.
+    pub fn unknown(client_id: &ByteStr, username: &Option<ByteStr>) -> Owner {
+        Owner {
+            info: ClientInfo {
+                client_id: client_id.clone(),
+                username: username.clone(),
+                peer: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
+                protocol: herald_codec::Protocol::V5,
+                keepalive: 0,
+                clean_start: false,
+                connected_at_ms: 0,
+                listener: crate::transport::ListenerKind::Tcp,
+                cert: None,
+            },
+            superuser: false,
+        }
+    }
+}
+
+/// A will kept with its session: the last connection's, until it is
+/// published or cleared. Stored with a persistent session, so a will
+/// survives a restart (see [`crate::store`]).
+#[derive(Debug, Clone)]
+pub struct SessionWill {
+    /// The will as CONNECT gave it (with its Will Delay Interval).
+    pub will: Arc<Will>,
+    /// When it is due, ms since the epoch; [`crate::store::CONNECTED`]
+    /// while its connection is up (if the broker dies then, the will is
+    /// due its delay after the restart).
+    pub due_ms: u64,
+}
+
+impl SessionWill {
+    /// The Will Delay Interval, seconds.
+    pub fn delay(&self) -> u32 {
+        self.will.properties.will_delay_interval.unwrap_or(0)
+    }
 }
 
 /// What queuing a delivery did: whether the session is online with its
@@ -113,6 +165,14 @@ pub struct SessionState {
     /// What the last connection's client may receive: checked for every
     /// delivery, also while offline. `None`: no rules apply.
     pub rights: Option<Arc<dyn Rights>>,
+    /// Who the last connection was (`None`: never connected in this
+    /// process and restored from a store that did not say).
+    pub owner: Option<Arc<Owner>>,
+    /// The will waiting with this session, if any.
+    pub will: Option<SessionWill>,
+    /// Wall-clock expiry last stored for it ([`crate::store::CONNECTED`]
+    /// while connected).
+    pub expires_ms: u64,
 }
 
 /// Why a session did not queue a delivery.
@@ -179,6 +239,9 @@ impl Session {
                 online: false,
                 username: None,
                 rights: None,
+                owner: None,
+                will: None,
+                expires_ms: 0,
             }),
             wake: Notify::new(),
             congested: AtomicBool::new(false),

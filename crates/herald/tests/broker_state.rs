@@ -317,6 +317,30 @@ async fn publish_acked(mqtt: SocketAddr, n: usize) {
     }
 }
 
+/// Publishes a marker on `topic` and returns the topics `events` gets
+/// before it: what was still on its way to that subscriber.
+async fn until_marker(mqtt: SocketAddr, events: &mut EventLoop, topic: &str) -> Vec<String> {
+    let (marker, mut marker_events) = connect(mqtt, "marker").await;
+    marker
+        .publish(topic, QoS::AtLeastOnce, false, "marker")
+        .await
+        .unwrap();
+    while !matches!(
+        next(&mut marker_events).await,
+        Event::Incoming(Packet::PubAck(_))
+    ) {}
+    let mut before = Vec::new();
+    loop {
+        if let Event::Incoming(Packet::Publish(p)) = next(events).await {
+            let got = String::from_utf8_lossy(&p.topic).into_owned();
+            if got == topic {
+                return before;
+            }
+            before.push(got);
+        }
+    }
+}
+
 #[tokio::test]
 async fn persistent_sessions_and_their_queued_messages_survive_sigkill() {
     const N: usize = 40;
@@ -397,21 +421,8 @@ async fn persistent_sessions_and_their_queued_messages_survive_sigkill() {
         "3.1.1: every message, in order, once"
     );
     // Nothing more (no duplicates): a marker published now is next.
-    let (marker, mut marker_events) = connect(mqtt, "marker").await;
-    marker
-        .publish("s/end", QoS::AtLeastOnce, false, "end")
-        .await
-        .unwrap();
-    while !matches!(
-        next(&mut marker_events).await,
-        Event::Incoming(Packet::PubAck(_))
-    ) {}
-    loop {
-        if let Event::Incoming(Packet::Publish(p)) = next(&mut events).await {
-            assert_eq!(&p.topic[..], b"s/end", "a duplicate: {p:?}");
-            break;
-        }
-    }
+    let before = until_marker(mqtt, &mut events, "s/end").await;
+    assert_eq!(before, [] as [&str; 0], "duplicates");
     let _ = std::fs::remove_dir_all(&data);
 }
 
@@ -455,7 +466,11 @@ async fn inflight_messages_are_sent_again_with_dup_after_sigkill() {
     let _ = std::fs::remove_dir_all(&data);
 }
 
-#[tokio::test]
+/// 5.0 session expiry runs in real time: a session whose expiry passed
+/// while the broker was down is gone after the restart, and
+/// `session.terminated` fires for it with reason `expired` (seen by a
+/// real WebHook receiver); one within its expiry is there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn session_expiry_is_real_time_across_a_restart() {
     let data = temp_dir("sessions-expiry");
     let (mut herald, mqtt) = start(&data, "ack");
@@ -472,7 +487,29 @@ async fn session_expiry_is_real_time_across_a_restart() {
     herald.child.wait().unwrap();
     // Down longer than "short"'s expiry.
     std::thread::sleep(gone_at.saturating_duration_since(Instant::now()));
-    let (_herald, mqtt) = start(&data, "ack");
+    let (receiver, mut hooks) =
+        herald_webhook::listen::channel("127.0.0.1:0".parse().unwrap(), None)
+            .await
+            .unwrap();
+    let conf = data.join("emqx_web_hook.conf");
+    write(
+        &conf,
+        &format!(
+            "web.hook.url = http://{}/hook\n\
+             web.hook.rule.session.terminated.1 = {{\"action\": \"on_session_terminated\"}}\n",
+            receiver.addr
+        ),
+    );
+    let conf = conf.to_str().unwrap();
+    let (_herald, mqtt) = start_with(&data, "ack", &[("HERALD_WEBHOOK_CONF", conf)]);
+    let r = tokio::time::timeout(WAIT, hooks.recv())
+        .await
+        .expect("session.terminated within the wait")
+        .unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&r.body).unwrap();
+    assert_eq!(body["action"], "session_terminated", "{body}");
+    assert_eq!(body["clientid"], "short", "{body}");
+    assert_eq!(body["reason"], "expired", "{body}");
     let (_c, _e, present) = connect_persistent(mqtt, "short", 2).await;
     assert!(!present, "expired while the broker was down");
     let (_c, _e, present) = connect_persistent(mqtt, "long", 3600).await;
@@ -565,4 +602,365 @@ async fn sigkill_mid_flood_loses_no_message_acknowledged_for_a_persistent_sessio
         assert_eq!(index, *expected, "{id}: in order, none missing");
         *expected += 1;
     }
+}
+
+/// A persistent 5.0 client with a will on `will/{id}` (delay `delay` s).
+async fn connect_with_will(
+    mqtt: SocketAddr,
+    id: &str,
+    expiry: u32,
+    delay: u32,
+) -> (AsyncClient, EventLoop) {
+    use rumqttc::v5::mqttbytes::v5::{LastWill, LastWillProperties};
+    let mut opts = MqttOptions::new(id, mqtt.ip().to_string(), mqtt.port());
+    opts.set_keep_alive(Duration::from_secs(30));
+    opts.set_clean_start(false);
+    opts.set_session_expiry_interval(Some(expiry));
+    let props = LastWillProperties {
+        delay_interval: Some(delay),
+        payload_format_indicator: None,
+        message_expiry_interval: None,
+        content_type: None,
+        response_topic: None,
+        correlation_data: None,
+        user_properties: Vec::new(),
+    };
+    opts.set_last_will(LastWill::new(
+        format!("will/{id}"),
+        format!("{id} is gone"),
+        QoS::AtLeastOnce,
+        false,
+        Some(props),
+    ));
+    let (client, mut events) = AsyncClient::new(opts, 100);
+    while !matches!(next(&mut events).await, Event::Incoming(Packet::ConnAck(_))) {}
+    (client, events)
+}
+
+/// Wills of persistent sessions survive `kill -9`, and the broker's death
+/// counts as each connected client's connection lost without DISCONNECT:
+/// a will with delay 0 is published at the restart, one with a delay that
+/// long after the restart unless its client connects first; a will
+/// already waiting its delay when the broker died keeps its time; one
+/// whose session expired while the broker was down is published at the
+/// restart; a client that disconnected normally has none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wills_of_persistent_sessions_survive_sigkill() {
+    let data = temp_dir("wills-sigkill");
+    let (mut herald, mqtt) = start(&data, "ack");
+    {
+        let (client, mut events, _) = connect_persistent(mqtt, "will-sub", 3600).await;
+        client.subscribe("will/#", QoS::AtLeastOnce).await.unwrap();
+        while !matches!(next(&mut events).await, Event::Incoming(Packet::SubAck(_))) {}
+    }
+    // Disconnected before the kill: "waiting" waits 3 s for its will,
+    // "expiring" 2 s (its session's expiry, below its delay).
+    let waiting_due = Instant::now() + Duration::from_secs(3);
+    drop(connect_with_will(mqtt, "waiting", 3600, 3).await);
+    drop(connect_with_will(mqtt, "expiring", 2, 60).await);
+    // Normal DISCONNECT: no will.
+    let (normal, mut normal_events) = connect_with_will(mqtt, "normal", 3600, 0).await;
+    normal.disconnect().await.unwrap();
+    while next(&mut normal_events).await != Event::Outgoing(rumqttc::Outgoing::Disconnect) {}
+    disconnected(&mut herald, &["will-sub", "waiting", "expiring", "normal"]);
+    // Connected at the kill.
+    let (_now, mut now_events) = connect_with_will(mqtt, "now", 3600, 0).await;
+    let (_later, mut later_events) = connect_with_will(mqtt, "later", 3600, 2).await;
+    let (_back, mut back_events) = connect_with_will(mqtt, "back", 3600, 1).await;
+    let pump = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                r = now_events.poll() => if r.is_err() { break },
+                r = later_events.poll() => if r.is_err() { break },
+                r = back_events.poll() => if r.is_err() { break },
+            }
+        }
+    });
+    barrier(mqtt).await;
+    herald.child.kill().unwrap();
+    herald.child.wait().unwrap();
+    pump.abort();
+    // Down longer than "expiring"'s session expiry (2 s, counted from
+    // its disconnect, which came before the barrier).
+    std::thread::sleep(Duration::from_millis(2100));
+
+    // Before the start: the wills' delays count from a later instant.
+    let restarted = Instant::now();
+    let (herald, mqtt) = start(&data, "ack");
+    // "back" connects again at once: its will (due 1 s after the restart)
+    // is not published.
+    let (_back, mut back_events) = connect_with_will(mqtt, "back", 3600, 1).await;
+    let _pump = tokio::spawn(async move { while back_events.poll().await.is_ok() {} });
+    let (_client, mut events, present) = connect_persistent(mqtt, "will-sub", 3600).await;
+    assert!(present, "{}", herald.log.join("\n"));
+    let mut got: BTreeMap<String, Instant> = BTreeMap::new();
+    let mut order = Vec::new();
+    while got.len() < 4 {
+        if let Event::Incoming(Packet::Publish(p)) = next(&mut events).await {
+            let topic = String::from_utf8_lossy(&p.topic).into_owned();
+            let id = topic.trim_start_matches("will/").to_owned();
+            assert_eq!(&p.payload[..], format!("{id} is gone").as_bytes());
+            order.push(id.clone());
+            assert!(got.insert(id, Instant::now()).is_none(), "once: {order:?}");
+        }
+    }
+    for id in ["now", "later", "waiting", "expiring"] {
+        assert!(got.contains_key(id), "{id}'s will: got {order:?}");
+    }
+    assert!(
+        got["later"] >= restarted + Duration::from_millis(1900),
+        "\"later\"'s will waits its 2 s delay after the restart"
+    );
+    assert!(
+        got["waiting"] >= waiting_due - Duration::from_millis(100),
+        "\"waiting\"'s will keeps its time"
+    );
+    // "back"'s will would have been due before "later"'s: a marker
+    // published now comes next, not it (nor "normal"'s).
+    let before = until_marker(mqtt, &mut events, "will/end").await;
+    assert_eq!(before, [] as [&str; 0], "unexpected wills");
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+/// A raw MQTT 5.0 connection, to see exactly what the broker sends and
+/// when.
+struct Raw {
+    stream: std::net::TcpStream,
+}
+
+/// A PUBLISH as [`Raw`] read it.
+#[derive(Debug, PartialEq)]
+struct RawPublish {
+    packet_id: u16,
+    dup: bool,
+    payload: String,
+}
+
+impl Raw {
+    /// Connects as persistent session `id` (expiry 3600 s) with this
+    /// Receive Maximum and Maximum Packet Size; returns Session Present.
+    fn connect(mqtt: SocketAddr, id: &str, receive_max: u16, max_packet: u32) -> (Raw, bool) {
+        use std::io::Write;
+        let stream = std::net::TcpStream::connect(mqtt).unwrap();
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        let mut props = vec![0x11];
+        props.extend_from_slice(&3600u32.to_be_bytes());
+        props.push(0x21);
+        props.extend_from_slice(&receive_max.to_be_bytes());
+        props.push(0x27);
+        props.extend_from_slice(&max_packet.to_be_bytes());
+        let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 5, 0x00, 0, 60];
+        varint(props.len(), &mut body);
+        body.extend_from_slice(&props);
+        body.extend_from_slice(&(id.len() as u16).to_be_bytes());
+        body.extend_from_slice(id.as_bytes());
+        let mut packet = vec![0x10];
+        varint(body.len(), &mut packet);
+        packet.extend_from_slice(&body);
+        let mut raw = Raw { stream };
+        raw.stream.write_all(&packet).unwrap();
+        let (kind, body) = raw.read();
+        assert_eq!(kind, 0x20, "CONNACK");
+        assert_eq!(body[1], 0, "accepted");
+        (raw, body[0] & 1 == 1)
+    }
+
+    /// The next packet: first byte and body.
+    fn read(&mut self) -> (u8, Vec<u8>) {
+        use std::io::Read;
+        let mut b = [0u8; 1];
+        self.stream.read_exact(&mut b).unwrap();
+        let (mut len, mut shift) = (0usize, 0);
+        loop {
+            let mut l = [0u8; 1];
+            self.stream.read_exact(&mut l).unwrap();
+            len |= usize::from(l[0] & 0x7f) << shift;
+            shift += 7;
+            if l[0] & 0x80 == 0 {
+                break;
+            }
+        }
+        let mut body = vec![0; len];
+        self.stream.read_exact(&mut body).unwrap();
+        (b[0], body)
+    }
+
+    /// The next PUBLISH (QoS 1).
+    fn publish(&mut self) -> RawPublish {
+        let (kind, body) = self.read();
+        assert_eq!(kind & 0xf0, 0x30, "a PUBLISH, not {kind:#x}");
+        raw_publish(kind, &body)
+    }
+
+    /// Sends PINGREQ and returns the PUBLISHes that came before PINGRESP:
+    /// everything the broker sent on its own before reading the PINGREQ.
+    fn until_pong(&mut self) -> Vec<RawPublish> {
+        use std::io::Write;
+        self.stream.write_all(&[0xc0, 0]).unwrap();
+        let mut got = Vec::new();
+        loop {
+            let (kind, body) = self.read();
+            match kind & 0xf0 {
+                0xd0 => return got,
+                0x30 => got.push(raw_publish(kind, &body)),
+                other => panic!("unexpected packet {other:#x}"),
+            }
+        }
+    }
+
+    fn puback(&mut self, packet_id: u16) {
+        use std::io::Write;
+        let id = packet_id.to_be_bytes();
+        self.stream.write_all(&[0x40, 2, id[0], id[1]]).unwrap();
+    }
+}
+
+/// Reads a QoS 1 PUBLISH's packet id, DUP and payload.
+fn raw_publish(kind: u8, body: &[u8]) -> RawPublish {
+    assert_eq!((kind >> 1) & 3, 1, "QoS 1");
+    let topic_len = usize::from(u16::from_be_bytes([body[0], body[1]]));
+    let mut at = 2 + topic_len;
+    let packet_id = u16::from_be_bytes([body[at], body[at + 1]]);
+    at += 2;
+    let (mut props, mut shift) = (0usize, 0);
+    loop {
+        let b = body[at];
+        at += 1;
+        props |= usize::from(b & 0x7f) << shift;
+        shift += 7;
+        if b & 0x80 == 0 {
+            break;
+        }
+    }
+    at += props;
+    RawPublish {
+        packet_id,
+        dup: kind & 0x08 != 0,
+        payload: String::from_utf8_lossy(&body[at..]).into_owned(),
+    }
+}
+
+fn payloads(got: &[RawPublish]) -> Vec<(&str, bool)> {
+    got.iter().map(|p| (p.payload.as_str(), p.dup)).collect()
+}
+
+/// A resumed session's queued and inflight messages go out within the
+/// new connection's Receive Maximum, and one larger than its Maximum
+/// Packet Size is dropped, not sent: after a reconnect and after `kill -9`
+/// and a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resumed_sessions_honour_the_new_receive_maximum_and_maximum_packet_size() {
+    let data = temp_dir("sessions-limits");
+    let (mut herald, mqtt) = start(&data, "ack");
+    {
+        let (client, mut events, _) = connect_persistent(mqtt, "limits", 3600).await;
+        client.subscribe("l/#", QoS::AtLeastOnce).await.unwrap();
+        while !matches!(next(&mut events).await, Event::Incoming(Packet::SubAck(_))) {}
+    }
+    disconnected(&mut herald, &["limits"]);
+    let big = "b".repeat(2000);
+    let messages: Vec<String> = (0..6)
+        .map(|i| if i == 2 { big.clone() } else { format!("m{i}") })
+        .collect();
+    {
+        let (client, mut events) = connect(mqtt, "l-pub").await;
+        for m in &messages {
+            client
+                .publish("l/x", QoS::AtLeastOnce, false, m.clone())
+                .await
+                .unwrap();
+        }
+        let mut acked = 0;
+        while acked < messages.len() {
+            if let Event::Incoming(Packet::PubAck(_)) = next(&mut events).await {
+                acked += 1;
+            }
+        }
+    }
+    // Receive Maximum 2: two go out, unacknowledged.
+    let (mut raw, present) = Raw::connect(mqtt, "limits", 2, 1000);
+    assert!(present);
+    let got = raw.until_pong();
+    assert_eq!(payloads(&got), [("m0", false), ("m1", false)]);
+    drop(raw);
+    disconnected(&mut herald, &["limits"]);
+    // Reconnect with Receive Maximum 1: one at a time, resent with DUP;
+    // the 2,000-byte one (over 1,000) never comes.
+    let (mut raw, present) = Raw::connect(mqtt, "limits", 1, 1000);
+    assert!(present);
+    let again = raw.until_pong();
+    assert_eq!(payloads(&again), [("m0", true)]);
+    assert_eq!(again[0].packet_id, got[0].packet_id, "same packet id");
+    raw.puback(again[0].packet_id);
+    let m1 = raw.publish();
+    assert_eq!((m1.payload.as_str(), m1.dup), ("m1", true));
+    assert_eq!(raw.until_pong(), [], "one in flight at a time");
+    raw.puback(m1.packet_id);
+    let m3 = raw.publish();
+    assert_eq!((m3.payload.as_str(), m3.dup), ("m3", false), "m2 too large");
+    raw.puback(m3.packet_id);
+    let m4 = raw.publish();
+    assert_eq!(m4.payload, "m4");
+    // m4 in flight, m5 queued: kill -9 and restart.
+    drop(raw);
+    disconnected(&mut herald, &["limits"]);
+    barrier(mqtt).await;
+    herald.child.kill().unwrap();
+    herald.child.wait().unwrap();
+    let (_herald, mqtt) = start(&data, "ack");
+    let (mut raw, present) = Raw::connect(mqtt, "limits", 1, 1000);
+    assert!(present);
+    let resent = raw.until_pong();
+    assert_eq!(payloads(&resent), [("m4", true)], "Receive Maximum 1");
+    assert_eq!(resent[0].packet_id, m4.packet_id, "same packet id");
+    raw.puback(m4.packet_id);
+    let m5 = raw.publish();
+    assert_eq!((m5.payload.as_str(), m5.dup), ("m5", false));
+    raw.puback(m5.packet_id);
+    assert_eq!(raw.until_pong(), [], "nothing more");
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+/// A session restored after `kill -9` has the rights its client had (from
+/// the ACL file, by client id and address, as at its CONNECT) before the
+/// client connects again: a message it may not receive is not queued for
+/// it meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restored_session_keeps_its_access_rights() {
+    let data = temp_dir("sessions-acl");
+    let acl = data.join("acl.conf");
+    write(
+        &acl,
+        "{deny, {'and', [{client, \"acl-sub\"}, {ipaddr, \"127.0.0.1\"}]}, subscribe, [\"acl/secret\"]}.\n\
+         {allow, all}.\n",
+    );
+    let env = [("HERALD_ACL__FILE", acl.to_str().unwrap())];
+    let (mut herald, mqtt) = start_with(&data, "ack", &env);
+    {
+        let (client, mut events, _) = connect_persistent(mqtt, "acl-sub", 3600).await;
+        client.subscribe("acl/#", QoS::AtLeastOnce).await.unwrap();
+        while !matches!(next(&mut events).await, Event::Incoming(Packet::SubAck(_))) {}
+    }
+    disconnected(&mut herald, &["acl-sub"]);
+    barrier(mqtt).await;
+    herald.child.kill().unwrap();
+    herald.child.wait().unwrap();
+
+    let (_herald, mqtt) = start_with(&data, "ack", &env);
+    {
+        // While "acl-sub" is restored, offline.
+        let (client, mut events) = connect(mqtt, "acl-pub").await;
+        for topic in ["acl/secret", "acl/open"] {
+            client
+                .publish(topic, QoS::AtLeastOnce, false, topic)
+                .await
+                .unwrap();
+            while !matches!(next(&mut events).await, Event::Incoming(Packet::PubAck(_))) {}
+        }
+    }
+    let (_client, mut events, present) = connect_persistent(mqtt, "acl-sub", 3600).await;
+    assert!(present);
+    let got = until_marker(mqtt, &mut events, "acl/end").await;
+    assert_eq!(got, ["acl/open"], "acl/secret is not delivered");
+    let _ = std::fs::remove_dir_all(&data);
 }

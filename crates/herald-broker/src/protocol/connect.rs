@@ -14,7 +14,7 @@ use crate::connection::Io;
 use crate::hooks::{AuthRequest, ClientInfo, Decision, Event};
 use crate::metrics::Metrics;
 use crate::reason::TerminationReason;
-use crate::session::{ConnHandle, Kick, Session};
+use crate::session::{ConnHandle, Kick, Owner, Session, SessionWill};
 use crate::support::now_ms;
 use crate::transport::Peer;
 use herald_codec::{
@@ -145,12 +145,13 @@ fn canonical_peer(peer: SocketAddr) -> SocketAddr {
 /// access control's sources; a client none of them knows is anonymous and
 /// let in only as the anonymous policy says (`auth.allow_anonymous`). A
 /// user name no configured source accepts is a bad user name or password;
-/// anything else refused is not authorised. `Ok`: the client's rights.
+/// anything else refused is not authorised. `Ok`: the client's rights,
+/// and whether it is a superuser.
 async fn authenticate(
     broker: &Broker,
     c: &Connect,
     info: &ClientInfo,
-) -> Result<Option<Arc<dyn Rights>>, ReasonCode> {
+) -> Result<(Option<Arc<dyn Rights>>, bool), ReasonCode> {
     let request = AuthRequest {
         client: info,
         password: c.password.as_ref(),
@@ -177,7 +178,7 @@ async fn authenticate(
         Decision::Ignore if broker.config.anonymous().admits(info.peer) => {}
         Decision::Ignore => return Err(ReasonCode::NOT_AUTHORIZED),
     }
-    Ok(access.and_then(|a| a.rights(info, superuser)))
+    Ok((access.and_then(|a| a.rights(info, superuser)), superuser))
 }
 
 /// What validation decided for an acceptable CONNECT.
@@ -263,19 +264,23 @@ async fn establish<S>(
     mut info: ClientInfo,
     connect: Connect,
     a: Accepted,
-    rights: Option<Arc<dyn Rights>>,
+    (rights, superuser): (Option<Arc<dyn Rights>>, bool),
 ) -> Handshake<S>
 where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     info.client_id = a.client_id.clone();
+    let owner = Arc::new(Owner {
+        info: info.clone(),
+        superuser,
+    });
     let (kick_tx, kick_rx) = oneshot::channel();
     let (done_tx, done_rx) = oneshot::channel();
     let handle = ConnHandle {
         kick: kick_tx,
         done: done_rx,
     };
-    let attached = attach(&broker, &info, a.session_expiry, handle, rights.clone()).await;
+    let attached = attach(&broker, &owner, a.session_expiry, handle, rights.clone()).await;
     let hooks = &broker.hooks;
     if let Some(old) = &attached.replaced {
         // A clean start discards the old session, also one it took from a
@@ -291,8 +296,16 @@ where
         }
         broker.discard_session(old, reason);
     }
+    let will = connect.will.map(|mut will| {
+        will.detach();
+        Arc::new(will)
+    });
+    attached.session.lock().will = will.as_ref().map(|will| SessionWill {
+        will: will.clone(),
+        due_ms: crate::store::CONNECTED,
+    });
     // Stored if persistent (a clean start's old session was discarded,
-    // and its stored state with it, above).
+    // and its stored state with it, above), with the will.
     broker.persist_session(&attached.session, crate::store::CONNECTED);
     if attached.present {
         if attached.taken_over {
@@ -312,10 +325,7 @@ where
         session: attached.session,
         info,
         keep_alive: Duration::from_secs(a.keep_alive.into()),
-        will: connect.will.map(|mut will| {
-            will.detach();
-            Box::new(will)
-        }),
+        will,
         session_expiry: a.session_expiry,
         connect_expiry_zero: a.session_expiry == 0,
         send_window: usize::from(p.receive_maximum.unwrap_or(u16::MAX).min(cfg.max_inflight)),
@@ -408,11 +418,12 @@ struct Attached {
 /// one that ends with its connection (expiry 0).
 async fn attach(
     broker: &Arc<Broker>,
-    info: &ClientInfo,
+    owner: &Arc<Owner>,
     expiry: u32,
     handle: ConnHandle,
     rights: Option<Arc<dyn Rights>>,
 ) -> Attached {
+    let info = &owner.info;
     let client_id = &info.client_id;
     let mut handle = Some(handle);
     let mut taken_over = false;
@@ -434,6 +445,7 @@ async fn attach(
                     st.expiry_interval = expiry;
                     st.username = info.username.clone();
                     st.rights = rights.clone();
+                    st.owner = Some(owner.clone());
                     st.conn = handle.take();
                     let generation = st.generation;
                     drop(st);
@@ -452,7 +464,7 @@ async fn attach(
             match wait {
                 Some(done) => done,
                 None => {
-                    let session = claim_new(broker, info, expiry, &mut handle, rights.clone());
+                    let session = claim_new(broker, owner, expiry, &mut handle, rights.clone());
                     sessions.insert(client_id.clone(), session.clone());
                     return Attached {
                         session,
@@ -473,11 +485,12 @@ async fn attach(
 /// A new session owned by the connection whose `handle` this is.
 fn claim_new(
     broker: &Broker,
-    info: &ClientInfo,
+    owner: &Arc<Owner>,
     expiry: u32,
     handle: &mut Option<ConnHandle>,
     rights: Option<Arc<dyn Rights>>,
 ) -> Arc<Session> {
+    let info = &owner.info;
     let session = broker.new_session(info.client_id.clone());
     {
         let mut st = session.lock();
@@ -486,6 +499,7 @@ fn claim_new(
         st.expiry_interval = expiry;
         st.username = info.username.clone();
         st.rights = rights;
+        st.owner = Some(owner.clone());
         st.conn = handle.take();
     }
     session

@@ -10,7 +10,7 @@ use crate::hooks::{AclAction, ClientInfo, DropReason, Event};
 use crate::message::Message;
 use crate::metrics::Metrics;
 use crate::reason::{DisconnectReason, TerminationReason};
-use crate::session::Session;
+use crate::session::{Session, SessionWill};
 use herald_codec::{ByteStr, DecodeError, Disconnect, Packet, Properties, ReasonCode, Will};
 use std::sync::Arc;
 use std::time::Duration;
@@ -164,40 +164,29 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
         };
         let taken_over = matches!(close, Close::TakenOver);
         let ends_now = ours && self.session_expiry == 0 && !taken_over;
+        // The will still waiting after this, kept (and stored) with the
+        // session.
+        let mut waiting = None;
         if let Some(will) = will {
             let delay = will.properties.will_delay_interval.unwrap_or(0);
             let wait = delay.min(self.session_expiry);
-            let message = will_message(*will, &self.info);
+            let message = will_message((*will).clone(), &self.info);
             if wait == 0 || ends_now {
                 publish_will(&self.broker, &self.info, self.rights.as_ref(), message).await;
             } else {
-                let broker = self.broker.clone();
-                let session = self.session.clone();
-                let generation = self.generation;
-                let info = self.info.clone();
-                let rights = self.rights.clone();
-                tokio::spawn(async move {
-                    // 5.0 §3.1.3.2.2: until the delay passes or the session
-                    // ends (a clean start discards it), whichever is first.
-                    let ended = session.ended.notified();
-                    tokio::pin!(ended);
-                    ended.as_mut().enable();
-                    let registered = broker
-                        .sessions()
-                        .get(&session.client_id)
-                        .is_some_and(|s| Arc::ptr_eq(s, &session));
-                    if registered {
-                        tokio::select! {
-                            _ = tokio::time::sleep(Duration::from_secs(wait.into())) => {}
-                            _ = ended => {}
-                        }
-                    }
-                    // Not if the client came back meanwhile.
-                    let current = session.lock().generation == generation;
-                    if current {
-                        publish_will(&broker, &info, rights.as_ref(), message).await;
-                    }
+                waiting = Some(SessionWill {
+                    will,
+                    due_ms: crate::support::now_ms().saturating_add(u64::from(wait) * 1000),
                 });
+                spawn_will(
+                    self.broker.clone(),
+                    self.session.clone(),
+                    self.generation,
+                    self.info.clone(),
+                    self.rights.clone(),
+                    message,
+                    Duration::from_secs(wait.into()),
+                );
             }
         }
         if ends_now {
@@ -209,6 +198,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
             } else {
                 crate::support::now_ms().saturating_add(u64::from(self.session_expiry) * 1000)
             };
+            self.session.lock().will = waiting;
             self.broker.persist_session(&self.session, expires_ms);
             if self.session_expiry != u32::MAX {
                 schedule_expiry(
@@ -220,6 +210,42 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
             }
         }
     }
+}
+
+/// Publishes the will of `session`'s connection `generation` after
+/// `wait`, or when the session ends if that is sooner (5.0 §3.1.3.2.2: a
+/// clean start discards it), unless the client connected again meanwhile;
+/// then forgets it ([`Broker::will_done`]).
+pub(crate) fn spawn_will(
+    broker: Arc<Broker>,
+    session: Arc<Session>,
+    generation: u64,
+    info: ClientInfo,
+    rights: Option<Arc<dyn Rights>>,
+    message: Message,
+    wait: Duration,
+) {
+    tokio::spawn(async move {
+        let ended = session.ended.notified();
+        tokio::pin!(ended);
+        ended.as_mut().enable();
+        let registered = broker
+            .sessions()
+            .get(&session.client_id)
+            .is_some_and(|s| Arc::ptr_eq(s, &session));
+        if registered {
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = ended => {}
+            }
+        }
+        // Not if the client came back meanwhile.
+        let current = session.lock().generation == generation;
+        if current {
+            publish_will(&broker, &info, rights.as_ref(), message).await;
+            broker.will_done(&session, generation);
+        }
+    });
 }
 
 /// Ends the session after `after` unless a connection took it meanwhile.
@@ -244,7 +270,7 @@ pub(crate) fn schedule_expiry(
 
 /// The will as a message from its client; the Will Delay Interval is not
 /// forwarded.
-fn will_message(will: Will, client: &ClientInfo) -> Message {
+pub(crate) fn will_message(will: Will, client: &ClientInfo) -> Message {
     let mut props = will.properties;
     props.will_delay_interval = None;
     Message::new(
@@ -260,7 +286,7 @@ fn will_message(will: Will, client: &ClientInfo) -> Message {
 
 /// Publishes a will if the authorization point lets its client publish to
 /// the will topic (checked now, with the rights the client had).
-async fn publish_will(
+pub(crate) async fn publish_will(
     broker: &Broker,
     client: &ClientInfo,
     rights: Option<&Arc<dyn Rights>>,

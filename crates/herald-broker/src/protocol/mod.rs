@@ -50,7 +50,7 @@ pub struct Client<S> {
     /// Keep alive in force (after any Server Keep Alive); zero: none.
     pub(crate) keep_alive: Duration,
     /// The will message, cleared by a normal DISCONNECT.
-    pub(crate) will: Option<Box<Will>>,
+    pub(crate) will: Option<Arc<Will>>,
     /// Session Expiry Interval in force (seconds).
     pub(crate) session_expiry: u32,
     /// Whether CONNECT asked for expiry 0 (5.0 forbids raising it later).

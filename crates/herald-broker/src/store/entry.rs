@@ -10,6 +10,15 @@
 //! kind 3, a persistent session: client str | has_username u8 [| username
 //!         str] | expiry_interval u32 | expires_ms u64 | n u32 | n × (filter
 //!         str | options u8 (5.0 byte) | has_id u8 [| id u32])
+//!         (read, no longer written: kind 11 replaced it)
+//! kind 11, a persistent session: as kind 3, then
+//!         has_owner u8 [| owner] | has_will u8 [| will], where
+//!         owner = family u8 (4, 6) | address (4 or 16 bytes) | port u16
+//!         | protocol level u8 | keep alive u16 | clean start u8
+//!         | connected_ms u64 | listener u8 | superuser u8
+//!         | has_cert u8 [| has_cn u8 [| cn str] | dn str]
+//!         will = delay u32 | due_ms u64 (0: due its delay after a
+//!         restart) | the will as an MQTT 5.0 PUBLISH packet
 //! kind 4, a session ended: client (the rest)
 //! kind 5, a message queued for a session: client str | seq u64 | qos u8 |
 //!         retain u8 | n u16 | n × subscription id u32 | message as kind 1
@@ -25,11 +34,14 @@
 //! expires at, 0 for never: expiry counts from the original publish across
 //! restarts. Encoding and decoding only; nothing here does I/O.
 
+use crate::hooks::ClientInfo;
 use crate::message::{Delivery, Message};
-use crate::session::SubEntry;
+use crate::session::{Owner, SessionWill, SubEntry};
 use crate::support::now_ms;
+use crate::transport::{ListenerKind, PeerCert};
 use bytes::{Buf, Bytes, BytesMut};
-use herald_codec::{ByteStr, DecodeOptions, Packet, Protocol, Publish, QoS, SubOptions};
+use herald_codec::{ByteStr, DecodeOptions, Packet, Protocol, Publish, QoS, SubOptions, Will};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -54,6 +66,8 @@ const DONE: u8 = 8;
 const QOS2_IN: u8 = 9;
 /// Record kind: an incoming QoS 2 packet id released.
 const QOS2_IN_DONE: u8 = 10;
+/// Record kind: a persistent session with its owner and will.
+const SESSION_WITH_WILL: u8 = 11;
 
 /// Wall-clock expiry of a stored session meaning "connected when
 /// written": its expiry starts counting at the restart.
@@ -74,6 +88,10 @@ pub(crate) struct StoredSession {
     pub(crate) expires_ms: u64,
     /// Topic filter (as sent) and subscription.
     pub(crate) subscriptions: Vec<(ByteStr, SubEntry)>,
+    /// Who its last connection was (`None` in records of kind 3).
+    pub(crate) owner: Option<Arc<Owner>>,
+    /// Its will, waiting.
+    pub(crate) will: Option<SessionWill>,
 }
 
 /// One change of the stored state.
@@ -116,7 +134,7 @@ pub(crate) fn encode(change: &Change, out: &mut Vec<u8>) {
             out.extend_from_slice(topic.as_bytes());
         }
         Change::Session(s) => {
-            out.push(SESSION);
+            out.push(SESSION_WITH_WILL);
             put_str(out, &s.client_id);
             put_opt_str(out, s.username.as_ref());
             out.extend_from_slice(&s.expiry_interval.to_be_bytes());
@@ -132,6 +150,20 @@ pub(crate) fn encode(change: &Change, out: &mut Vec<u8>) {
                     }
                     None => out.push(0),
                 }
+            }
+            match &s.owner {
+                Some(owner) => {
+                    out.push(1);
+                    encode_owner(owner, out);
+                }
+                None => out.push(0),
+            }
+            match &s.will {
+                Some(will) => {
+                    out.push(1);
+                    encode_will(will, out);
+                }
+                None => out.push(0),
             }
         }
         Change::SessionGone(client) => {
@@ -172,6 +204,157 @@ pub(crate) fn encode(change: &Change, out: &mut Vec<u8>) {
             out.extend_from_slice(&packet_id.to_be_bytes());
         }
     }
+}
+
+/// Appends who a session's last connection was.
+fn encode_owner(owner: &Owner, out: &mut Vec<u8>) {
+    let info = &owner.info;
+    match info.peer.ip() {
+        IpAddr::V4(ip) => {
+            out.push(4);
+            out.extend_from_slice(&ip.octets());
+        }
+        IpAddr::V6(ip) => {
+            out.push(6);
+            out.extend_from_slice(&ip.octets());
+        }
+    }
+    out.extend_from_slice(&info.peer.port().to_be_bytes());
+    out.push(info.protocol.level());
+    out.extend_from_slice(&info.keepalive.to_be_bytes());
+    out.push(u8::from(info.clean_start));
+    out.extend_from_slice(&info.connected_at_ms.to_be_bytes());
+    out.push(info.listener.index() as u8);
+    out.push(u8::from(owner.superuser));
+    match &info.cert {
+        Some(cert) => {
+            out.push(1);
+            let cn = cert.cn.as_deref().map(ByteStr::from);
+            put_opt_str(out, cn.as_ref());
+            put_str(out, &cert.dn);
+        }
+        None => out.push(0),
+    }
+}
+
+/// Reads what [`encode_owner`] wrote; `client_id` and `username` come
+/// from the session record.
+fn decode_owner(
+    data: &mut Bytes,
+    client_id: &ByteStr,
+    username: Option<&ByteStr>,
+) -> Result<Owner, Undecodable> {
+    let ip = match get_u8(data)? {
+        4 if data.remaining() >= 4 => {
+            let mut b = [0; 4];
+            data.copy_to_slice(&mut b);
+            IpAddr::from(b)
+        }
+        6 if data.remaining() >= 16 => {
+            let mut b = [0; 16];
+            data.copy_to_slice(&mut b);
+            IpAddr::from(b)
+        }
+        _ => return Err(Undecodable),
+    };
+    let peer = SocketAddr::new(ip, get_u16(data)?);
+    let protocol = match get_u8(data)? {
+        3 => Protocol::V3_1,
+        4 => Protocol::V3_1_1,
+        5 => Protocol::V5,
+        _ => return Err(Undecodable),
+    };
+    let keepalive = get_u16(data)?;
+    let clean_start = get_u8(data)? != 0;
+    let connected_at_ms = get_u64(data)?;
+    let listener = *ListenerKind::ALL
+        .get(usize::from(get_u8(data)?))
+        .ok_or(Undecodable)?;
+    let superuser = get_u8(data)? != 0;
+    let cert = match get_u8(data)? {
+        0 => None,
+        1 => {
+            let cn = get_opt_str(data)?.map(|s| s.to_string());
+            let dn = get_str(data)?.to_string();
+            Some(Arc::new(PeerCert { cn, dn }))
+        }
+        _ => return Err(Undecodable),
+    };
+    Ok(Owner {
+        info: ClientInfo {
+            client_id: client_id.clone(),
+            username: username.cloned(),
+            peer,
+            protocol,
+            keepalive,
+            clean_start,
+            connected_at_ms,
+            listener,
+            cert,
+        },
+        superuser,
+    })
+}
+
+/// Appends a session's will: its delay, when it is due, and the will as a
+/// PUBLISH packet (the delay is not a PUBLISH property).
+fn encode_will(w: &SessionWill, out: &mut Vec<u8>) {
+    out.extend_from_slice(&w.delay().to_be_bytes());
+    out.extend_from_slice(&w.due_ms.to_be_bytes());
+    let mut properties = w.will.properties.clone();
+    properties.will_delay_interval = None;
+    let publish = Publish {
+        dup: false,
+        qos: w.will.qos,
+        retain: w.will.retain,
+        topic: w.will.topic.clone(),
+        packet_id: if w.will.qos == QoS::AtMostOnce { 0 } else { 1 },
+        properties,
+        payload: w.will.payload.clone(),
+    };
+    let mut packet = BytesMut::new();
+    // A will the broker accepted always encodes; should one not, the
+    // record is skipped as undecodable when read.
+    if Packet::Publish(publish)
+        .encode(Protocol::V5, &mut packet)
+        .is_ok()
+    {
+        out.extend_from_slice(&packet);
+    }
+}
+
+/// Reads what [`encode_will`] wrote (the rest of the record).
+fn decode_will(mut data: Bytes) -> Result<SessionWill, Undecodable> {
+    let delay = get_u32(&mut data)?;
+    let due_ms = get_u64(&mut data)?;
+    let p = decode_publish(data)?;
+    let mut properties = p.properties;
+    properties.detach();
+    properties.will_delay_interval = (delay > 0).then_some(delay);
+    let (topic, payload) = p.topic.detached_with(&p.payload);
+    Ok(SessionWill {
+        will: Arc::new(Will {
+            topic,
+            payload,
+            qos: p.qos,
+            retain: p.retain,
+            properties,
+        }),
+        due_ms,
+    })
+}
+
+/// Decodes a whole record rest as one PUBLISH packet.
+fn decode_publish(data: Bytes) -> Result<Publish, Undecodable> {
+    let mut packet = BytesMut::from(&data[..]);
+    let Ok(Some(Packet::Publish(p))) = herald_codec::decode(&mut packet, &DecodeOptions::default())
+    else {
+        return Err(Undecodable);
+    };
+    if !packet.is_empty() {
+        return Err(Undecodable);
+    }
+    Ok(p)
 }
 
 /// Appends an optional string: a presence byte, then the string.
@@ -293,7 +476,7 @@ pub(crate) fn decode(data: Bytes) -> Result<Change, Undecodable> {
         UNRETAIN => ByteStr::from_utf8(data)
             .map(Change::Unretain)
             .map_err(|_| Undecodable),
-        SESSION => {
+        kind @ (SESSION | SESSION_WITH_WILL) => {
             let client_id = get_str(&mut data)?.detached();
             let username = get_opt_str(&mut data)?.map(|u| u.detached());
             let expiry_interval = get_u32(&mut data)?;
@@ -311,6 +494,23 @@ pub(crate) fn decode(data: Bytes) -> Result<Change, Undecodable> {
                 };
                 subscriptions.push((filter, SubEntry { options, id }));
             }
+            let (mut owner, mut will) = (None, None);
+            if kind == SESSION_WITH_WILL {
+                owner = match get_u8(&mut data)? {
+                    0 => None,
+                    1 => Some(Arc::new(decode_owner(
+                        &mut data,
+                        &client_id,
+                        username.as_ref(),
+                    )?)),
+                    _ => return Err(Undecodable),
+                };
+                will = match get_u8(&mut data)? {
+                    0 => None,
+                    1 => Some(decode_will(std::mem::take(&mut data))?),
+                    _ => return Err(Undecodable),
+                };
+            }
             end(&data)?;
             Ok(Change::Session(Arc::new(StoredSession {
                 client_id,
@@ -318,6 +518,8 @@ pub(crate) fn decode(data: Bytes) -> Result<Change, Undecodable> {
                 expiry_interval,
                 expires_ms,
                 subscriptions,
+                owner,
+                will,
             })))
         }
         SESSION_GONE => ByteStr::from_utf8(data)
@@ -389,14 +591,7 @@ fn decode_message(mut data: Bytes) -> Result<Message, Undecodable> {
         1 => Some(get_str(&mut data)?),
         _ => return Err(Undecodable),
     };
-    let mut packet = BytesMut::from(&data[..]);
-    let Ok(Some(Packet::Publish(p))) = herald_codec::decode(&mut packet, &DecodeOptions::default())
-    else {
-        return Err(Undecodable);
-    };
-    if !packet.is_empty() {
-        return Err(Undecodable);
-    }
+    let p = decode_publish(data)?;
     let expires_at = (expires_ms != 0).then(|| {
         let left = expires_ms.saturating_sub(now_ms());
         Instant::now() + Duration::from_millis(left)
@@ -464,5 +659,81 @@ mod tests {
         encode(&Change::Unretain(ByteStr::from("x/y")), &mut out);
         assert!(matches!(decode(Bytes::from(out)), Ok(Change::Unretain(t)) if t == "x/y"));
         assert!(decode(Bytes::from_static(&[9])).is_err());
+    }
+
+    #[test]
+    fn a_session_round_trips_with_its_owner_and_will() {
+        let mut props = Properties {
+            will_delay_interval: Some(30),
+            message_expiry_interval: Some(60),
+            ..Properties::default()
+        };
+        props
+            .user_properties
+            .push((ByteStr::from("k"), ByteStr::from("v")));
+        let owner = Owner {
+            info: ClientInfo {
+                client_id: ByteStr::from("dev-1"),
+                username: Some(ByteStr::from("alice")),
+                peer: "[2001:db8::1]:4000".parse().unwrap(),
+                protocol: Protocol::V3_1_1,
+                keepalive: 45,
+                clean_start: false,
+                connected_at_ms: 1234,
+                listener: ListenerKind::Wss,
+                cert: Some(Arc::new(PeerCert {
+                    cn: Some("dev-1".into()),
+                    dn: "CN=dev-1,O=x".into(),
+                })),
+            },
+            superuser: true,
+        };
+        let session = StoredSession {
+            client_id: ByteStr::from("dev-1"),
+            username: Some(ByteStr::from("alice")),
+            expiry_interval: 3600,
+            expires_ms: 99,
+            subscriptions: Vec::new(),
+            owner: Some(Arc::new(owner)),
+            will: Some(SessionWill {
+                will: Arc::new(Will {
+                    topic: ByteStr::from("w/dev-1"),
+                    payload: Bytes::from_static(b"gone"),
+                    qos: QoS::ExactlyOnce,
+                    retain: true,
+                    properties: props,
+                }),
+                due_ms: 777,
+            }),
+        };
+        let mut out = Vec::new();
+        encode(&Change::Session(Arc::new(session)), &mut out);
+        let Ok(Change::Session(back)) = decode(Bytes::from(out.clone())) else {
+            panic!("decodes");
+        };
+        let owner = back.owner.as_deref().expect("owner kept");
+        assert!(owner.superuser);
+        let info = &owner.info;
+        assert_eq!(info.client_id, "dev-1");
+        assert_eq!(info.username.as_deref(), Some("alice"));
+        assert_eq!(info.peer, "[2001:db8::1]:4000".parse().unwrap());
+        assert_eq!(info.protocol, Protocol::V3_1_1);
+        assert_eq!((info.keepalive, info.connected_at_ms), (45, 1234));
+        assert_eq!(info.listener, ListenerKind::Wss);
+        let cert = info.cert.as_deref().expect("certificate names kept");
+        assert_eq!(
+            (cert.cn.as_deref(), cert.dn.as_str()),
+            (Some("dev-1"), "CN=dev-1,O=x")
+        );
+        let will = back.will.as_ref().expect("will kept");
+        assert_eq!(will.due_ms, 777);
+        assert_eq!(will.delay(), 30);
+        assert_eq!(will.will.topic, "w/dev-1");
+        assert_eq!(&will.will.payload[..], b"gone");
+        assert_eq!((will.will.qos, will.will.retain), (QoS::ExactlyOnce, true));
+        assert_eq!(will.will.properties.message_expiry_interval, Some(60));
+        assert_eq!(will.will.properties.user_properties.len(), 1);
+        out.truncate(out.len() - 1);
+        assert!(decode(Bytes::from(out)).is_err(), "a short record");
     }
 }

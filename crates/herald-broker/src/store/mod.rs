@@ -9,11 +9,15 @@
 //! original publish across restarts; a cleared one stays cleared).
 //! Persistent sessions (3.1.1 Clean Session 0, 5.0 Session Expiry > 0):
 //! client id, user name, expiry interval and the wall-clock time it runs
-//! out, subscriptions with their options and identifiers; their QoS 1/2
-//! deliveries, queued or in flight (with the packet id and whether PUBREC
-//! came), and incoming QoS 2 packet ids awaiting PUBREL. Not kept: wills,
-//! QoS 0 deliveries, retained messages a new subscription was still to
-//! get (they are in the retained store anyway).
+//! out, subscriptions with their options and identifiers, who the last
+//! connection was (address, listener, certificate names, superuser: its
+//! rights are worked out again from that at restart), the will waiting
+//! with it (and when it is due); their QoS 1/2 deliveries, queued or in
+//! flight (with the packet id and whether PUBREC came), and incoming QoS 2
+//! packet ids awaiting PUBREL. Not kept: QoS 0 deliveries, retained
+//! messages a new subscription was still to get (they are in the retained
+//! store anyway), sessions that end with their connection (and their
+//! wills).
 //!
 //! # When it is written (`[persistence] durability`)
 //!
