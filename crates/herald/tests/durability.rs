@@ -23,14 +23,6 @@ fn free_port() -> SocketAddr {
     probe.local_addr().unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// The value of a metric line in Prometheus text.
-fn metric(text: &str, name: &str) -> Option<u64> {
-    text.lines()
-        .find(|l| l.starts_with(name) && l.as_bytes().get(name.len()) == Some(&b' '))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-}
-
 /// Starts herald with the WebHook conf; returns it with its MQTT and
 /// metrics addresses.
 fn start(conf: &str, data: &str) -> (Running, SocketAddr, SocketAddr) {
@@ -58,26 +50,6 @@ fn start(conf: &str, data: &str) -> (Running, SocketAddr, SocketAddr) {
 /// waits for every PUBACK (the broker has accepted them).
 async fn publish_all(mqtt: SocketAddr) {
     publish_round(mqtt, CLIENTS, MESSAGES, 0).await;
-}
-
-/// Polls `/metrics` until `name` reaches `at_least` (the process is
-/// external: there is nothing to await but its answers).
-fn wait_metric(metrics: SocketAddr, name: &str, at_least: u64) {
-    let until = std::time::Instant::now() + WAIT;
-    loop {
-        let text = http(
-            metrics,
-            "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-        );
-        if metric(&text, name).is_some_and(|v| v >= at_least) {
-            return;
-        }
-        assert!(
-            std::time::Instant::now() < until,
-            "{name} < {at_least}:\n{text}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 /// Receives until every client's MESSAGES events arrived; checks order

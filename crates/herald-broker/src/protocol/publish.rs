@@ -27,11 +27,24 @@ use tokio::time::Instant;
 /// Longest a publisher is paused for one congested subscriber.
 pub(crate) const PRESSURE_MAX: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// A routed PUBLISH waiting for its answer.
+pub(crate) struct Routed {
+    /// Its packet id.
+    packet_id: u16,
+    /// Its QoS (none answered for 0).
+    qos: QoS,
+    /// The reason to answer with (5.0).
+    reason: ReasonCode,
+    /// What the answer waits for.
+    holds: AckHolds,
+}
+
 impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
     /// A PUBLISH from the client: checked, authorized (asking the
     /// `client.check_acl` handlers, which may wait), routed, answered.
     /// Deliveries held for a subscriber's remote rights are settled before
-    /// the next packet is read, so they keep this publisher's order.
+    /// the next packet is read, so they keep this publisher's order, and
+    /// before the acknowledgement, which waits for what they stored too.
     pub(crate) async fn handle_publish(&mut self, p: Publish) -> Result<(), Close> {
         let Some((message, packet_id, qos)) = self.accept_publish(p)? else {
             return Ok(());
@@ -48,11 +61,11 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
                     &message.topic,
                 )
                 .await;
-        let pending = self.route_publish(message, packet_id, qos, allowed)?;
+        let (pending, mut routed) = self.route_publish(message, packet_id, qos, allowed)?;
         if !pending.is_empty() {
-            self.broker.settle(pending).await;
+            self.broker.settle_held(pending, &mut routed.holds).await;
         }
-        Ok(())
+        self.answer(routed)
     }
 
     /// [`Client::handle_publish`] when nothing can wait (no
@@ -64,9 +77,9 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
         let broker = &self.broker;
         let allowed = broker.may_publish_to(&self.info.client_id, &message.topic)
             && broker.authorized_now(self.rights.as_ref(), AclAction::Publish, &message.topic);
-        let pending = self.route_publish(message, packet_id, qos, allowed)?;
+        let (pending, routed) = self.route_publish(message, packet_id, qos, allowed)?;
         debug_assert!(pending.is_empty(), "rights that ask make publishing wait");
-        Ok(())
+        self.answer(routed)
     }
 
     /// Checks a PUBLISH against the protocol rules and resolves its topic
@@ -176,18 +189,17 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
         Ok(Some((Arc::new(message), packet_id, qos)))
     }
 
-    /// Routes an accepted PUBLISH (or drops it, if not allowed) and answers
-    /// once what the hooks hold its acknowledgement on has settled. A
-    /// refused one closes the connection when `acl.deny_action` says so.
-    /// Returns the deliveries held for a remote decision.
+    /// Routes an accepted PUBLISH (or drops it, if not allowed). A refused
+    /// one closes the connection when `acl.deny_action` says so. Returns
+    /// the deliveries held for a remote decision, and the answer to give
+    /// ([`Client::answer`]) once they are settled.
     fn route_publish(
         &mut self,
         message: Arc<Message>,
         packet_id: u16,
         qos: QoS,
         allowed: bool,
-    ) -> Result<Vec<Pending>, Close> {
-        let v5 = self.protocol.is_v5();
+    ) -> Result<(Vec<Pending>, Routed), Close> {
         let mut holds = if qos == QoS::AtMostOnce {
             AckHolds::unwanted()
         } else {
@@ -214,8 +226,26 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
                 ReasonCode::NO_MATCHING_SUBSCRIBERS
             }
         };
+        let routed = Routed {
+            packet_id,
+            qos,
+            reason,
+            holds,
+        };
+        Ok((pending, routed))
+    }
+
+    /// Answers a routed PUBLISH once what its acknowledgement is held on
+    /// (hooks, the store) has settled.
+    fn answer(&mut self, routed: Routed) -> Result<(), Close> {
+        let Routed {
+            packet_id,
+            qos,
+            reason,
+            mut holds,
+        } = routed;
         let mut ack = PubResp::new(packet_id);
-        if v5 {
+        if self.protocol.is_v5() {
             ack.reason = reason;
         }
         match qos {
@@ -241,7 +271,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
                 self.acknowledge(Packet::PubRec(ack), holds)?;
             }
         }
-        Ok(pending)
+        Ok(())
     }
 
     /// Sends a PUBACK / PUBREC now if nothing holds it or the ones before

@@ -63,6 +63,31 @@ impl Running {
         Running::spawn_command(sh, args, env)
     }
 
+    /// Runs herald with every write past `kib` KiB of a file failing
+    /// (`EFBIG`, as on a full disk; pipes are not files): the soft
+    /// `RLIMIT_FSIZE`, with SIGXFSZ ignored so the write fails rather than
+    /// the process dying. [`Running::lift_file_size_limit`] lifts it.
+    /// Needs no privileges: runs anywhere the tests do.
+    pub fn spawn_with_file_size_limit(kib: u64, args: &[&str], env: &[(&str, &str)]) -> Running {
+        let mut sh = Command::new("/bin/bash");
+        sh.args([
+            "-c",
+            &format!("trap '' XFSZ && ulimit -S -f {kib} && exec \"$0\" \"$@\""),
+            env!("CARGO_BIN_EXE_herald"),
+        ]);
+        Running::spawn_command(sh, args, env)
+    }
+
+    /// Lifts what [`Running::spawn_with_file_size_limit`] set (the soft
+    /// limit back up to the hard one, which is unlimited).
+    pub fn lift_file_size_limit(&self) {
+        let status = Command::new("prlimit")
+            .args(["--pid", &self.child.id().to_string(), "--fsize=unlimited:"])
+            .status()
+            .unwrap_or_else(|e| panic!("prlimit: {e}"));
+        assert!(status.success(), "prlimit failed");
+    }
+
     fn spawn_command(mut cmd: Command, args: &[&str], env: &[(&str, &str)]) -> Running {
         cmd.env_clear()
             .args(args)
@@ -184,6 +209,34 @@ pub fn http(addr: SocketAddr, request: &str) -> String {
     let mut answer = String::new();
     let _ = stream.read_to_string(&mut answer);
     answer
+}
+
+/// The value of a metric line in Prometheus text.
+pub fn metric(text: &str, name: &str) -> Option<u64> {
+    text.lines()
+        .find(|l| l.starts_with(name) && l.as_bytes().get(name.len()) == Some(&b' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Polls `/metrics` until `name` reaches `at_least` (the process is
+/// external: there is nothing to await but its answers).
+pub fn wait_metric(metrics: SocketAddr, name: &str, at_least: u64) {
+    let until = std::time::Instant::now() + WAIT;
+    loop {
+        let text = http(
+            metrics,
+            "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        );
+        if metric(&text, name).is_some_and(|v| v >= at_least) {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < until,
+            "{name} < {at_least}:\n{text}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }
 
 /// Appends `n` as an MQTT Remaining Length (variable byte integer), for
