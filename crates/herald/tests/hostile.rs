@@ -290,26 +290,36 @@ fn queued_small_messages_do_not_keep_large_read_buffers_alive() {
 
 /// Row 3: offline sessions sent 1 MB messages hold at most
 /// mqtt.max_queued_bytes (16 MiB by default) each; the rest is dropped and
-/// counted (100 MB sent: held all of it before).
+/// counted (200 MB sent: held all of it before). Memory is judged by how
+/// much the peak grew while publishing, against what holding the messages
+/// would cost (200 MB): the process's own size and the allocator's slack
+/// (a debug build; 25 to 40 MB of growth measured) stay out of it.
 #[test]
 fn offline_queues_are_bounded_in_bytes() {
+    const SENT: u16 = 200;
     let (herald, mqtt, metrics) = start(&[]);
     offline_session(mqtt, "away1", "big");
     offline_session(mqtt, "away2", "big");
+    let before = peak_rss(herald.child.id());
     let mut c = Raw::connect(mqtt, "hostile", 4, true);
     let large = vec![0x55u8; 1_000_000];
-    for i in 0..100u16 {
+    for i in 0..SENT {
         c.publish("big", &large, 1, false, i + 1);
     }
     c.ping();
-    let peak = peak_rss(herald.child.id());
-    assert!(peak < 64 * MB, "peak RSS {} MB", peak / MB);
-    // 16 of 100 fit in each queue (16,777,216 / 1,000,003).
+    let grown = peak_rss(herald.child.id()).saturating_sub(before);
+    assert!(
+        grown < 80 * MB,
+        "peak RSS grew by {} MB (from {} MB) while 16 MiB per session may be held",
+        grown / MB,
+        before / MB
+    );
+    // 16 fit in each queue (16,777,216 / 1,000,003).
     let dropped = metric(
         metrics,
         "herald_messages_dropped_total{reason=\"queue_full\"}",
     );
-    assert_eq!(dropped, 2 * 84);
+    assert_eq!(dropped, 2 * (u64::from(SENT) - 16));
     still_serves(mqtt);
 }
 
