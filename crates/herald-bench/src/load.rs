@@ -87,6 +87,9 @@ pub struct LoadSettings {
     pub connect_concurrency: usize,
     /// Print the progress line.
     pub progress: bool,
+    /// Measure each QoS 1/2 publisher's acknowledgement latency
+    /// ([`LoadReport::ack_latency_us`]).
+    pub ack_latency: bool,
 }
 
 /// The figures of one run.
@@ -142,6 +145,10 @@ pub struct LoadReport {
     pub recv_rate: f64,
     /// End-to-end latency of messages sent after the warm-up.
     pub latency_us: Option<LatencySummary>,
+    /// When asked for: PUBLISH written → its PUBACK / PUBREC read, for
+    /// QoS 1/2 messages sent after the warm-up (what a device waits for
+    /// before it may forget a message).
+    pub ack_latency_us: Option<LatencySummary>,
     /// Client failures during the run (first few).
     pub errors: Vec<String>,
     /// Clients that failed.
@@ -250,6 +257,7 @@ fn plan(s: &LoadSettings, tag: &str) -> (Vec<(SubscriberPlan, String)>, Vec<Publ
             count: s.count,
             inflight: s.inflight,
             keep_alive,
+            ack_latency: s.ack_latency,
         })
         .collect();
     (subscribers, publishers)
@@ -469,6 +477,10 @@ fn report(
     for sub in subs {
         latency.merge(&sub.latency);
     }
+    let mut ack_latency = Histogram::new();
+    for p in pubs {
+        ack_latency.merge(&p.ack_latency);
+    }
     let secs = |ns: u64| ns as f64 / 1e9;
     let last_send = pubs.iter().map(|p| p.last_send_ns).max().unwrap_or(0);
     let send_window = match (t.end, s.count, aborted) {
@@ -516,6 +528,7 @@ fn report(
         send_rate: per_second(sent_measured, send_window),
         recv_rate: per_second(received_measured, recv_window),
         latency_us: latency.summary_us(),
+        ack_latency_us: ack_latency.summary_us(),
         failed_clients: errors.len() as u64,
         errors: errors.into_iter().take(10).collect(),
         aborted,
@@ -579,6 +592,18 @@ impl LoadReport {
                 );
             }
             None => out += "  latency   no samples\n",
+        }
+        if let Some(l) = &self.ack_latency_us {
+            out += &format!(
+                "  ack       p50 {:.0} µs  p90 {:.0} µs  p99 {:.0} µs  p99.9 {:.0} µs  max {:.0} µs  (mean {:.0} µs, {} samples; PUBLISH → PUBACK/PUBREC)\n",
+                l.p50,
+                l.p90,
+                l.p99,
+                l.p999,
+                l.max,
+                l.mean,
+                th(l.samples)
+            );
         }
         if self.foreign > 0 {
             out += &format!("  foreign   {} messages not from this run\n", self.foreign);
@@ -705,6 +730,7 @@ mod tests {
             topic_prefix: "b/".into(),
             connect_concurrency: 10,
             progress: false,
+            ack_latency: false,
         };
         let (subs, pubs) = plan(&s, "T");
         assert_eq!(subs.len(), 1);

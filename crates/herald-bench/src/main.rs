@@ -134,6 +134,10 @@ struct LoadArgs {
     /// First topic level(s); a per-run tag follows.
     #[arg(long, default_value = "herald-bench")]
     topic_prefix: String,
+    /// Also measure QoS 1/2 acknowledgement latency (PUBLISH written →
+    /// PUBACK/PUBREC read); costs 512 KiB per publisher.
+    #[arg(long)]
+    ack_latency: bool,
 }
 
 /// The connection scenario.
@@ -297,6 +301,7 @@ async fn run_load(scenario: Scenario, a: LoadArgs) -> Result<()> {
         topic_prefix: a.topic_prefix,
         connect_concurrency: a.target.concurrency,
         progress: !a.target.quiet,
+        ack_latency: a.ack_latency,
     };
     let live = Live::new();
     let on_interrupt = live.clone();

@@ -9,6 +9,7 @@
 //! per batch, just before it is written.
 
 use crate::client::{ClientError, Conn, PacketIds};
+use crate::histogram::Histogram;
 use crate::live::{Live, Timing};
 use crate::payload::{self, HEADER_LEN, Header};
 use bytes::{Bytes, BytesMut};
@@ -113,6 +114,10 @@ pub struct PublisherPlan {
     pub inflight: u16,
     /// Keep alive in seconds, to send PINGREQ when idle (0: never).
     pub keep_alive: u16,
+    /// Measure the acknowledgement latency of QoS 1/2 messages (PUBLISH
+    /// written → PUBACK / PUBREC read): costs a send-time slot per packet
+    /// identifier (512 KiB per publisher), so only when asked.
+    pub ack_latency: bool,
 }
 
 /// What one publisher did.
@@ -136,6 +141,10 @@ pub struct PublisherResult {
     pub last_send_ns: u64,
     /// Why it stopped early, if it did.
     pub error: Option<String>,
+    /// With [`PublisherPlan::ack_latency`]: PUBLISH written → its PUBACK
+    /// (QoS 1) or PUBREC (QoS 2) read, for messages sent after the
+    /// warm-up, nanoseconds.
+    pub ack_latency: Histogram,
 }
 
 /// Runs one publisher to the end of the run, then disconnects.
@@ -167,6 +176,16 @@ async fn publish(
     let template = Template::new(&plan.topic, plan.qos, plan.size, conn.protocol())?;
     let qos0 = plan.qos == QoS::AtMostOnce;
     let mut ids = PacketIds::new();
+    // Send time per packet identifier, to time its acknowledgement (0: not
+    // timed, sent during the warm-up).
+    let mut acks = AckClock {
+        sent: if plan.ack_latency && !qos0 {
+            vec![0; usize::from(u16::MAX) + 1]
+        } else {
+            Vec::new()
+        },
+        warmup_end_ns: t.warmup_end_ns,
+    };
     let window = if qos0 {
         u64::MAX
     } else {
@@ -222,6 +241,7 @@ async fn publish(
                         sent_ns: stamp,
                     };
                     template.put(buf, id, &header);
+                    acks.sent(id, stamp);
                     seq += 1;
                     n += 1;
                 }
@@ -264,7 +284,7 @@ async fn publish(
         if conn.try_fill()? > 0 {
             progress = true;
             while let Some(packet) = conn.next_packet()? {
-                on_packet(conn, packet, plan.qos, &mut ids, r)?;
+                on_packet(conn, packet, plan.qos, &mut ids, &mut acks, r)?;
             }
         }
         if progress {
@@ -282,17 +302,50 @@ async fn publish(
     }
 }
 
+/// When each in-flight message was sent, to time its acknowledgement.
+struct AckClock {
+    /// Indexed by packet identifier; empty when not measuring.
+    sent: Vec<u64>,
+    /// Messages stamped before this are not timed.
+    warmup_end_ns: u64,
+}
+
+impl AckClock {
+    fn sent(&mut self, id: u16, stamp: u64) {
+        if let Some(slot) = self.sent.get_mut(usize::from(id)) {
+            *slot = if stamp >= self.warmup_end_ns {
+                stamp
+            } else {
+                0
+            };
+        }
+    }
+
+    /// The acknowledgement of `id` was read: records its latency.
+    fn acked(&mut self, id: u16, r: &mut PublisherResult) {
+        if let Some(slot) = self.sent.get_mut(usize::from(id))
+            && *slot != 0
+        {
+            r.ack_latency
+                .record(payload::now_ns().saturating_sub(*slot));
+            *slot = 0;
+        }
+    }
+}
+
 /// Handles one packet from the broker.
 fn on_packet(
     conn: &mut Conn,
     packet: Packet,
     qos: QoS,
     ids: &mut PacketIds,
+    acks: &mut AckClock,
     r: &mut PublisherResult,
 ) -> Result<(), ClientError> {
     match packet {
         Packet::PubAck(ack) => {
             if qos == QoS::AtLeastOnce && ids.release(ack.packet_id) {
+                acks.acked(ack.packet_id, r);
                 r.acked += 1;
                 if ack.reason.is_error() {
                     r.rejected += 1;
@@ -305,7 +358,10 @@ fn on_packet(
             let id = rec.packet_id;
             if qos != QoS::ExactlyOnce || !ids.is_used(id) {
                 r.unexpected_acks += 1;
-            } else if rec.reason.is_error() {
+                return Ok(());
+            }
+            acks.acked(id, r);
+            if rec.reason.is_error() {
                 // The exchange ends here (5.0 §4.3.3).
                 ids.release(id);
                 r.acked += 1;

@@ -41,6 +41,7 @@ fn settings(server: &Server, scenario: Scenario, clients: u32, qos: QoS) -> Load
         topic_prefix: "bench-test".into(),
         connect_concurrency: 10,
         progress: false,
+        ack_latency: false,
     }
 }
 
@@ -62,13 +63,18 @@ fn assert_perfect(r: &LoadReport, expected: u64) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fan_in_qos1_two_publishers_loses_nothing() {
     let server = start_broker().await;
-    let s = settings(&server, Scenario::FanIn, 2, QoS::AtLeastOnce);
+    let mut s = settings(&server, Scenario::FanIn, 2, QoS::AtLeastOnce);
+    s.ack_latency = true;
     let r = tokio::time::timeout(Duration::from_secs(10), load::run(&s, Live::new()))
         .await
         .expect("finishes in time")
         .expect("runs");
     assert_eq!((r.publishers, r.subscribers, r.sent), (2, 1, 400));
     assert_perfect(&r, 400);
+    // Every PUBACK timed once.
+    let acks = r.ack_latency_us.expect("acknowledgement latency samples");
+    assert_eq!(acks.samples, 400, "{r:#?}");
+    assert!(acks.p50 > 0.0 && acks.p50 <= acks.p99);
     server.shutdown().await;
 }
 
@@ -77,12 +83,16 @@ async fn fan_out_qos2_over_mqtt5_loses_nothing() {
     let server = start_broker().await;
     let mut s = settings(&server, Scenario::FanOut, 3, QoS::ExactlyOnce);
     s.target.protocol = Protocol::V5;
+    s.ack_latency = true;
     let r = tokio::time::timeout(Duration::from_secs(10), load::run(&s, Live::new()))
         .await
         .expect("finishes in time")
         .expect("runs");
     assert_eq!((r.publishers, r.subscribers, r.sent), (1, 3, 200));
     assert_perfect(&r, 600);
+    // Every PUBREC timed once.
+    let acks = r.ack_latency_us.expect("acknowledgement latency samples");
+    assert_eq!(acks.samples, 200, "{r:#?}");
     server.shutdown().await;
 }
 
@@ -101,5 +111,6 @@ async fn pairs_at_a_fixed_rate_for_a_duration() {
     // start, then one every 2 ms); fewer only if the machine stalls.
     assert!((500..=1004).contains(&r.sent), "{r:#?}");
     assert_perfect(&r, r.sent);
+    assert!(r.ack_latency_us.is_none(), "not asked for: {r:#?}");
     server.shutdown().await;
 }
