@@ -375,11 +375,12 @@ impl Lane {
         }
         while window.len() < self.options.window {
             let mut batch = Vec::new();
-            // A read error is left for `next` to report and skip.
+            // Only what is in memory: a record on disk waits for the next
+            // window (read off the async task by `next`).
             while batch.len() < self.options.batch_size {
                 match self.reader.try_next() {
-                    Ok(Some(r)) => batch.push(r),
-                    _ => break,
+                    Some(r) => batch.push(r),
+                    None => break,
                 }
             }
             if batch.is_empty() {
@@ -395,7 +396,7 @@ impl Lane {
 
     /// Drops events older than the maximum age (counted and logged; they
     /// are acknowledged with the rest of their window).
-    fn drop_old(&mut self, batch: Vec<Record>) -> Vec<Record> {
+    async fn drop_old(&mut self, batch: Vec<Record>) -> Vec<Record> {
         let Some(max_age) = self.options.max_event_age else {
             return batch;
         };
@@ -418,7 +419,8 @@ impl Lane {
                 None,
                 Bytes::new(),
                 "older than web.hook.max_event_age",
-            );
+            )
+            .await;
         }
         young
     }
@@ -429,11 +431,14 @@ impl Lane {
     /// first (having acknowledged what was settled in order before).
     async fn send_window(&mut self, window: Vec<Vec<Record>>) -> Option<u64> {
         let last = window.last()?.last()?.seq;
-        let window: Vec<Vec<Record>> = window
-            .into_iter()
-            .map(|b| self.drop_old(b))
-            .filter(|b| !b.is_empty())
-            .collect();
+        let mut young = Vec::with_capacity(window.len());
+        for batch in window {
+            let batch = self.drop_old(batch).await;
+            if !batch.is_empty() {
+                young.push(batch);
+            }
+        }
+        let window = young;
         if window.is_empty() {
             return Some(last);
         }
@@ -443,7 +448,7 @@ impl Lane {
         let mut settled = None;
         let mut retry = Vec::new();
         for (batch, outcome) in window.into_iter().zip(outcomes) {
-            let wait = self.record(&batch, outcome, 0);
+            let wait = self.record(&batch, outcome, 0).await;
             match wait {
                 None if retry.is_empty() => settled = batch.last().map(|r| r.seq),
                 None => {}
@@ -480,7 +485,7 @@ impl Lane {
                 return None;
             }
             self.refresh();
-            batch = self.drop_old(batch);
+            batch = self.drop_old(batch).await;
             if batch.is_empty() {
                 return Some(());
             }
@@ -489,7 +494,7 @@ impl Lane {
                 .await
                 .pop()
                 .unwrap_or(Attempt::Retry("no answer".into(), None));
-            match self.record(&batch, outcome, attempt) {
+            match self.record(&batch, outcome, attempt).await {
                 None => return Some(()),
                 Some(next) => wait = next,
             }
@@ -498,8 +503,16 @@ impl Lane {
     }
 
     /// Keeps events given up on in the dead-letter file (counted; a
-    /// failure to write is counted and logged).
-    fn dead_letter(&self, batch: &[Record], status: Option<u16>, response: Bytes, why: &str) {
+    /// failure to write is counted and logged). The append and its fsync
+    /// run on the blocking pool, not on this task; the lane waits for them
+    /// (the events are acknowledged to the spool only after).
+    async fn dead_letter(
+        &mut self,
+        batch: &[Record],
+        status: Option<u16>,
+        response: Bytes,
+        why: &str,
+    ) {
         let letters: Vec<Letter> = batch
             .iter()
             .map(|r| Letter {
@@ -510,18 +523,31 @@ impl Lane {
                 reason: why.to_owned(),
             })
             .collect();
-        match self.dead_letters.keep(&letters, now_ms()) {
-            Ok(()) => self.metrics.dead_lettered(letters.len() as u64),
+        let count = letters.len() as u64;
+        let (file, copy) = (self.dead_letters.clone(), letters.clone());
+        let kept = match tokio::task::spawn_blocking(move || file.keep(&copy, now_ms())).await {
+            Ok(kept) => kept,
+            // Not run (the runtime is shutting down): written here, so
+            // the events are not acknowledged without their letters.
+            Err(_) => self.dead_letters.keep(&letters, now_ms()),
+        };
+        match kept {
+            Ok(()) => self.metrics.dead_lettered(count),
             Err(e) => {
-                self.metrics.dead_letter_lost(letters.len() as u64);
-                tracing::error!(path = %self.dead_letters.path().display(), error = %e, events = letters.len(), "webhook: cannot write dead letters; these events are lost");
+                self.metrics.dead_letter_lost(count);
+                tracing::error!(path = %self.dead_letters.path().display(), error = %e, events = count, "webhook: cannot write dead letters; these events are lost");
             }
         }
     }
 
     /// Counts and logs an outcome; for one to retry, returns the delay
     /// before the next attempt (`attempt` attempts were made before).
-    fn record(&mut self, batch: &[Record], outcome: Attempt, attempt: u32) -> Option<Duration> {
+    async fn record(
+        &mut self,
+        batch: &[Record],
+        outcome: Attempt,
+        attempt: u32,
+    ) -> Option<Duration> {
         match outcome {
             Attempt::Delivered => {
                 for r in batch {
@@ -536,7 +562,7 @@ impl Lane {
                 }
                 let why = format!("HTTP {status}");
                 self.log(&why, "not retried; kept in the dead-letter file");
-                self.dead_letter(batch, Some(status), response, &why);
+                self.dead_letter(batch, Some(status), response, &why).await;
                 None
             }
             Attempt::Retry(why, retry_after) => {

@@ -617,3 +617,64 @@ async fn an_idle_connection_closed_by_the_server_is_not_used() {
     );
     hook.shutdown(Duration::from_secs(1)).await;
 }
+
+/// Writing a dead letter (append and fsync) never runs on the lane's async
+/// task: with the dead-letter file a FIFO nobody reads yet (so the write
+/// blocks), the runtime's only thread goes on running everything else;
+/// once the FIFO is read, the letter is there, with the event's id.
+#[test]
+fn a_blocked_dead_letter_write_leaves_the_runtime_running() {
+    let data = std::env::temp_dir().join(format!("herald-dead-letter-fifo-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    std::fs::create_dir_all(&data).unwrap();
+    let fifo = data.join(herald_webhook::dead_letter::FILE_NAME);
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success(), "mkfifo");
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let dir = data.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            // Every request, whatever the answer (the channel gets 2xx only).
+            let (seen_tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
+            let decide = Arc::new(move |r: &Received| {
+                let _ = seen_tx.send(r.clone());
+                Reply::Status(400)
+            });
+            let (receiver, _rx) = listen::channel("127.0.0.1:0".parse().unwrap(), Some(decide))
+                .await
+                .unwrap();
+            let broker = Broker::new(Config::default());
+            let conf = format!(
+                "web.hook.url = http://{}/hook\n\
+                 web.hook.spool.mode = memory\n\
+                 web.hook.rule.message.publish.1 = {{\"action\": \"on_message_publish\"}}\n",
+                receiver.addr
+            );
+            let config = WebhookConfig::parse(&conf, "test.conf").unwrap();
+            let hook = WebHook::start(&config, &dir, &broker).unwrap();
+            publish(&broker, "dev-1", "refused".into());
+            let id = event_id(&recv(&mut seen).await);
+            // The lane now writes the letter: blocked until the FIFO is read.
+            let waited = tokio::time::timeout(Duration::from_millis(200), seen.recv()).await;
+            assert!(waited.is_err(), "no second request: {waited:?}");
+            done_tx.send(id).unwrap();
+            // Keep serving until the test is done with the FIFO.
+            let _ = tokio::time::timeout(WAIT, std::future::pending::<()>()).await;
+            drop(hook);
+        });
+    });
+    let id = done_rx.recv_timeout(Duration::from_secs(20));
+    // Whatever happened, read the FIFO (this also unblocks a runtime stuck
+    // in the write).
+    let text = std::fs::read_to_string(&fifo).unwrap();
+    let id = id.expect("the runtime's thread was blocked by the dead-letter write");
+    assert!(text.contains(&id), "the letter, with id {id}: {text}");
+    let _ = std::fs::remove_dir_all(&data);
+}

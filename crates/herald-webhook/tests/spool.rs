@@ -239,11 +239,9 @@ async fn lanes_read_the_disk_where_the_cache_ends() {
         }
     }
     assert_eq!(read, pushed);
-    assert_eq!(
-        readers[0].try_next().unwrap(),
-        None,
-        "nothing more than was pushed"
-    );
+    assert_eq!(readers[0].try_next(), None, "nothing more than was pushed");
+    readers[0].ack(read as u64 - 1);
+    assert_eq!(spool.depth(0), 0, "nothing committed beyond what was read");
     spool.close();
 }
 
@@ -284,8 +282,12 @@ async fn reopen_and_read(dir: &TempDir, expected: usize) -> (Vec<usize>, u64) {
         seen.push(i);
         readers[0].ack(r.seq);
     }
-    // Nothing more.
-    assert!(readers[0].try_next().unwrap().is_none());
+    // Nothing more: once sealed, the reader ends where the data ends.
+    spool.mark_sealed();
+    let more = tokio::time::timeout(Duration::from_secs(10), readers[0].next())
+        .await
+        .expect("the sealed lane ends");
+    assert!(more.is_none(), "more than expected: {more:?}");
     let corrupt = spool.stats().corrupt.load(Ordering::Relaxed);
     spool.close();
     (seen, corrupt)
@@ -335,4 +337,66 @@ async fn a_bad_cursor_never_skips_the_lane() {
         let (seen, _) = reopen_and_read(&dir, 50).await;
         assert_eq!(seen, (0..50).collect::<Vec<_>>(), "cursor {cursor:?}");
     }
+}
+
+/// A lane's disk reads never run on the async task that asks: a segment
+/// whose reading blocks (a FIFO put in its place, opened by nobody yet)
+/// holds up that lane alone, while the runtime's only thread goes on
+/// running everything else (here: the timer of a timeout); once the data
+/// comes, the lane gets every record, in order (the read that was under
+/// way when its wait was cancelled is taken up again, not repeated).
+#[test]
+fn a_blocked_disk_read_leaves_the_runtime_running() {
+    let dir = TempDir::new("fifo");
+    let segment = spool_of(&dir, 50);
+    let data = std::fs::read(&segment).unwrap();
+    let (done_tx, done_rx) = std::sync::mpsc::channel();
+    let fifo = segment.clone();
+    let spool_dir = dir.0.clone();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            // Opened (recovered) from the real file; then the file is
+            // swapped for a FIFO: the lane's cache is empty, so its
+            // first record must come from there.
+            let (spool, mut readers) = Spool::open(options(Some(spool_dir.clone()), 1)).unwrap();
+            let tmp = spool_dir.join("fifo.tmp");
+            let made = std::process::Command::new("mkfifo")
+                .arg(&tmp)
+                .status()
+                .unwrap();
+            assert!(made.success(), "mkfifo");
+            std::fs::rename(&tmp, &fifo).unwrap();
+            let waited = tokio::time::timeout(Duration::from_millis(200), readers[0].next()).await;
+            assert!(waited.is_err(), "nothing can be read yet: {waited:?}");
+            done_tx.send("runtime ran on").unwrap();
+            let mut seen = Vec::new();
+            for _ in 0..50 {
+                seen.push(next(&mut readers[0]).await.seq);
+            }
+            assert_eq!(seen, (0..50).collect::<Vec<u64>>());
+            done_tx.send("read").unwrap();
+            tokio::task::spawn_blocking(move || spool.close())
+                .await
+                .unwrap();
+        });
+    });
+    let first = done_rx.recv_timeout(Duration::from_secs(20));
+    // Whatever happened, give the FIFO its data (this also unblocks a
+    // runtime stuck in the read).
+    let mut writer = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&segment)
+        .unwrap();
+    std::io::Write::write_all(&mut writer, &data).unwrap();
+    drop(writer);
+    assert_eq!(
+        first,
+        Ok("runtime ran on"),
+        "the runtime's thread was blocked by the lane's disk read"
+    );
+    assert_eq!(done_rx.recv_timeout(Duration::from_secs(20)), Ok("read"));
 }

@@ -19,8 +19,9 @@
 //!   size limit by dropping the oldest segment of the fullest lane (counted
 //!   and logged).
 //! - Each lane's [`LaneReader`] ([`reader`]) reads committed records in
-//!   order (from the page cache, sequentially) and [`LaneReader::ack`]s
-//!   delivered ones.
+//!   order (from memory while it keeps up, else from the segment files on
+//!   tokio's blocking pool, never on the async task) and
+//!   [`LaneReader::ack`]s delivered ones.
 //! - At open, [`recovery`] rebuilds each lane from its folder.
 //! - [`state`] is what these share.
 //!
@@ -236,12 +237,7 @@ impl Spool {
         let readers = (0..lanes_n)
             .map(|lane| {
                 let next = lock(&shared.lanes[lane]).acked;
-                LaneReader {
-                    shared: shared.clone(),
-                    lane,
-                    next,
-                    file: None,
-                }
+                LaneReader::new(shared.clone(), lane, next)
             })
             .collect();
         let writer_shared = shared.clone();
