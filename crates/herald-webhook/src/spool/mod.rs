@@ -22,6 +22,8 @@
 //!   order (from memory while it keeps up, else from the segment files on
 //!   tokio's blocking pool, never on the async task) and
 //!   [`LaneReader::ack`]s delivered ones.
+//! - The writer reaches segment files through [`disk`] (plain files; a
+//!   failing disk in the fault tests, `fault_tests.rs`).
 //! - At open, [`recovery`] rebuilds each lane from its folder.
 //! - [`state`] is what these share.
 //!
@@ -31,6 +33,9 @@
 //! The spool must never block [`Spool::push`] on I/O, never hand a lane a
 //! record before it is committed, and never reorder a lane.
 
+mod disk;
+#[cfg(test)]
+mod fault_tests;
 mod files;
 pub mod generations;
 mod reader;
@@ -191,6 +196,15 @@ impl Spool {
         options: SpoolOptions,
         stats: Arc<SpoolStats>,
     ) -> Result<(Spool, Vec<LaneReader>), SpoolError> {
+        Spool::open_on(options, stats, Arc::new(disk::Files))
+    }
+
+    /// [`Spool::open_sharing`], the writer opening segment files on `disk`.
+    pub(crate) fn open_on(
+        options: SpoolOptions,
+        stats: Arc<SpoolStats>,
+        disk: Arc<dyn disk::Disk>,
+    ) -> Result<(Spool, Vec<LaneReader>), SpoolError> {
         let lanes_n = options.lanes.max(1);
         let segment_bytes = (options.max_bytes / (lanes_n as u64 * 4)).clamp(64 * 1024, 8 << 20);
         let mut lanes: Vec<Lane> = (0..lanes_n).map(|_| Lane::default()).collect();
@@ -233,6 +247,7 @@ impl Spool {
             segment_bytes,
             pending_limit,
             cache_limit,
+            disk,
         });
         let readers = (0..lanes_n)
             .map(|lane| {
@@ -241,9 +256,14 @@ impl Spool {
             })
             .collect();
         let writer_shared = shared.clone();
+        // The writer logs where the spool's opener logs (the global
+        // subscriber, or a test's own).
+        let dispatch = tracing::dispatcher::get_default(Clone::clone);
         let writer = std::thread::Builder::new()
             .name("webhook-spool".into())
-            .spawn(move || Writer::new(writer_shared).run())
+            .spawn(move || {
+                tracing::dispatcher::with_default(&dispatch, || Writer::new(writer_shared).run())
+            })
             .map_err(io_err(Path::new("<writer thread>")))?;
         let _ = shared.writer_thread.set(writer.thread().clone());
         Ok((

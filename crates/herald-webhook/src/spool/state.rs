@@ -3,6 +3,7 @@
 //!
 //! Data and locking helpers only; no I/O.
 
+use super::disk::Disk;
 use super::record::Record;
 use super::{SpoolOptions, SpoolStats};
 use bytes::Bytes;
@@ -114,6 +115,9 @@ pub(super) struct Shared {
     pub(super) pending_limit: u64,
     /// Most bytes of a lane's read cache (disk mode).
     pub(super) cache_limit: u64,
+    /// Where the writer opens segment files (the real disk, or a failing
+    /// one in tests).
+    pub(super) disk: Arc<dyn Disk>,
 }
 
 impl Shared {

@@ -7,13 +7,14 @@
 //! visible to a lane before it is written.
 
 use super::Fsync;
-use super::files::{create_private_dir, lane_dir, open_segment, segment_path, write_atomically};
+use super::disk::SegmentFile;
+use super::files::{create_private_dir, lane_dir, segment_path, write_atomically};
 use super::record::{HEAD, Record, encode_head};
 use super::state::{Segment, Shared, sub};
 use herald_broker::support::{LogThrottle, lock};
 use std::collections::VecDeque;
-use std::fs::{self, File};
-use std::io::{self, IoSlice, Write};
+use std::fs;
+use std::io::{self, IoSlice};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -42,7 +43,7 @@ const RETRY_MAX: Duration = Duration::from_secs(1);
 pub(super) struct Writer {
     pub(super) shared: Arc<Shared>,
     /// The segment being appended to, per lane (disk mode).
-    pub(super) active: Vec<Option<File>>,
+    pub(super) active: Vec<Option<Box<dyn SegmentFile>>>,
     /// Whether a lane's file was written since the last fsync.
     pub(super) dirty: Vec<bool>,
     pub(super) last_fsync: Instant,
@@ -447,9 +448,9 @@ impl Writer {
         let ldir = lane_dir(dir, lane_no);
         create_private_dir(&ldir)?;
         let path = segment_path(&ldir, first);
-        let file = open_segment(&path)?;
-        if let Some(old) = self.active[lane_no].take() {
-            old.sync_all()?;
+        let mut file = self.shared.disk.open_segment(&path)?;
+        if let Some(mut old) = self.active[lane_no].take() {
+            old.sync_data()?;
         }
         let mut lane = lock(&self.shared.lanes[lane_no]);
         let reuse = lane.segments.back().is_some_and(|s| s.first_seq == first);
@@ -482,7 +483,7 @@ impl Writer {
             .segments
             .back()
             .map(|s| s.len);
-        let cut = match (self.active[lane_no].as_ref(), committed) {
+        let cut = match (self.active[lane_no].as_mut(), committed) {
             (Some(file), Some(len)) => file.set_len(len).is_ok(),
             _ => false,
         };
@@ -492,7 +493,7 @@ impl Writer {
     }
 
     fn sync_all(&mut self) {
-        for (lane, file) in self.active.iter().enumerate() {
+        for (lane, file) in self.active.iter_mut().enumerate() {
             if let (true, Some(f)) = (self.dirty[lane], file)
                 && let Err(e) = f.sync_data()
             {
