@@ -29,6 +29,48 @@ pub fn write(path: &Path, text: &str) {
     }
 }
 
+/// The herald binary the tests run: `HERALD_TEST_BINARY` if set
+/// (scripts/test.sh runs the crash tests again against the release build
+/// that way), else the one cargo built with the tests.
+pub fn herald_binary() -> PathBuf {
+    std::env::var_os("HERALD_TEST_BINARY")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_herald")))
+}
+
+/// A tmpfs of a given size mounted on a fresh folder (only as root: `None`
+/// otherwise), unmounted when dropped: a small filesystem to fill.
+pub struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (`mount -o size=`, e.g. `4m`) on `dir`.
+    pub fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
+        let root = Command::new("id").arg("-u").output().ok()?;
+        if String::from_utf8_lossy(&root.stdout).trim() != "0" {
+            return None;
+        }
+        std::fs::create_dir_all(dir).ok()?;
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Tmpfs(dir.to_owned()))
+    }
+
+    /// Where it is mounted.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        // Lazily: a failed test may leave a process with files open there.
+        let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+    }
+}
+
 /// A child process whose stdout and stderr lines arrive on channels.
 pub struct Running {
     pub child: Child,
@@ -45,7 +87,7 @@ impl Running {
 
     /// [`Running::spawn`] in the working directory `cwd`.
     pub fn spawn_in(cwd: Option<&Path>, args: &[&str], env: &[(&str, &str)]) -> Running {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
+        let mut cmd = Command::new(herald_binary());
         if let Some(cwd) = cwd {
             cmd.current_dir(cwd);
         }
@@ -55,11 +97,8 @@ impl Running {
     /// Runs herald with at most `n` open files (soft and hard limit).
     pub fn spawn_with_open_files(n: u32, args: &[&str], env: &[(&str, &str)]) -> Running {
         let mut sh = Command::new("/bin/sh");
-        sh.args([
-            "-c",
-            &format!("ulimit -n {n} && exec \"$0\" \"$@\""),
-            env!("CARGO_BIN_EXE_herald"),
-        ]);
+        sh.args(["-c", &format!("ulimit -n {n} && exec \"$0\" \"$@\"")]);
+        sh.arg(herald_binary());
         Running::spawn_command(sh, args, env)
     }
 
