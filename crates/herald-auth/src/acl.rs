@@ -221,7 +221,9 @@ pub fn first_match(rules: &[Compiled], action: AclAction, topic: &str) -> Option
 }
 
 /// `%c` → client id, `%u` → user name. `None` when a placeholder has no
-/// value, or its value holds `+` or `#` (it would widen the rule).
+/// value or an empty one, or its value holds `+` or `#` (it would widen the
+/// rule) or `/` (client `a/b` would reach into client `a`'s
+/// `devices/a/#`).
 fn substitute(topic: &Topic, c: &ClientInfo) -> Option<Topic> {
     let (text, eq) = match topic {
         Topic::Filter(t) => (t, false),
@@ -238,7 +240,7 @@ fn substitute(topic: &Topic, c: &ClientInfo) -> Option<Topic> {
         };
         match value {
             Some(v) => {
-                if v.contains(['+', '#']) {
+                if v.is_empty() || v.contains(['+', '#', '/']) {
                     return None;
                 }
                 out.push_str(v);
@@ -274,7 +276,7 @@ fn detect(text: &str) -> Format {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use herald_codec::{ByteStr, Protocol};
 
@@ -348,6 +350,19 @@ pattern read users/%u/#
             None,
             "%c holding + never widens"
         );
+        for id in ["dev2/x", "#", ""] {
+            let spoof = client(id, None, "10.0.0.4");
+            assert_eq!(
+                check(text, &spoof, AclAction::Publish, "devices/dev2/x/t"),
+                None,
+                "client id {id:?} never reaches into devices/dev2/#"
+            );
+            assert_eq!(
+                check(text, &spoof, AclAction::Publish, "devices//t"),
+                None,
+                "client id {id:?}"
+            );
+        }
         assert_eq!(
             check(text, &bob, AclAction::Deliver, "users/bob/x"),
             Some(true)

@@ -214,9 +214,22 @@ impl PasswordFile {
     }
 
     /// Checks a user name and password (CPU work: call off the runtime).
+    /// A user the file does not know costs the same PBKDF2 work as one it
+    /// knows, so the time of the answer does not tell which user names
+    /// exist.
     pub fn check(&self, user: &str, password: Option<&[u8]>) -> Check {
         match self.users.get(user) {
-            None => Check::Unknown,
+            None => {
+                let iterations = NonZeroU32::new(ITERATIONS).unwrap_or(NonZeroU32::MIN);
+                let _ = ring::pbkdf2::verify(
+                    ring::pbkdf2::PBKDF2_HMAC_SHA512,
+                    iterations,
+                    b"herald-no-such-user",
+                    password.unwrap_or_default(),
+                    &[0u8; HASH_LEN],
+                );
+                Check::Unknown
+            }
             Some(hash) => match password {
                 Some(p) if hash.verify(p) => Check::Match,
                 _ => Check::Mismatch,
