@@ -12,12 +12,22 @@
 //! request's content-type says (form by default).
 //!
 //! Answers: 2xx allows, unless the body is `ignore` (then the next source
-//! decides); 4xx denies; anything else (5xx, timeout, no connection) is a
-//! failure: logged (rate-limited), counted, and it denies. Plain `http://`
-//! only; connections are kept in a pool of `auth.http.pool_size`.
+//! decides); 4xx denies; anything else (5xx, timeout, no connection, an
+//! answer that is not HTTP or larger than [`MAX_ANSWER`]) is a failure:
+//! logged (rate-limited), counted ([`crate::metrics`]), and it denies.
+//! Plain `http://` only.
+//!
+//! Timeouts: `auth.http.timeout` (4.0-4.2: `auth.http.request.timeout`)
+//! bounds a whole request, waiting for a connection included;
+//! `auth.http.connect_timeout` bounds opening a connection (TCP and the
+//! HTTP/1.1 handshake) within that. At most `auth.http.pool_size`
+//! requests are in flight at once, each on a connection of its own that
+//! is kept for the next; more wait for one, as EMQX's pool does, so a slow
+//! service never gets more than that many connections from Herald.
 //!
 //! Errors in the file read `file:line: key: problem`.
 
+use crate::metrics::{Failure, Metrics, Request as Kind};
 use bytes::Bytes;
 use herald_broker::hooks::{AclAction, ClientInfo};
 use http_body_util::{BodyExt, Full};
@@ -28,6 +38,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
+
+/// Largest answer body read; a larger one is a failure (the service is
+/// not what the conf says it is).
+pub const MAX_ANSWER: usize = 64 * 1024;
 
 /// What the service answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,15 +55,6 @@ pub enum HttpVerdict {
     Deny,
     /// 5xx, other codes, timeout, connection failure.
     Failed,
-}
-
-/// Counters of the HTTP source.
-#[derive(Debug, Default)]
-pub struct Metrics {
-    /// Requests sent.
-    pub requests: AtomicU64,
-    /// Requests that failed (5xx, timeout, connection).
-    pub failures: AtomicU64,
 }
 
 /// One of `auth_req`, `super_req`, `acl_req`.
@@ -74,7 +80,10 @@ pub struct HttpAuth {
     superuser: Option<Request>,
     acl: Option<Request>,
     timeout: Duration,
+    connect_timeout: Duration,
     pool_size: usize,
+    /// One per request in flight: at most `pool_size`.
+    permits: Semaphore,
     pool: Mutex<BTreeMap<String, Vec<SendRequest<Full<Bytes>>>>>,
     metrics: Arc<Metrics>,
     /// Last failure log, seconds since the epoch (rate limit).
@@ -163,6 +172,7 @@ impl HttpAuth {
         }
         let mut global_headers = Vec::new();
         let mut timeout = Duration::from_secs(5);
+        let mut connect_timeout = Duration::from_secs(5);
         let mut pool_size = 8usize;
         for (key, (line, value)) in &keys {
             let bad = |why: String| (*line, format!("{key}: {why}"));
@@ -181,7 +191,7 @@ impl HttpAuth {
                 // The spelling of some shipped 4.x files.
                 || key == "auth.http.request.connect_timout"
             {
-                duration(value).map_err(bad)?;
+                connect_timeout = duration(value).map_err(bad)?;
             } else if known_ignored(key) {
                 // Accepted for compatibility; see the module docs.
             } else if !["auth_req", "super_req", "acl_req"].iter().any(|r| {
@@ -280,11 +290,18 @@ impl HttpAuth {
             superuser: request("super_req")?,
             acl: request("acl_req")?,
             timeout,
+            connect_timeout,
             pool_size,
+            permits: Semaphore::new(pool_size),
             pool: Mutex::new(BTreeMap::new()),
             metrics: Arc::new(Metrics::default()),
             logged: AtomicU64::new(0),
         })
+    }
+
+    /// Whether `auth_req` is configured.
+    pub fn authenticates(&self) -> bool {
+        self.auth.is_some()
     }
 
     /// Whether `acl_req` is configured.
@@ -292,9 +309,11 @@ impl HttpAuth {
         self.acl.is_some()
     }
 
-    /// The source's counters.
-    pub fn metrics(&self) -> Arc<Metrics> {
-        self.metrics.clone()
+    /// Counts into `metrics` (shared across reloads) instead of counters
+    /// of its own.
+    pub fn counting(mut self, metrics: Arc<Metrics>) -> HttpAuth {
+        self.metrics = metrics;
+        self
     }
 
     /// For the start-up log.
@@ -326,7 +345,7 @@ impl HttpAuth {
             access: None,
             topic: None,
         };
-        self.send(req, &values, "auth_req").await
+        self.send(req, &values, Kind::Auth).await
     }
 
     /// `super_req`: whether the client is a superuser.
@@ -340,7 +359,7 @@ impl HttpAuth {
             access: None,
             topic: None,
         };
-        self.send(req, &values, "super_req").await == HttpVerdict::Allow
+        self.send(req, &values, Kind::Super).await == HttpVerdict::Allow
     }
 
     /// `acl_req` for `action` on `topic`.
@@ -359,13 +378,13 @@ impl HttpAuth {
             access: Some(action),
             topic: Some(topic),
         };
-        self.send(req, &values, "acl_req").await
+        self.send(req, &values, Kind::Acl).await
     }
 
-    async fn send(&self, req: &Request, values: &Values<'_>, what: &'static str) -> HttpVerdict {
-        self.metrics.requests.fetch_add(1, Ordering::Relaxed);
+    async fn send(&self, req: &Request, values: &Values<'_>, kind: Kind) -> HttpVerdict {
+        self.metrics.http_request(kind);
         let answer = tokio::time::timeout(self.timeout, self.exchange(req, values)).await;
-        let failure = match answer {
+        let (why, failure) = match answer {
             Ok(Ok((status, body))) if (200..300).contains(&status) => {
                 return if body.trim_ascii() == b"ignore" {
                     HttpVerdict::Ignore
@@ -374,15 +393,29 @@ impl HttpAuth {
                 };
             }
             Ok(Ok((status, _))) if (400..500).contains(&status) => return HttpVerdict::Deny,
-            Ok(Ok((status, _))) => format!("answered {status}"),
-            Ok(Err(e)) => e,
-            Err(_) => format!("no answer within {:?}", self.timeout),
+            Ok(Ok((status, _))) => (Failure::Status, format!("answered {status}")),
+            Ok(Err(failed)) => failed,
+            Err(_) => (
+                Failure::Timeout,
+                format!("no answer within {:?}", self.timeout),
+            ),
         };
-        self.metrics.failures.fetch_add(1, Ordering::Relaxed);
+        self.metrics.http_failure(kind, why);
+        let what = match kind {
+            Kind::Auth => "auth_req",
+            Kind::Super => "super_req",
+            Kind::Acl => "acl_req",
+        };
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs());
-        if self.logged.swap(now, Ordering::Relaxed) + 10 <= now {
+        let last = self.logged.load(Ordering::Relaxed);
+        if last + 10 <= now
+            && self
+                .logged
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
             tracing::warn!(
                 request = what,
                 url = %format!("http://{}{}", req.authority, req.path),
@@ -393,7 +426,11 @@ impl HttpAuth {
         HttpVerdict::Failed
     }
 
-    async fn exchange(&self, req: &Request, values: &Values<'_>) -> Result<(u16, Bytes), String> {
+    async fn exchange(
+        &self,
+        req: &Request,
+        values: &Values<'_>,
+    ) -> Result<(u16, Bytes), (Failure, String)> {
         let pairs: Vec<(String, String)> = req
             .params
             .iter()
@@ -437,24 +474,35 @@ impl HttpAuth {
         }
         let request = builder
             .body(Full::new(body))
-            .map_err(|e| format!("cannot build the request: {e}"))?;
+            .map_err(|e| (Failure::Protocol, format!("cannot build the request: {e}")))?;
+        // The semaphore is never closed; a permit is held for the request.
+        let _permit = self.permits.acquire().await.ok();
         let mut sender = self.connection(&req.authority).await?;
         let response = sender
             .send_request(request)
             .await
-            .map_err(|e| format!("request failed: {e}"))?;
+            .map_err(|e| (Failure::Protocol, format!("request failed: {e}")))?;
         let status = response.status().as_u16();
-        let body = response
-            .into_body()
+        let body = http_body_util::Limited::new(response.into_body(), MAX_ANSWER)
             .collect()
             .await
-            .map_err(|e| format!("reading the answer failed: {e}"))?
+            .map_err(|e| {
+                (
+                    Failure::Protocol,
+                    format!("reading the answer failed: {e} (at most {MAX_ANSWER} bytes)"),
+                )
+            })?
             .to_bytes();
         self.give_back(&req.authority, sender);
         Ok((status, body))
     }
 
-    async fn connection(&self, authority: &str) -> Result<SendRequest<Full<Bytes>>, String> {
+    /// A kept connection to `authority`, or a new one (within
+    /// `connect_timeout`).
+    async fn connection(
+        &self,
+        authority: &str,
+    ) -> Result<SendRequest<Full<Bytes>>, (Failure, String)> {
         loop {
             let idle = {
                 let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
@@ -470,14 +518,34 @@ impl HttpAuth {
                 None => break,
             }
         }
-        let stream = TcpStream::connect(authority)
-            .await
-            .map_err(|e| format!("cannot connect to {authority}: {e}"))?;
-        let _ = stream.set_nodelay(true);
-        let (sender, conn) =
+        let open = async {
+            let stream = TcpStream::connect(authority).await.map_err(|e| {
+                (
+                    Failure::Connection,
+                    format!("cannot connect to {authority}: {e}"),
+                )
+            })?;
+            let _ = stream.set_nodelay(true);
             hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
                 .await
-                .map_err(|e| format!("cannot talk HTTP to {authority}: {e}"))?;
+                .map_err(|e| {
+                    (
+                        Failure::Protocol,
+                        format!("cannot talk HTTP to {authority}: {e}"),
+                    )
+                })
+        };
+        let (sender, conn) = tokio::time::timeout(self.connect_timeout, open)
+            .await
+            .map_err(|_| {
+                (
+                    Failure::Timeout,
+                    format!(
+                        "no connection to {authority} within {:?} (auth.http.connect_timeout)",
+                        self.connect_timeout
+                    ),
+                )
+            })??;
         tokio::spawn(async move {
             let _ = conn.await;
         });
@@ -604,11 +672,14 @@ mod tests {
         assert_eq!(r.method, hyper::Method::GET);
         assert_eq!(r.headers, [("accept".to_string(), "*/*".to_string())]);
         assert_eq!(a.timeout, Duration::from_secs(2));
+        assert_eq!(a.connect_timeout, Duration::from_secs(5), "the default");
         let new = "auth.http.auth_req.url = http://localhost/mqtt/auth\n\
                    auth.http.auth_req.headers.content_type = application/json\n\
                    auth.http.acl_req.url = http://127.0.0.1:1/acl\n\
-                   auth.http.timeout = 500ms\n";
+                   auth.http.timeout = 500ms\n\
+                   auth.http.connect_timeout = 250ms\n";
         let a = HttpAuth::parse(new).unwrap();
+        assert_eq!(a.connect_timeout, Duration::from_millis(250));
         assert!(a.auth.as_ref().unwrap().json);
         assert_eq!(a.auth.as_ref().unwrap().authority, "localhost:80");
         assert!(a.has_acl());

@@ -9,12 +9,14 @@
 //! `acl_req`, then `acl.nomatch`; a superuser (HTTP `super_req`) skips both.
 //!
 //! Per-client rights are compiled when the client connects and remember
-//! their answers per topic, so the check at each delivery is a hash lookup.
+//! their answers per topic, so the check at each delivery is a comparison
+//! with the last topic checked, else a hash lookup.
 //! [`Auth::reload`] re-reads every file; a file that fails to load leaves
 //! the loaded sources in force. It never logs a password.
 
 pub mod acl;
 pub mod http;
+pub mod metrics;
 pub mod passwd;
 
 use acl::{Acl, Compiled, Format};
@@ -23,6 +25,7 @@ use herald_broker::config::{Config, Nomatch};
 use herald_broker::hooks::{AclAction, AuthRequest, ClientInfo, Decision, DecisionFuture};
 use herald_codec::ReasonCode;
 use http::{HttpAuth, HttpVerdict};
+use metrics::{Metrics, Outcome, Source};
 use passwd::{Check, PasswordFile};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -68,7 +71,7 @@ struct Sources {
 }
 
 impl Sources {
-    fn load(paths: &Paths) -> Result<Sources, String> {
+    fn load(paths: &Paths, metrics: &Arc<Metrics>) -> Result<Sources, String> {
         Ok(Sources {
             password: paths
                 .password_file
@@ -79,7 +82,7 @@ impl Sources {
             http: paths
                 .http_conf
                 .as_deref()
-                .map(|p| HttpAuth::load(p).map(Arc::new))
+                .map(|p| HttpAuth::load(p).map(|h| Arc::new(h.counting(metrics.clone()))))
                 .transpose()?,
         })
     }
@@ -92,6 +95,7 @@ struct Shared {
     generation: AtomicU64,
     nomatch: Nomatch,
     cache_ttl: Duration,
+    metrics: Arc<Metrics>,
 }
 
 impl Shared {
@@ -113,7 +117,8 @@ impl Auth {
     /// Loads every configured file; errors are `file:line: problem`.
     pub fn load(config: &Config) -> Result<Auth, String> {
         let paths = Paths::of(config);
-        let sources = Sources::load(&paths)?;
+        let metrics = Arc::new(Metrics::default());
+        let sources = Sources::load(&paths, &metrics)?;
         Ok(Auth {
             paths,
             shared: Arc::new(Shared {
@@ -121,6 +126,7 @@ impl Auth {
                 generation: AtomicU64::new(0),
                 nomatch: config.acl.nomatch,
                 cache_ttl: Duration::from_secs(config.acl.cache_ttl.into()),
+                metrics,
             }),
         })
     }
@@ -129,7 +135,7 @@ impl Auth {
     /// force and the error (`file:line: problem`) is returned. Connected
     /// clients see the new rules from their next check.
     pub fn reload(&self) -> Result<(), String> {
-        let sources = Sources::load(&self.paths)?;
+        let sources = Sources::load(&self.paths, &self.shared.metrics)?;
         *self
             .shared
             .sources
@@ -155,9 +161,9 @@ impl Auth {
         parts.join(", ")
     }
 
-    /// The HTTP source's counters, if it is configured.
-    pub fn http_metrics(&self) -> Option<Arc<http::Metrics>> {
-        self.shared.sources().http.as_ref().map(|h| h.metrics())
+    /// The counters of outcomes ([`metrics`]), kept across reloads.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.shared.metrics.clone()
     }
 }
 
@@ -185,20 +191,35 @@ impl AccessControl for Auth {
                 })
                 .await
                 .unwrap_or(Check::Mismatch);
-                decision = match check {
-                    Check::Match => Decision::Allow,
-                    Check::Mismatch => Decision::Deny(ReasonCode::BAD_USERNAME_OR_PASSWORD),
-                    Check::Unknown => Decision::Ignore,
+                let (outcome, d) = match check {
+                    Check::Match => (Outcome::Allow, Decision::Allow),
+                    Check::Mismatch => (
+                        Outcome::Deny,
+                        Decision::Deny(ReasonCode::BAD_USERNAME_OR_PASSWORD),
+                    ),
+                    Check::Unknown => (Outcome::Ignore, Decision::Ignore),
                 };
+                self.shared
+                    .metrics
+                    .authenticated(Source::PasswordFile, outcome);
+                decision = d;
             }
             if decision == Decision::Ignore
                 && let Some(http) = &sources.http
             {
-                decision = match http.authenticate(client, request.password).await {
-                    HttpVerdict::Allow => Decision::Allow,
-                    HttpVerdict::Ignore => Decision::Ignore,
-                    HttpVerdict::Deny | HttpVerdict::Failed => Decision::Deny(refused),
+                let verdict = http.authenticate(client, request.password).await;
+                let (outcome, d) = match verdict {
+                    HttpVerdict::Allow => (Outcome::Allow, Decision::Allow),
+                    HttpVerdict::Ignore => (Outcome::Ignore, Decision::Ignore),
+                    HttpVerdict::Deny => (Outcome::Deny, Decision::Deny(refused)),
+                    HttpVerdict::Failed => (Outcome::Failed, Decision::Deny(refused)),
                 };
+                // Counted only when auth_req is configured (an HTTP source
+                // with only acl_req does not authenticate).
+                if http.authenticates() {
+                    self.shared.metrics.authenticated(Source::Http, outcome);
+                }
+                decision = d;
             }
             let superuser = match (&decision, &sources.http) {
                 (Decision::Allow, Some(http)) => http.superuser(client).await,
@@ -243,15 +264,23 @@ impl AccessControl for Auth {
     }
 }
 
+/// Answers remembered per topic (a fast hash: topics are short; its seed
+/// is random per process, so a client cannot aim collisions).
+type Answers<V> = HashMap<Arc<str>, V, foldhash::fast::RandomState>;
+
 /// One client's compiled rules and remembered answers.
 struct State {
     generation: u64,
     rules: Vec<Compiled>,
     http: Option<Arc<HttpAuth>>,
     /// Answers of the local rules (and nomatch): publish, subscribe, deliver.
-    local: [HashMap<Box<str>, bool>; 3],
+    local: [Answers<bool>; 3],
+    /// The last local answer per action: a client publishing to (or a
+    /// subscription receiving) one topic over and over is answered by a
+    /// string comparison, without hashing.
+    last: [Option<(Arc<str>, bool)>; 3],
     /// Answers of the HTTP `acl_req`, with when they expire.
-    remote: [HashMap<Box<str>, (bool, Instant)>; 3],
+    remote: [Answers<(bool, Instant)>; 3],
 }
 
 impl State {
@@ -265,6 +294,7 @@ impl State {
                 .unwrap_or_default(),
             http: sources.http.clone().filter(|h| h.has_acl()),
             local: Default::default(),
+            last: Default::default(),
             remote: Default::default(),
         }
     }
@@ -278,11 +308,11 @@ fn slot(action: AclAction) -> usize {
     }
 }
 
-fn remember<V>(map: &mut HashMap<Box<str>, V>, topic: &str, value: V) {
+fn remember<V>(map: &mut Answers<V>, topic: Arc<str>, value: V) {
     if map.len() >= CACHE_LIMIT {
         map.clear();
     }
-    map.insert(topic.into(), value);
+    map.insert(topic, value);
 }
 
 /// A client's rights: see [`Rights`].
@@ -314,28 +344,34 @@ impl Rights for ClientRights {
             if allowed {
                 Verdict::Allow
             } else {
+                self.shared.metrics.acl_denied(action);
                 Verdict::Deny
             }
         };
-        if let Some(&allowed) = st.local[i].get(topic) {
+        if let Some((last, allowed)) = &st.last[i]
+            && **last == *topic
+        {
+            return verdict(*allowed);
+        }
+        if let Some((key, &allowed)) = st.local[i].get_key_value(topic) {
+            st.last[i] = Some((key.clone(), allowed));
             return verdict(allowed);
         }
         let local = acl::first_match(&st.rules, action, topic);
-        match (local, &st.http) {
-            (Some(allowed), _) => {
-                remember(&mut st.local[i], topic, allowed);
-                verdict(allowed)
+        let allowed = match (local, &st.http) {
+            (Some(allowed), _) => allowed,
+            (None, None) => self.nomatch(),
+            (None, Some(_)) => {
+                return match st.remote[i].get(topic) {
+                    Some(&(allowed, until)) if Instant::now() < until => verdict(allowed),
+                    _ => Verdict::Ask,
+                };
             }
-            (None, None) => {
-                let allowed = self.nomatch();
-                remember(&mut st.local[i], topic, allowed);
-                verdict(allowed)
-            }
-            (None, Some(_)) => match st.remote[i].get(topic) {
-                Some(&(allowed, until)) if Instant::now() < until => verdict(allowed),
-                _ => Verdict::Ask,
-            },
-        }
+        };
+        let key: Arc<str> = topic.into();
+        remember(&mut st.local[i], key.clone(), allowed);
+        st.last[i] = Some((key, allowed));
+        verdict(allowed)
     }
 
     fn ask<'a>(&'a self, action: AclAction, topic: &'a str) -> DecisionFuture<'a> {
@@ -344,25 +380,77 @@ impl Rights for ClientRights {
             let Some(http) = http else {
                 return Decision::Ignore;
             };
-            let allowed = match http.check_acl(&self.client, action, topic).await {
+            let answer = http.check_acl(&self.client, action, topic).await;
+            let allowed = match answer {
                 HttpVerdict::Allow => true,
                 HttpVerdict::Ignore => self.nomatch(),
                 HttpVerdict::Deny | HttpVerdict::Failed => false,
             };
             let ttl = self.shared.cache_ttl;
-            if !ttl.is_zero() {
+            // A failure refuses this once; the next check asks again.
+            if !ttl.is_zero() && answer != HttpVerdict::Failed {
                 let mut st = self.state();
                 remember(
                     &mut st.remote[slot(action)],
-                    topic,
+                    topic.into(),
                     (allowed, Instant::now() + ttl),
                 );
             }
             if allowed {
                 Decision::Allow
             } else {
+                self.shared.metrics.acl_denied(action);
                 Decision::Deny(ReasonCode::NOT_AUTHORIZED)
             }
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Answers remembered per topic (the last one, and the map) never
+    /// answer for another topic or another action, and a reload replaces
+    /// them.
+    #[test]
+    fn remembered_answers_stay_with_their_topic_and_rules() {
+        let dir = std::env::temp_dir().join(format!("herald-auth-rights-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("acl");
+        std::fs::write(&file, "user u\ntopic read a/#\ntopic deny a/2\n").unwrap();
+        let mut config = Config::default();
+        config.acl.file = Some(file.clone().into());
+        config.acl.nomatch = Nomatch::Deny;
+        let auth = Auth::load(&config).unwrap();
+        let client = acl::tests::client("c", Some("u"), "10.0.0.1");
+        let rights = auth.rights(&client, false).unwrap();
+        for _ in 0..3 {
+            for (action, topic, expect) in [
+                (AclAction::Deliver, "a/1", Verdict::Allow),
+                (AclAction::Deliver, "a/1", Verdict::Allow),
+                (AclAction::Deliver, "a/2", Verdict::Deny),
+                (AclAction::Publish, "a/1", Verdict::Deny),
+                (AclAction::Deliver, "a/2", Verdict::Deny),
+                (AclAction::Deliver, "a/3", Verdict::Allow),
+                (AclAction::Subscribe, "a/2", Verdict::Deny),
+                (AclAction::Subscribe, "a/1", Verdict::Allow),
+            ] {
+                assert_eq!(rights.check(action, topic), expect, "{action:?} {topic}");
+            }
+        }
+        let counted = auth.metrics().render();
+        for line in [
+            "herald_auth_acl_denied_total{action=\"deliver\"} 6",
+            "herald_auth_acl_denied_total{action=\"publish\"} 3",
+            "herald_auth_acl_denied_total{action=\"subscribe\"} 3",
+        ] {
+            assert!(counted.lines().any(|l| l == line), "{line} in\n{counted}");
+        }
+        std::fs::write(&file, "user u\ntopic readwrite a/#\n").unwrap();
+        auth.reload().unwrap();
+        assert_eq!(rights.check(AclAction::Deliver, "a/2"), Verdict::Allow);
+        assert_eq!(rights.check(AclAction::Publish, "a/1"), Verdict::Allow);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use herald_auth::Auth;
+use herald_auth::metrics::{Failure, Metrics, Outcome, Request, Source};
 use herald_broker::Server;
 use herald_broker::broker::Broker;
 use herald_broker::config::{Config, Nomatch};
@@ -23,16 +24,23 @@ fn temp_dir(name: &str) -> PathBuf {
 }
 
 async fn start(edit: impl FnOnce(&mut Config)) -> Server {
+    start_counted(edit).await.0
+}
+
+/// [`start`], also returning access control's counters.
+async fn start_counted(edit: impl FnOnce(&mut Config)) -> (Server, Arc<Metrics>) {
     let mut config = Config::default();
     config.listener.bind = vec!["127.0.0.1:0".parse().unwrap()];
     config.sys.interval = 0;
     edit(&mut config);
     let auth = Auth::load(&config).expect("sources load");
+    let metrics = auth.metrics();
     let broker = Broker::new(config);
     broker.set_access(Arc::new(auth));
-    herald_broker::start_on(broker)
+    let server = herald_broker::start_on(broker)
         .await
-        .expect("broker starts")
+        .expect("broker starts");
+    (server, metrics)
 }
 
 /// Connects with MQTT 3.1.1; `Ok(())` on success, else the refusal as text.
@@ -513,5 +521,253 @@ async fn http_auth_both_conf_forms() {
         "no ACL request for a superuser"
     );
     server.shutdown().await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A misbehaving auth service on `/auth`, by user name: `boom` 503,
+/// `huge` 200 with a body of 1 MiB, `slow` (announced on `slow_seen`) no
+/// answer for 30 s, `good` 200.
+async fn failing_service(
+    slow_seen: tokio::sync::mpsc::UnboundedSender<()>,
+) -> std::net::SocketAddr {
+    use http_body_util::{BodyExt, Full};
+    use hyper::service::service_fn;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let slow_seen = slow_seen.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let slow_seen = slow_seen.clone();
+                    async move {
+                        let body = req.into_body().collect().await.unwrap().to_bytes();
+                        let text = String::from_utf8_lossy(&body).into_owned();
+                        let (status, answer) = if text.contains("boom") {
+                            (503, Vec::new())
+                        } else if text.contains("huge") {
+                            (200, vec![b'x'; 1 << 20])
+                        } else if text.contains("slow") {
+                            let _ = slow_seen.send(());
+                            tokio::time::sleep(Duration::from_secs(30)).await;
+                            (200, Vec::new())
+                        } else if text.contains("good") {
+                            (200, Vec::new())
+                        } else {
+                            (403, Vec::new())
+                        };
+                        Ok::<_, std::convert::Infallible>(
+                            hyper::Response::builder()
+                                .status(status)
+                                .body(Full::new(bytes::Bytes::from(answer)))
+                                .unwrap(),
+                        )
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// A TCP server that answers every connection with bytes that are not
+/// HTTP, then closes it.
+async fn garbage_service() -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = [0u8; 1024];
+                let _ = stream.read(&mut buf).await;
+                let _ = stream
+                    .write_all(b"SSH-2.0-OpenSSH_9.2\r\n\x00\xff garbage\r\n\r\n")
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+fn http_conf(dir: &Path, addr: impl std::fmt::Display, extra: &str) -> PathBuf {
+    write(
+        dir,
+        "emqx_auth_http.conf",
+        &format!(
+            "auth.http.auth_req.url = http://{addr}/auth\n\
+             auth.http.auth_req.method = post\n\
+             auth.http.auth_req.params = clientid=%c,username=%u,password=%P\n\
+             {extra}"
+        ),
+    )
+}
+
+/// What the issue documents for a failing auth service: a 5xx, an answer
+/// too slow, one that is not HTTP (or too large) and a service that cannot
+/// be reached all refuse the client (named: code 4 / 0x86), each counted
+/// by reason; and while requests hang, clients of other sources still get
+/// in at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_failures_refuse_and_never_stall_others() {
+    let dir = temp_dir("http-fail");
+    let (slow_tx, mut slow_rx) = tokio::sync::mpsc::unbounded_channel();
+    let addr = failing_service(slow_tx).await;
+    let passwd = dir.join("passwd");
+    herald_auth::passwd::set_password(&passwd, true, "filed", b"pw").unwrap();
+    let conf = http_conf(
+        &dir,
+        addr,
+        "auth.http.timeout = 2s\nauth.http.pool_size = 2\n",
+    );
+    let (server, metrics) = start_counted(|c| {
+        c.auth.http_conf = Some(conf.clone().into());
+        c.auth.password_file = Some(passwd.clone().into());
+    })
+    .await;
+    let refused = |e: String| {
+        assert!(e.contains("BadUserNamePassword"), "{e}");
+    };
+    assert!(connect4(&server, "g", Some(("good", "pw"))).await.is_ok());
+    refused(
+        connect4(&server, "b4", Some(("boom", "pw")))
+            .await
+            .err()
+            .unwrap(),
+    );
+    refused(
+        connect5(&server, "b5", Some(("boom", "pw")))
+            .await
+            .err()
+            .unwrap(),
+    );
+    assert_eq!(metrics.http_failures(Request::Auth, Failure::Status), 2);
+    refused(
+        connect5(&server, "h", Some(("huge", "pw")))
+            .await
+            .err()
+            .unwrap(),
+    );
+    assert_eq!(metrics.http_failures(Request::Auth, Failure::Protocol), 1);
+
+    // Both of the pool's requests hang on the service...
+    let slow: Vec<_> = (0..2)
+        .map(|i| {
+            let addr = server.local_addrs[0];
+            tokio::spawn(async move {
+                let mut o =
+                    rumqttc::MqttOptions::new(format!("s{i}"), addr.ip().to_string(), addr.port());
+                o.set_credentials("slow", "pw");
+                let (_c, mut ev) = rumqttc::AsyncClient::new(o, 10);
+                loop {
+                    match ev.poll().await {
+                        Ok(rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_))) => return Ok(()),
+                        Ok(_) => continue,
+                        Err(e) => return Err(format!("{e:?}")),
+                    }
+                }
+            })
+        })
+        .collect();
+    for _ in 0..2 {
+        tokio::time::timeout(WAIT, slow_rx.recv())
+            .await
+            .expect("slow requests arrive");
+    }
+    // ...and a client of the password file gets in meanwhile.
+    let (filed, _fev) = connect4(&server, "f", Some(("filed", "pw"))).await.unwrap();
+    assert!(
+        slow.iter().all(|t| !t.is_finished()),
+        "the password file's client was answered while the HTTP requests hung"
+    );
+    for t in slow {
+        refused(
+            tokio::time::timeout(WAIT, t)
+                .await
+                .unwrap()
+                .unwrap()
+                .err()
+                .unwrap(),
+        );
+    }
+    assert_eq!(metrics.http_failures(Request::Auth, Failure::Timeout), 2);
+    assert_eq!(metrics.authentications(Source::Http, Outcome::Failed), 5);
+    assert_eq!(metrics.authentications(Source::Http, Outcome::Allow), 1);
+    assert_eq!(
+        metrics.authentications(Source::PasswordFile, Outcome::Allow),
+        1
+    );
+    drop(filed);
+    server.shutdown().await;
+
+    // Not HTTP at all; nothing listening.
+    let garbage = garbage_service().await;
+    let gone = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    for (what, target, reason) in [
+        ("garbage", garbage, Failure::Protocol),
+        ("unreachable", gone, Failure::Connection),
+    ] {
+        let conf = http_conf(&dir, target, "auth.http.timeout = 2s\n");
+        let (server, metrics) =
+            start_counted(|c| c.auth.http_conf = Some(conf.clone().into())).await;
+        let e = connect5(&server, what, Some(("good", "pw")))
+            .await
+            .err()
+            .unwrap();
+        assert!(e.contains("BadUserNamePassword"), "{what}: {e}");
+        assert_eq!(metrics.http_failures(Request::Auth, reason), 1, "{what}");
+        server.shutdown().await;
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `auth.http.connect_timeout` bounds opening a connection on its own: a
+/// service whose accept queue is full never completes a TCP handshake, and
+/// the client is refused after the connect timeout (200 ms), long before
+/// the request timeout (20 s) or the client's own (5 s).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_connect_timeout_is_applied() {
+    let dir = temp_dir("http-connect-timeout");
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(1).unwrap();
+    let addr = listener.local_addr().unwrap();
+    // Fill the accept queue (never accepted): once a connect hangs, it is full.
+    let mut held = Vec::new();
+    loop {
+        match tokio::time::timeout(
+            Duration::from_millis(300),
+            tokio::net::TcpStream::connect(addr),
+        )
+        .await
+        {
+            Ok(stream) => held.push(stream.unwrap()),
+            Err(_) => break,
+        }
+        assert!(held.len() < 64, "the accept queue never filled");
+    }
+    let conf = http_conf(
+        &dir,
+        addr,
+        "auth.http.timeout = 20s\nauth.http.connect_timeout = 200ms\n",
+    );
+    let (server, metrics) = start_counted(|c| c.auth.http_conf = Some(conf.clone().into())).await;
+    let e = connect4(&server, "c", Some(("good", "pw")))
+        .await
+        .err()
+        .unwrap();
+    assert!(
+        e.contains("BadUserNamePassword"),
+        "refused by the broker, not timed out by the client: {e}"
+    );
+    assert_eq!(metrics.http_failures(Request::Auth, Failure::Timeout), 1);
+    server.shutdown().await;
+    drop(listener);
     std::fs::remove_dir_all(&dir).unwrap();
 }

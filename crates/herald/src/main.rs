@@ -560,9 +560,21 @@ async fn run_broker(
     ));
     let metrics = match broker.config.metrics.bind {
         Some(addr) => {
-            let extra = webhook
-                .clone()
-                .map(|w| Arc::new(move || w.render_metrics()) as metrics::Extra);
+            let webhook_metrics = webhook.clone();
+            let auth_metrics = auth.as_ref().map(|a| a.metrics());
+            let extra: Option<metrics::Extra> =
+                (webhook_metrics.is_some() || auth_metrics.is_some()).then(|| {
+                    Arc::new(move || {
+                        let mut text = webhook_metrics
+                            .as_ref()
+                            .map(|w| w.render_metrics())
+                            .unwrap_or_default();
+                        if let Some(m) = &auth_metrics {
+                            text.push_str(&m.render());
+                        }
+                        text
+                    }) as metrics::Extra
+                });
             match metrics::serve(addr, broker.clone(), extra, readiness.clone()).await {
                 Ok(server) => {
                     tracing::info!(
