@@ -771,3 +771,76 @@ async fn http_connect_timeout_is_applied() {
     drop(listener);
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Deliveries that wait for remote rights are asked for all subscribers at
+/// once: the ACL service below answers a delivery check of `fan/x` only
+/// once it holds two of them, so asking one subscriber after the other
+/// would time out and deliver nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn remote_delivery_checks_are_asked_together() {
+    use http_body_util::Full;
+    use hyper::service::service_fn;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let gate = Arc::new(tokio::sync::Barrier::new(2));
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let gate = gate.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let gate = gate.clone();
+                    async move {
+                        let uri = req.uri().to_string();
+                        if uri.contains("access=1") && uri.contains("topic=fan%2Fx") {
+                            gate.wait().await;
+                        }
+                        Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
+                            bytes::Bytes::new(),
+                        )))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    let dir = temp_dir("remote-deliver");
+    let conf = write(
+        &dir,
+        "emqx_auth_http.conf",
+        &format!(
+            "auth.http.auth_req.url = http://{addr}/auth\n\
+             auth.http.auth_req.params = username=%u\n\
+             auth.http.acl_req.url = http://{addr}/acl\n\
+             auth.http.acl_req.method = get\n\
+             auth.http.acl_req.params = access=%A,clientid=%c,topic=%t\n\
+             auth.http.timeout = 3s\n"
+        ),
+    );
+    let server = start(|c| c.auth.http_conf = Some(conf.clone().into())).await;
+    let mut subscribers = Vec::new();
+    for id in ["s1", "s2"] {
+        let (c, mut ev) = connect4(&server, id, Some(("u", "pw"))).await.unwrap();
+        assert_eq!(
+            subscribed(&c, &mut ev, "fan/#").await,
+            [rumqttc::SubscribeReasonCode::Success(
+                rumqttc::QoS::AtLeastOnce
+            )]
+        );
+        subscribers.push((c, ev));
+    }
+    let (p, mut pev) = connect4(&server, "p", Some(("u", "pw"))).await.unwrap();
+    p.publish("fan/x", rumqttc::QoS::AtLeastOnce, false, "hello")
+        .await
+        .unwrap();
+    p.publish("fan/end", rumqttc::QoS::AtLeastOnce, false, "end")
+        .await
+        .unwrap();
+    tokio::spawn(async move { while pev.poll().await.is_ok() {} });
+    for (_c, ev) in &mut subscribers {
+        assert_eq!(payloads_until(ev, "end").await, ["fan/x=hello"]);
+    }
+    server.shutdown().await;
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -631,7 +631,9 @@ impl Broker {
 
     /// Queues deliveries held for a remote decision, in order, once their
     /// subscriber's rights allow them; the others are dropped
-    /// (`not_authorized`).
+    /// (`not_authorized`). The subscribers are asked all at once, so a slow
+    /// source holds the publisher for one answer's time, not one per
+    /// subscriber.
     pub async fn settle(&self, pending: Vec<Pending>) {
         self.settle_held(pending, &mut AckHolds::unwanted()).await;
     }
@@ -642,9 +644,25 @@ impl Broker {
     /// refused it), as [`Broker::publish_held`] does for the rest.
     pub async fn settle_held(&self, pending: Vec<Pending>, holds: &mut AckHolds) {
         let mut held = 0;
-        for p in pending {
-            let topic = &p.delivery.message.topic;
-            let allowed = p.rights.ask(AclAction::Deliver, topic).await == Decision::Allow;
+        let mut asked = tokio::task::JoinSet::new();
+        for (i, p) in pending.iter().enumerate() {
+            let rights = p.rights.clone();
+            let message = p.delivery.message.clone();
+            asked.spawn(async move {
+                let answer = rights.ask(AclAction::Deliver, &message.topic).await;
+                (i, answer == Decision::Allow)
+            });
+        }
+        // A task that panicked counts as a refusal.
+        let mut allowed = vec![false; pending.len()];
+        while let Some(joined) = asked.join_next().await {
+            if let Ok((i, yes)) = joined
+                && let Some(slot) = allowed.get_mut(i)
+            {
+                *slot = yes;
+            }
+        }
+        for (p, allowed) in pending.into_iter().zip(allowed) {
             if !allowed {
                 self.dropped(&p.delivery.message, DropReason::NotAuthorized);
             } else if p.retained {
