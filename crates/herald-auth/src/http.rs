@@ -719,6 +719,10 @@ mod tests {
         );
         assert!(!r.json);
         assert!(a.superuser.is_none() && !a.has_acl());
+        assert_eq!(
+            (a.timeout, a.connect_timeout, a.pool_size),
+            (Duration::from_secs(5), Duration::from_secs(5), 8)
+        );
     }
 
     #[test]
