@@ -128,6 +128,9 @@ def render(outdir, target):
               f"{'—' if r is None else f'{100 * r:.0f} %'} of the throughput — "
               f"**{'met' if met else 'not met'}**; messages per second of broker CPU, on ÷ off: "
               f"{'—' if c is None else f'{100 * c:.0f} %'}.\n")
+    t += ("\nOn a busy machine throughput moves by tens of percent between rounds (see the "
+          "ranges; an ACL run faster than its ACL-free twin is that noise); the broker's CPU "
+          "time per delivered message is the steadier measure of what the rules cost.\n")
     t += ("\nRatios are medians ÷ medians of the same run. Within a round the brokers run "
           "one after another (A B C …), so background load hits each alike; the range "
           "(min–max) over rounds is beside each median.\n\n")
