@@ -180,6 +180,7 @@ fn main() {
             stream,
             peer,
             shutdown,
+            (),
         );
         std::mem::size_of_val(&serve)
     });

@@ -213,18 +213,19 @@ impl PendingAcks {
         })
     }
 
-    /// Completes when the head's holds may have settled; pending for ever
-    /// when nothing waits (for use in `select!`).
-    pub async fn changed(&mut self) {
+    /// Ready when the head's holds may have settled; pending for ever
+    /// when nothing waits (the packet loop polls it among its wake-ups).
+    pub fn poll_changed(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
         if self.waiting.is_none() {
             self.waiting = self.queue.front().and_then(|h| h.holds.changed());
         }
         match self.waiting.as_mut() {
             Some(w) => {
-                w.await;
+                std::task::ready!(w.as_mut().poll(cx));
                 self.waiting = None;
+                std::task::Poll::Ready(())
             }
-            None => std::future::pending().await,
+            None => std::task::Poll::Pending,
         }
     }
 }

@@ -20,7 +20,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinHandle;
 
 /// Why the broker could not start.
@@ -322,26 +322,34 @@ async fn accept_loop(
         let _ = stream.set_nodelay(true);
         let broker = broker.clone();
         let shutdown = shutdown.clone();
-        let endpoint = endpoint.clone();
-        tokio::spawn(async move {
-            open_and_serve(broker, &endpoint, stream, peer, shutdown).await;
-            drop(permit);
-        });
+        // A plain TCP connection's task is the connection itself, nothing
+        // wrapped around it: what an idle connection costs.
+        if endpoint.is_plain() {
+            let peer = Peer::new(peer, ListenerKind::Tcp);
+            tokio::spawn(serve_connection(broker, stream, peer, shutdown, permit));
+        } else {
+            tokio::spawn(open_and_serve(
+                broker,
+                endpoint.clone(),
+                stream,
+                peer,
+                shutdown,
+                permit,
+            ));
+        }
     }
 }
 
-/// Sets up an accepted socket's transport, then serves MQTT on it.
+/// Sets up an accepted socket's transport (PROXY header, TLS, WebSocket),
+/// then serves MQTT on it; `permit` is the connection's slot.
 async fn open_and_serve(
     broker: Arc<Broker>,
-    endpoint: &Endpoint,
+    endpoint: Arc<Endpoint>,
     stream: TcpStream,
     addr: SocketAddr,
     mut shutdown: watch::Receiver<bool>,
+    permit: OwnedSemaphorePermit,
 ) {
-    if endpoint.is_plain() {
-        let peer = Peer::new(addr, ListenerKind::Tcp);
-        return serve_connection(broker, stream, peer, shutdown).await;
-    }
     let accepted_at = tokio::time::Instant::now();
     let timeout = broker.config.listener.connect_timeout();
     // Boxed: the handshakes' state (a TLS session mid-handshake is large)
@@ -349,7 +357,7 @@ async fn open_and_serve(
     // ones included, for the whole life of the connection.
     let opening = Box::pin(tokio::time::timeout(
         timeout,
-        transport::open(endpoint, stream, addr, accepted_at),
+        transport::open(&endpoint, stream, addr, accepted_at),
     ));
     let opened = tokio::select! {
         opened = opening => opened,
@@ -357,7 +365,9 @@ async fn open_and_serve(
     };
     let kind = endpoint.kind;
     let why = match opened {
-        Ok(Ok((stream, peer))) => return serve_connection(broker, stream, peer, shutdown).await,
+        Ok(Ok((stream, peer))) => {
+            return serve_connection(broker, stream, peer, shutdown, permit).await;
+        }
         Ok(Err(e)) => e.to_string(),
         Err(_) => format!("not done within the connect timeout ({timeout:?})"),
     };

@@ -20,7 +20,7 @@ use crate::transport::Peer;
 use herald_codec::{
     ByteStr, ConnAck, Connect, DecodeError, Packet, Properties, Protocol, ReasonCode,
 };
-use std::collections::HashMap;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,7 +40,7 @@ pub(crate) async fn handshake<S>(
     from: Peer,
 ) -> Option<Handshake<S>>
 where
-    S: AsyncRead + AsyncWrite + Send + 'static,
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     let timeout = broker.config.listener.connect_timeout();
     // Until CONNECT is accepted, a client may make us buffer no more than
@@ -267,7 +267,7 @@ async fn establish<S>(
     (rights, superuser): (Option<Arc<dyn Rights>>, bool),
 ) -> Handshake<S>
 where
-    S: AsyncRead + AsyncWrite + Send + 'static,
+    S: AsyncRead + AsyncWrite + Send + Unpin + 'static,
 {
     info.client_id = a.client_id.clone();
     let owner = Arc::new(Owner {
@@ -331,8 +331,7 @@ where
         send_window: usize::from(p.receive_maximum.unwrap_or(u16::MAX).min(cfg.max_inflight)),
         client_max_packet: p.maximum_packet_size.map_or(usize::MAX, |m| m as usize),
         client_alias_max: p.topic_alias_maximum.unwrap_or(0),
-        out_aliases: HashMap::new(),
-        in_aliases: HashMap::new(),
+        aliases: None,
         generation: attached.generation,
         pressure: None,
         ignored: None,
@@ -505,7 +504,7 @@ fn claim_new(
     session
 }
 
-impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
+impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
     /// On session resume: resend unacknowledged PUBLISH packets with DUP set
     /// and PUBREL for those already PUBREC'd, in their original order, as
     /// many as this connection's Receive Maximum allows (the rest as

@@ -76,7 +76,7 @@ impl Close {
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
+impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
     /// A DISCONNECT from the client: the will is discarded unless 5.0
     /// reason 0x04; 5.0 may update the session expiry, but not from 0.
     pub(crate) fn handle_disconnect(&mut self, d: Disconnect) -> Close {

@@ -15,7 +15,7 @@ pub mod subscribe;
 use crate::access::Rights;
 use crate::ack::PendingAcks;
 use crate::broker::Broker;
-use crate::connection::{Io, Stream, WRITE_HIGH_WATER, write_some};
+use crate::connection::{Io, Stream, WRITE_HIGH_WATER};
 use crate::hooks::ClientInfo;
 use crate::metrics::Metrics;
 use crate::session::{Kick, Session};
@@ -24,9 +24,12 @@ use disconnect::Close;
 use herald_codec::{ByteStr, Packet, Protocol, ReasonCode, Will};
 use publish::PRESSURE_MAX;
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::{Pin, pin};
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::Duration;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{oneshot, watch};
 use tokio::time::{Instant, sleep_until};
 
@@ -62,10 +65,10 @@ pub struct Client<S> {
     pub(crate) client_max_packet: usize,
     /// Client's Topic Alias Maximum (server → client aliases).
     pub(crate) client_alias_max: u16,
-    /// Topics we gave an alias on this connection.
-    pub(crate) out_aliases: HashMap<ByteStr, u16>,
-    /// Aliases the client set on this connection.
-    pub(crate) in_aliases: HashMap<u16, ByteStr>,
+    /// Topic aliases of this connection, boxed when first used: most
+    /// connections never use aliases, and every byte of a `Client` is paid
+    /// by every idle connection.
+    pub(crate) aliases: Option<Box<Aliases>>,
     /// The session generation this connection owns.
     pub(crate) generation: u64,
     /// Backpressure: a congested session this client feeds, and until when
@@ -81,11 +84,40 @@ pub struct Client<S> {
     pub(crate) rights: Option<Arc<dyn Rights>>,
 }
 
+/// The topic aliases of a connection (5.0).
+#[derive(Default)]
+pub(crate) struct Aliases {
+    /// Topics we gave an alias.
+    pub(crate) outgoing: HashMap<ByteStr, u16>,
+    /// Aliases the client set.
+    pub(crate) incoming: HashMap<u16, ByteStr>,
+}
+
+/// What ended a wait of the packet loop, in the order they are checked.
+enum Woken {
+    /// The takeover signal (`None`: its sender is gone, no takeover).
+    Kick(Option<Kick>),
+    /// The server is shutting down.
+    Shutdown,
+    /// Bytes written (0: a flush).
+    Written(std::io::Result<usize>),
+    /// Bytes read (0: end of stream).
+    Read(std::io::Result<usize>),
+    /// The session queue has something.
+    Queue,
+    /// A congested subscriber this client feeds has drained.
+    Drained,
+    /// The keep-alive or pause timer fired (perhaps early).
+    Timer,
+    /// Something else may have changed (held acknowledgements).
+    Other,
+}
+
 /// Most acknowledgements a connection keeps waiting before it stops reading
 /// (paces a publisher whose messages cannot be stored as fast as it sends).
 const MAX_HELD_ACKS: usize = 4096;
 
-impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
+impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
     /// The packet loop: reads and handles packets, sends queued messages,
     /// enforces keep alive, until something closes the connection.
     async fn run(
@@ -97,6 +129,16 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
         let grace = self.keep_alive + self.keep_alive / 2;
         let mut deadline = Instant::now() + grace;
         let mut kick_live = true;
+        // What the loop waits on, kept from one turn to the next (an idle
+        // connection's task is mostly this and the client): the queue's
+        // wake-up and the shutdown signal stay registered, the timer is
+        // moved rather than made anew, and the rarely needed wait for a
+        // congested subscriber is boxed.
+        let session = self.session.clone();
+        let mut wake = pin!(session.wake.notified());
+        let mut closing = pin!(shutdown.changed());
+        let mut timer = pin!(sleep_until(deadline));
+        let mut drained: Option<Pin<Box<dyn Future<Output = ()> + Send>>>;
         loop {
             while self.io.wbuf.len() < WRITE_HIGH_WATER
                 && self.acks.len() < MAX_HELD_ACKS
@@ -131,7 +173,6 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
             }
             self.drain_queue();
             self.io.prepare_read();
-            let spare = self.io.read_spare();
             let paused_on = self.paused_on();
             let reading = self.io.wbuf.len() < WRITE_HIGH_WATER
                 && self.acks.len() < MAX_HELD_ACKS
@@ -142,42 +183,73 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
                 Some((_, until, _)) if paused_on.is_some() => (*until).min(deadline),
                 _ => deadline,
             };
-            let timers = !self.keep_alive.is_zero() || paused_on.is_some();
+            let paused = paused_on.is_some();
+            let timers = !self.keep_alive.is_zero() || paused;
+            // The timer is moved only when it would fire too late (or has
+            // fired): firing early costs a turn of this loop, re-arming it
+            // on every read would cost a timer-wheel update per read.
+            if timers && (timer.is_elapsed() || timer.deadline() > wake_at) {
+                timer.as_mut().reset(wake_at);
+            }
+            drained = paused_on.map(|s| Box::pin(async move { s.until_drained().await }) as _);
             let writing = self.io.wants_write();
-            tokio::select! {
-                biased;
-                k = &mut kick, if kick_live => match k {
-                    Ok(Kick::TakenOver) => return Close::TakenOver,
-                    Err(_) => kick_live = false,
-                },
-                _ = shutdown.changed() => return Close::ServerShutdown,
-                written = write_some(&mut self.io.writer, &mut self.io.wbuf, &mut self.io.flush), if writing => match written {
-                    Err(_) => return Close::TcpClosed,
-                    Ok(n) => Metrics::add(&self.broker.metrics.bytes_sent, n as u64),
-                },
-                read = self.io.reader.read_buf(&mut self.io.rbuf), if reading => match read {
-                    Ok(0) | Err(_) => return Close::TcpClosed,
-                    Ok(n) => {
-                        Metrics::add(&self.broker.metrics.bytes_received, n as u64);
-                        self.io.record_read(n, spare);
-                        deadline = Instant::now() + grace;
-                    }
-                },
-                _ = self.session.wake.notified() => {}
-                _ = self.acks.changed(), if holding => {}
-                _ = async { if let Some(s) = &paused_on { s.until_drained().await } }, if paused_on.is_some() => {
-                    self.pressure = None;
+            let woken = std::future::poll_fn(|cx| {
+                if kick_live && let Poll::Ready(k) = Pin::new(&mut kick).poll(cx) {
+                    return Poll::Ready(Woken::Kick(k.ok()));
                 }
-                _ = sleep_until(wake_at), if timers => {
+                if closing.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Woken::Shutdown);
+                }
+                if writing && let Poll::Ready(w) = self.io.poll_write(cx) {
+                    return Poll::Ready(Woken::Written(w));
+                }
+                if reading && let Poll::Ready(r) = self.io.poll_read(cx) {
+                    return Poll::Ready(Woken::Read(r));
+                }
+                if wake.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Woken::Queue);
+                }
+                if holding && self.acks.poll_changed(cx).is_ready() {
+                    return Poll::Ready(Woken::Other);
+                }
+                if let Some(d) = drained.as_mut()
+                    && d.as_mut().poll(cx).is_ready()
+                {
+                    return Poll::Ready(Woken::Drained);
+                }
+                if timers && timer.as_mut().poll(cx).is_ready() {
+                    return Poll::Ready(Woken::Timer);
+                }
+                Poll::Pending
+            })
+            .await;
+            match woken {
+                Woken::Kick(Some(Kick::TakenOver)) => return Close::TakenOver,
+                Woken::Kick(None) => kick_live = false,
+                Woken::Shutdown => return Close::ServerShutdown,
+                Woken::Written(Err(_)) | Woken::Read(Ok(0) | Err(_)) => return Close::TcpClosed,
+                Woken::Written(Ok(n)) => Metrics::add(&self.broker.metrics.bytes_sent, n as u64),
+                Woken::Read(Ok(n)) => {
+                    Metrics::add(&self.broker.metrics.bytes_received, n as u64);
+                    deadline = Instant::now() + grace;
+                }
+                Woken::Queue => wake.set(session.wake.notified()),
+                Woken::Other => {}
+                Woken::Drained => self.pressure = None,
+                Woken::Timer => {
                     let now = Instant::now();
-                    if paused_on.is_some() {
+                    if paused {
                         // Not reading was our doing, not the client's
                         // silence: the keep alive starts again.
                         deadline = deadline.max(now + grace);
                     } else if !self.keep_alive.is_zero() && now >= deadline {
                         return Close::KeepAliveTimeout;
                     }
-                    if self.pressure.as_ref().is_some_and(|(_, until, _)| now >= *until) {
+                    if self
+                        .pressure
+                        .as_ref()
+                        .is_some_and(|(_, until, _)| now >= *until)
+                    {
                         self.pause_expired();
                     }
                 }
@@ -252,28 +324,49 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
     }
 }
 
-/// Serves one accepted connection, its transport set up, until it closes.
-pub async fn serve_connection<S: Stream>(
+/// Serves one accepted connection, its transport set up, until it closes;
+/// `hold` (a connection slot) is dropped when it has.
+///
+/// Not an `async fn`: an async function keeps its arguments in its state
+/// for its whole life, even once they are moved on (rust-lang/rust#62958),
+/// and the stream and peer would be stored twice in every connection's
+/// task. Here they go straight into the boxed handshake.
+pub fn serve_connection<S: Stream>(
     broker: Arc<Broker>,
     stream: S,
     peer: Peer,
     shutdown: watch::Receiver<bool>,
-) {
+    hold: impl Send + 'static,
+) -> impl Future<Output = ()> + Send {
     let io = Io::new(stream, broker.config.mqtt.max_packet_size as usize);
     // The handshake and the cleanup run once and hold large state while
     // they do; boxed, they cost an allocation instead of enlarging every
     // idle connection's task by their size.
-    let Some((mut client, kick, done)) = Box::pin(connect::handshake(broker, io, peer)).await
-    else {
+    serve_connected(
+        Box::pin(connect::handshake(broker, io, peer)),
+        shutdown,
+        hold,
+    )
+}
+
+/// The rest of [`serve_connection`]: the handshake, the packet loop, the
+/// cleanup.
+async fn serve_connected<S: Stream>(
+    handshake: Pin<Box<impl Future<Output = Option<connect::Handshake<S>>> + Send>>,
+    shutdown: watch::Receiver<bool>,
+    hold: impl Send + 'static,
+) {
+    let Some((mut client, kick, done)) = handshake.await else {
         return;
     };
     let close = client.run(kick, shutdown).await;
     Box::pin(client.finish(close)).await;
     drop(done);
+    drop(hold);
 }
 
 /// Reads until one complete packet (or EOF / error); used before CONNECT.
-pub(crate) async fn read_one<S: AsyncRead + AsyncWrite>(
+pub(crate) async fn read_one<S: AsyncRead + AsyncWrite + Unpin>(
     io: &mut Io<S>,
 ) -> Result<Option<Packet>, herald_codec::DecodeError> {
     loop {
@@ -281,17 +374,16 @@ pub(crate) async fn read_one<S: AsyncRead + AsyncWrite>(
             return Ok(Some(p));
         }
         io.prepare_read();
-        let spare = io.read_spare();
-        match io.reader.read_buf(&mut io.rbuf).await {
+        match std::future::poll_fn(|cx| io.poll_read(cx)).await {
             Ok(0) | Err(_) => return Ok(None),
-            Ok(n) => io.record_read(n, spare),
+            Ok(_) => {}
         }
     }
 }
 
 /// Writes the buffered bytes, giving up after a short while so a client
 /// that does not read cannot hold a closing connection open.
-pub(crate) async fn flush_briefly<S: AsyncRead + AsyncWrite>(io: &mut Io<S>) {
+pub(crate) async fn flush_briefly<S: AsyncRead + AsyncWrite + Unpin>(io: &mut Io<S>) {
     let _ = tokio::time::timeout(Duration::from_secs(2), io.flush_all()).await;
-    let _ = tokio::time::timeout(Duration::from_secs(1), io.writer.shutdown()).await;
+    let _ = tokio::time::timeout(Duration::from_secs(1), io.shutdown()).await;
 }

@@ -6,7 +6,7 @@ use super::disconnect::Close;
 use herald_codec::Packet;
 use tokio::io::{AsyncRead, AsyncWrite};
 
-impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
+impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
     pub(crate) fn handle_pingreq(&mut self) -> Result<(), Close> {
         self.send(&Packet::PingResp);
         Ok(())

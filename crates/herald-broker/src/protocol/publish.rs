@@ -19,6 +19,7 @@ use crate::metrics::Metrics;
 use crate::session::{Inflight, Session};
 use crate::store::Change;
 use herald_codec::{ByteStr, Packet, Properties, PubResp, Publish, QoS, ReasonCode};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::Weak;
 use tokio::io::{AsyncRead, AsyncWrite};
@@ -39,7 +40,7 @@ pub(crate) struct Routed {
     holds: AckHolds,
 }
 
-impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
+impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
     /// A PUBLISH from the client: checked, authorized (asking the
     /// `client.check_acl` handlers, which may wait), routed, answered.
     /// Deliveries held for a subscriber's remote rights are settled before
@@ -103,13 +104,16 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
                 ));
             }
             if p.topic.is_empty() {
-                match self.in_aliases.get(&alias) {
+                match self.aliases.as_ref().and_then(|a| a.incoming.get(&alias)) {
                     Some(topic) => p.topic = topic.clone(),
                     None => return Err(protocol_error("unknown topic alias")),
                 }
             } else {
                 // Kept for the connection: a copy, not a read-buffer slice.
-                self.in_aliases.insert(alias, p.topic.detached());
+                self.aliases
+                    .get_or_insert_default()
+                    .incoming
+                    .insert(alias, p.topic.detached());
             }
         }
         // Rules a message with a topic can break: it is dropped
@@ -585,7 +589,10 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
             }
             // Only a sent PUBLISH tells the client an alias.
             if let Some((topic, alias)) = new_alias {
-                self.out_aliases.insert(topic, alias);
+                self.aliases
+                    .get_or_insert_default()
+                    .outgoing
+                    .insert(topic, alias);
             }
             sent += 1;
             if packet_id != 0 {
@@ -657,11 +664,12 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
         if self.client_alias_max == 0 {
             return None;
         }
-        if let Some(&alias) = self.out_aliases.get(&publish.topic) {
+        let given = self.aliases.as_deref().map(|a| &a.outgoing);
+        if let Some(&alias) = given.and_then(|a| a.get(&publish.topic)) {
             publish.properties.topic_alias = Some(alias);
             publish.topic = ByteStr::new();
-        } else if self.out_aliases.len() < usize::from(self.client_alias_max) {
-            let alias = self.out_aliases.len() as u16 + 1;
+        } else if given.map_or(0, HashMap::len) < usize::from(self.client_alias_max) {
+            let alias = given.map_or(0, HashMap::len) as u16 + 1;
             publish.properties.topic_alias = Some(alias);
             return Some((publish.topic.clone(), alias));
         }

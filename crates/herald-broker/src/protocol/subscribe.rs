@@ -12,7 +12,7 @@ use herald_codec::{
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 
-impl<S: AsyncRead + AsyncWrite + Send + 'static> Client<S> {
+impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
     pub(crate) async fn handle_subscribe(&mut self, s: Subscribe) -> Result<(), Close> {
         // 5.0 §3.8.3.1: No Local on a shared subscription is a Protocol
         // Error, and 0x82 is not a SUBACK code: close the connection.
