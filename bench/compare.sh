@@ -19,7 +19,9 @@
 # (subscribers of the fanout10k scenarios, 10000), BENCH_FANOUT_MSGS (messages
 # published in them, 100), BENCH_BROKERS (herald mosquitto
 # rumqttd rmqttd), BENCH_SCENARIOS (all), BENCH_NO_BUILD=1, BENCH_NO_WRITE=1
-# (keep BENCHMARKS.md as it is).
+# (keep BENCHMARKS.md as it is), BENCH_HERALD / BENCH_LOADGEN (the herald and
+# herald-bench binaries; default: this tree's target/release),
+# BENCH_LOADGEN_THREADS (herald-bench's runtime threads; default one per CPU).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -42,8 +44,8 @@ FANOUT_MSGS=${BENCH_FANOUT_MSGS:-100}
 RATE=5000
 OUT=${BENCH_OUT:-$ROOT/target/bench/compare-$(date -u +%Y%m%d-%H%M%S)}
 WORK=$(mktemp -d /tmp/herald-compare.XXXXXX)
-BENCH="$ROOT/target/release/herald-bench"
-HERALD="$ROOT/target/release/herald"
+BENCH=${BENCH_LOADGEN:-$ROOT/target/release/herald-bench}
+HERALD=${BENCH_HERALD:-$ROOT/target/release/herald}
 
 declare -A PORT=([herald]=18831 [mosquitto]=18832 [rumqttd]=18833 [rmqttd]=18834 [herald-base]=18836)
 # A broker named herald-base is another Herald binary (BENCH_HERALD_BASE,
@@ -212,10 +214,15 @@ run_one() { # round scenario broker
     stop_broker
     return 0
   fi
-  [[ $s == conn ]] && args+=(--broker-pid "$BROKER_PID")
+  args+=(--broker-pid "$BROKER_PID")
+  [[ -n "${BENCH_LOADGEN_THREADS:-}" ]] && args+=(--threads "$BENCH_LOADGEN_THREADS")
   local load_before; load_before=$(cut -d' ' -f1 /proc/loadavg)
   echo "herald-bench ${args[*]} --port $(port_of "$b") --json $json" >"$dir/$s.$b.cmd"
-  timeout 300 "$BENCH" "${args[@]}" --port "$(port_of "$b")" --json "$json" \
+  # The load generator's own CPU (user + system seconds) and the run's wall
+  # time: with both sides on two shared cores, whether the broker or the
+  # load generator is the ceiling shows in where the CPU went.
+  /usr/bin/time -f 'wall_s=%e bench_cpu_s=%U+%S' -o "$dir/$s.$b.time" \
+    timeout 300 "$BENCH" "${args[@]}" --port "$(port_of "$b")" --json "$json" \
     >"$dir/$s.$b.out" 2>&1 || rc=$?
   local hwm rss
   hwm=$(awk '/^VmHWM:/{print $2}' "/proc/$BROKER_PID/status" 2>/dev/null || echo "")
@@ -225,9 +232,17 @@ run_one() { # round scenario broker
   # what it delivers per second.
   local cpu_ticks
   cpu_ticks=$(awk '{print $14 + $15}' "/proc/$BROKER_PID/stat" 2>/dev/null || echo "")
+  local threads; threads=$(ls "/proc/$BROKER_PID/task" 2>/dev/null | wc -l)
   local alive=yes; kill -0 "$BROKER_PID" 2>/dev/null || alive=no
-  printf 'rc=%s\nhwm_kib=%s\nrss_kib=%s\nalive=%s\nload1=%s\ncpu_ticks=%s\nclk_tck=%s\n' \
-    "$rc" "$hwm" "$rss" "$alive" "$load_before" "$cpu_ticks" "$(getconf CLK_TCK)" >"$meta"
+  local wall="" bench_cpu=""
+  if [[ -f "$dir/$s.$b.time" ]]; then
+    wall=$(sed -n 's/.*wall_s=\([0-9.]*\).*/\1/p' "$dir/$s.$b.time" | tail -1)
+    bench_cpu=$(sed -n 's/.*bench_cpu_s=\([0-9.+]*\).*/\1/p' "$dir/$s.$b.time" | tail -1)
+    [[ -n "$bench_cpu" ]] && bench_cpu=$(python3 -c "print(round($bench_cpu, 2))")
+  fi
+  printf 'rc=%s\nhwm_kib=%s\nrss_kib=%s\nalive=%s\nload1=%s\ncpu_ticks=%s\nclk_tck=%s\nthreads=%s\nwall_s=%s\nbench_cpu_s=%s\n' \
+    "$rc" "$hwm" "$rss" "$alive" "$load_before" "$cpu_ticks" "$(getconf CLK_TCK)" \
+    "$threads" "$wall" "$bench_cpu" >"$meta"
   stop_broker
   local summary
   summary=$(python3 - "$json" <<'EOF' 2>/dev/null || true
@@ -270,6 +285,7 @@ EOF
   echo "idle=$IDLE"
   echo "fanout_wide=$FANOUT_WIDE"
   echo "fanout_msgs=$FANOUT_MSGS"
+  echo "loadgen_threads=${BENCH_LOADGEN_THREADS:-one per CPU}"
   echo "rate=$RATE"
   echo "brokers=${ACTIVE[*]}"
   echo "scenarios=$SCENARIOS"

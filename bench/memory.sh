@@ -21,7 +21,9 @@
 # "memory" section of BENCHMARKS.md (bench/report.py), unless
 # BENCH_NO_WRITE=1. Knobs: BENCH_ROUNDS (3), BENCH_IDLE_COUNTS,
 # BENCH_BROKERS (herald mosquitto rumqttd), BENCH_PARTS (retained idle),
-# BENCH_NO_BUILD=1.
+# BENCH_NO_BUILD=1, BENCH_HERALD / BENCH_LOADGEN (the herald and herald-bench
+# binaries; default: this tree's target/release), BENCH_HERALD_BASE (with
+# herald-base in BENCH_BROKERS).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -34,9 +36,12 @@ BROKERS=${BENCH_BROKERS:-herald mosquitto rumqttd}
 PARTS=${BENCH_PARTS:-retained idle}
 OUT=${BENCH_OUT:-$ROOT/target/bench/memory-$(date -u +%Y%m%d-%H%M%S)}
 WORK=$(mktemp -d /tmp/herald-memory.XXXXXX)
-BENCH="$ROOT/target/release/herald-bench"
-HERALD="$ROOT/target/release/herald"
-declare -A PORT=([herald]=18841 [mosquitto]=18842 [rumqttd]=18843)
+BENCH=${BENCH_LOADGEN:-$ROOT/target/release/herald-bench}
+HERALD=${BENCH_HERALD:-$ROOT/target/release/herald}
+# herald-base: another Herald binary (BENCH_HERALD_BASE, e.g. a build of an
+# earlier commit) with the same settings, for before/after in one run.
+HERALD_BASE=${BENCH_HERALD_BASE:-}
+declare -A PORT=([herald]=18841 [mosquitto]=18842 [rumqttd]=18843 [herald-base]=18844)
 BROKER_PID=""
 
 log() { printf '[memory %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
@@ -64,6 +69,8 @@ ACTIVE=()
 for b in $BROKERS; do
   case $b in
     herald) ACTIVE+=(herald) ;;
+    herald-base) if [[ -x "$HERALD_BASE" ]]; then ACTIVE+=(herald-base)
+                 else echo "herald-base: BENCH_HERALD_BASE is not an executable; skipped" >>"$OUT/notes.txt"; fi ;;
     mosquitto) if command -v mosquitto >/dev/null; then ACTIVE+=(mosquitto)
                else echo "mosquitto: not installed; skipped" >>"$OUT/notes.txt"; fi ;;
     rumqttd) if [[ -n "$RUMQTTD" ]]; then ACTIVE+=(rumqttd)
@@ -109,11 +116,13 @@ EOF
 start_broker() { # name → BROKER_PID
   local b=$1 port=${PORT[$1]} logf="$OUT/broker-$1.log"
   case $b in
-    herald)
+    herald | herald-base)
+      local bin=$HERALD
+      [[ $b == herald-base ]] && bin=$HERALD_BASE
       rm -rf "$WORK/herald-data"
       HERALD_LISTENER__MAX_CONNECTIONS=$(( MAXN + 10 )) HERALD_SYS__INTERVAL=0 \
       HERALD_METRICS__BIND="" RUST_LOG=warn \
-        "$HERALD" --listen "127.0.0.1:$port" --data-dir "$WORK/herald-data" >>"$logf" 2>&1 & ;;
+        "$bin" --listen "127.0.0.1:$port" --data-dir "$WORK/herald-data" >>"$logf" 2>&1 & ;;
     mosquitto) mosquitto -c "$WORK/mosquitto.conf" >>"$logf" 2>&1 & ;;
     rumqttd) "$RUMQTTD" -q -c "$WORK/rumqttd.toml" >>"$logf" 2>&1 & ;;
   esac
@@ -203,6 +212,7 @@ run_idle() { # round broker count
   echo "herald_version=$("$HERALD" --version 2>/dev/null | head -1)"
   echo "mosquitto_version=$(mosquitto -h 2>/dev/null | head -1 || true)"
   if [[ -n "$RUMQTTD" ]]; then echo "rumqttd_version=$("$RUMQTTD" --version 2>/dev/null | head -1)"; fi
+  [[ -n "$HERALD_BASE" ]] && echo "herald-base_version=herald-base: $HERALD_BASE ($("$HERALD_BASE" --version 2>/dev/null | head -1))"
   echo "rounds=$ROUNDS"
   echo "counts=$COUNTS"
   echo "brokers=${ACTIVE[*]}"

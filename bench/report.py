@@ -229,6 +229,14 @@ def compare(outdir, target):
         if not m.get("cpu_ticks") or not j.get("received"):
             return None
         return float(m["cpu_ticks"]) / float(m.get("clk_tck") or 100) * 1e6 / j["received"]
+    def cores(key):
+        def f(j, m):
+            w = j.get("window_cpu") or {}
+            if w.get(key) is None or not w.get("wall_s"):
+                return None
+            return w[key] / w["wall_s"]
+        return f
+
     lossp = lambda j, m: 100.0 * j["lost"] / j["expected"] if j["expected"] else 0.0  # noqa: E731
 
     for s in scenarios:
@@ -249,6 +257,10 @@ def compare(outdir, target):
             row(s, "p99 latency (queueing), ms", lat("p99"), scale=1 / 1000, better="lower")
             row(s, "broker peak RSS, MiB", hwm, better="lower")
             row(s, "broker CPU per delivered message, µs", cpu_per_msg, better="lower")
+            row(s, "while messages flowed: broker CPU, cores", cores("broker_cpu_s"),
+                better="lower")
+            row(s, "while messages flowed: load generator CPU, cores", cores("loadgen_cpu_s"),
+                better="lower")
     lines.append("")
     lines.append("↑ higher is better, ↓ lower is better. Ratios are Herald's median ÷ the "
                  "peer's median: above 1.00× Herald delivers more (↑ rows) or uses more "

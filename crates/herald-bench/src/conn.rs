@@ -77,6 +77,24 @@ pub fn rss_kib(pid: u32) -> Option<u64> {
     parse_rss_kib(&status)
 }
 
+/// CPU time (user + system) process `pid` has used, in seconds: fields 14
+/// and 15 of `/proc/<pid>/stat`, in clock ticks of 1/100 s (Linux's
+/// `USER_HZ` on every architecture it runs on here).
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_cpu_seconds(&stat)
+}
+
+/// User + system ticks of a `/proc/<pid>/stat` line, as seconds. The
+/// fields are counted after the command name, which may hold spaces.
+fn parse_cpu_seconds(stat: &str) -> Option<f64> {
+    let mut fields = stat.rsplit_once(')')?.1.split_whitespace();
+    // After ")": state is field 3, so utime (14) is the 12th.
+    let utime: u64 = fields.nth(11)?.parse().ok()?;
+    let stime: u64 = fields.next()?.parse().ok()?;
+    Some((utime + stime) as f64 / 100.0)
+}
+
 /// The `VmRSS:` line of a `/proc/<pid>/status` text, in KiB.
 fn parse_rss_kib(status: &str) -> Option<u64> {
     status
@@ -302,6 +320,14 @@ impl ConnReport {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cpu_ticks_are_read_after_the_command_name() {
+        let stat = "4242 (a (b) c) S 1 2 3 4 5 6 7 8 9 10 250 75 0 0 20 0";
+        assert_eq!(parse_cpu_seconds(stat), Some(3.25));
+        assert_eq!(parse_cpu_seconds("4242 (x) S 1 2"), None);
+        assert!(cpu_seconds(std::process::id()).is_some());
+    }
 
     #[test]
     fn rss_line_is_parsed() {

@@ -90,6 +90,42 @@ pub struct LoadSettings {
     /// Measure each QoS 1/2 publisher's acknowledgement latency
     /// ([`LoadReport::ack_latency_us`]).
     pub ack_latency: bool,
+    /// The broker's process id, for its CPU time (see [`WindowCpu`]).
+    pub broker_pid: Option<u32>,
+}
+
+/// CPU used while messages flowed: from the start signal until the last
+/// expected delivery arrived (or the drain gave up). Both sides share the
+/// machine's cores: whichever uses them up is the ceiling of the run.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct WindowCpu {
+    /// Length of the window, seconds.
+    pub wall_s: f64,
+    /// This program's CPU time (user + system) in the window, seconds.
+    pub loadgen_cpu_s: f64,
+    /// The broker's (`--broker-pid`), seconds.
+    pub broker_cpu_s: Option<f64>,
+}
+
+/// Wall clock and CPU times at one moment, for [`WindowCpu`].
+struct CpuMark(Instant, Option<f64>, Option<f64>);
+
+impl CpuMark {
+    fn now(broker_pid: Option<u32>) -> CpuMark {
+        CpuMark(
+            Instant::now(),
+            crate::conn::cpu_seconds(std::process::id()),
+            broker_pid.and_then(crate::conn::cpu_seconds),
+        )
+    }
+
+    fn since(&self, start: &CpuMark) -> Option<WindowCpu> {
+        Some(WindowCpu {
+            wall_s: self.0.duration_since(start.0).as_secs_f64(),
+            loadgen_cpu_s: self.1? - start.1?,
+            broker_cpu_s: self.2.zip(start.2).map(|(end, start)| end - start),
+        })
+    }
 }
 
 /// The figures of one run.
@@ -117,6 +153,8 @@ pub struct LoadReport {
     pub send_window_s: f64,
     /// Seconds the receive rate is computed over (to the last arrival).
     pub recv_window_s: f64,
+    /// CPU used by both sides while messages flowed.
+    pub window_cpu: Option<WindowCpu>,
     /// Messages sent.
     pub sent: u64,
     /// Deliveries expected: each message times the subscribers it is for.
@@ -392,6 +430,7 @@ pub async fn run(s: &LoadSettings, live: Arc<Live>) -> Result<LoadReport, BenchE
     )
     .await?;
 
+    let cpu_start = CpuMark::now(s.broker_pid);
     let go = Instant::now() + Duration::from_millis(50);
     let warmup_end = go + s.warmup;
     let timing = Timing {
@@ -428,6 +467,7 @@ pub async fn run(s: &LoadSettings, live: Arc<Live>) -> Result<LoadReport, BenchE
         Scenario::FanOut => sent.iter().sum::<u64>() * u64::from(s.clients),
     };
     wait_for_stragglers(&live, expected_total, s.drain).await;
+    let window_cpu = CpuMark::now(s.broker_pid).since(&cpu_start);
     live.stop_subscribers();
     let mut sub_results = Vec::with_capacity(subscribers.len());
     for handle in subscribers {
@@ -436,13 +476,9 @@ pub async fn run(s: &LoadSettings, live: Arc<Live>) -> Result<LoadReport, BenchE
             ..SubscriberResult::default()
         }));
     }
-    Ok(report(
-        s,
-        &timing,
-        &pub_results,
-        &sub_results,
-        live.aborted(),
-    ))
+    let mut report = report(s, &timing, &pub_results, &sub_results, live.aborted());
+    report.window_cpu = window_cpu;
+    Ok(report)
 }
 
 /// Waits until every expected delivery has arrived, or arrivals stopped
@@ -514,6 +550,7 @@ fn report(
         warmup_s: s.warmup.as_secs_f64(),
         send_window_s: send_window,
         recv_window_s: recv_window,
+        window_cpu: None,
         sent: pubs.iter().map(|p| p.sent).sum(),
         expected: tally.expected,
         received: tally.received,
@@ -564,6 +601,16 @@ impl LoadReport {
             self.recv_rate,
             self.recv_window_s
         );
+        if let Some(w) = &self.window_cpu {
+            out += &format!(
+                "  CPU while messages flowed ({:.2} s): load generator {:.2} s{}\n",
+                w.wall_s,
+                w.loadgen_cpu_s,
+                w.broker_cpu_s
+                    .map(|b| format!(", broker {b:.2} s"))
+                    .unwrap_or_default()
+            );
+        }
         out += &format!(
             "  expected  {:>14}   lost {}  duplicated {}  out of order {}  gaps {}\n",
             th(self.expected),
@@ -731,6 +778,7 @@ mod tests {
             connect_concurrency: 10,
             progress: false,
             ack_latency: false,
+            broker_pid: None,
         };
         let (subs, pubs) = plan(&s, "T");
         assert_eq!(subs.len(), 1);

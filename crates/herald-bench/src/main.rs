@@ -138,6 +138,10 @@ struct LoadArgs {
     /// PUBACK/PUBREC read); costs 512 KiB per publisher.
     #[arg(long)]
     ack_latency: bool,
+    /// The broker's process id, to report the CPU it used while messages
+    /// flowed, next to this program's own.
+    #[arg(long, value_name = "PID")]
+    broker_pid: Option<u32>,
 }
 
 /// The connection scenario.
@@ -302,6 +306,7 @@ async fn run_load(scenario: Scenario, a: LoadArgs) -> Result<()> {
         connect_concurrency: a.target.concurrency,
         progress: !a.target.quiet,
         ack_latency: a.ack_latency,
+        broker_pid: a.broker_pid,
     };
     let live = Live::new();
     let on_interrupt = live.clone();

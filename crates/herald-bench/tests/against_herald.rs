@@ -42,6 +42,8 @@ fn settings(server: &Server, scenario: Scenario, clients: u32, qos: QoS) -> Load
         connect_concurrency: 10,
         progress: false,
         ack_latency: false,
+        // The broker runs in this process.
+        broker_pid: Some(std::process::id()),
     }
 }
 
@@ -58,6 +60,12 @@ fn assert_perfect(r: &LoadReport, expected: u64) {
     assert_eq!(latency.samples, expected);
     assert!(latency.p50 > 0.0 && latency.p50 <= latency.p99 && latency.p99 <= latency.max);
     assert!(r.recv_rate > 0.0 && r.send_rate > 0.0);
+    // Broker and load generator are this process: the same CPU clock,
+    // read at the same two moments.
+    let cpu = r.window_cpu.expect("CPU of the delivery window");
+    assert!(cpu.wall_s > 0.0, "{cpu:?}");
+    let broker = cpu.broker_cpu_s.expect("broker CPU");
+    assert!((broker - cpu.loadgen_cpu_s).abs() <= 0.02, "{cpu:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
