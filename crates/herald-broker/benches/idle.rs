@@ -191,8 +191,9 @@ fn main() {
         std::mem::size_of::<herald_broker::protocol::Client<tokio::net::TcpStream>>()
     );
     println!("  ClientInfo: {}", std::mem::size_of::<ClientInfo>());
-    // What the packet loop's select! holds while it waits (every branch's
-    // future is built, enabled or not).
+    // What the packet loop keeps from one wait to the next (the timer, the
+    // queue's wake-up, the shutdown watch); the wait for a congested
+    // subscriber is boxed, and only while paused.
     let (sleep, notified, changed, drained) = runtime.block_on(async {
         let session = server.broker.new_session("sizes".into());
         let (_tx, mut rx) = tokio::sync::watch::channel(false);
@@ -203,8 +204,8 @@ fn main() {
         (sleep, notified, changed, drained)
     });
     println!(
-        "  in the packet loop's select!: Sleep {sleep}, Notified {notified}, \
-         watch changed() {changed}, Session::until_drained() {drained}"
+        "  kept by the packet loop while it waits: Sleep {sleep}, Notified {notified}, \
+         watch changed() {changed}; boxed while paused: Session::until_drained() {drained}"
     );
     println!(
         "  Session: {}",
