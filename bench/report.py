@@ -7,6 +7,7 @@ section, so either can be re-run alone.
     python3 bench/report.py memory target/bench/memory-<date> BENCHMARKS.md
     python3 bench/report.py listeners target/bench/listeners-<date> BENCHMARKS.md
     python3 bench/report.py webhook target/bench/webhook-<date> BENCHMARKS.md
+    python3 bench/report.py webhook-peers target/bench/webhook-<date> BENCHMARKS.md
     (a last argument of "-" prints the section instead)
 """
 
@@ -111,6 +112,9 @@ def splice(target, name, text):
         if name == "compare" and "<!-- BEGIN webhook -->" in body:
             pre, post = body.split("<!-- BEGIN webhook -->", 1)
             body = pre + block + "\n\n<!-- BEGIN webhook -->" + post
+        elif name.startswith("webhook-") and "<!-- END webhook -->" in body:
+            pre, post = body.split("<!-- END webhook -->", 1)
+            body = pre + "<!-- END webhook -->\n\n" + block + post
         else:
             body = body.rstrip() + "\n\n" + block + "\n"
     p.write_text(body)
@@ -570,6 +574,12 @@ def listeners(outdir, target):
     splice(target, "listeners", "\n".join(lines))
 
 # ------------------------------------------------------------------ webhook
+def webhook_peers(outdir, target):
+    import webhook_peers_report  # noqa: F401  (bench/webhook_peers_report.py)
+    webhook_peers_report.render(Path(outdir), target, read_env, load_json, read_meta, med,
+                                fmt_num, fmt_cell, ratio, fmt_ratio, splice, machine)
+
+
 def webhook(outdir, target):
     import webhook_report  # noqa: F401  (bench/webhook_report.py)
 
@@ -579,6 +589,8 @@ def webhook(outdir, target):
 
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).parent))
-    if len(sys.argv) != 4 or sys.argv[1] not in ("compare", "memory", "listeners", "webhook"):
+    commands = {"compare": compare, "memory": memory, "listeners": listeners, "webhook": webhook,
+                "webhook-peers": webhook_peers}
+    if len(sys.argv) != 4 or sys.argv[1] not in commands:
         sys.exit(__doc__)
-    {"compare": compare, "memory": memory, "listeners": listeners, "webhook": webhook}[sys.argv[1]](sys.argv[2], sys.argv[3])
+    commands[sys.argv[1]](sys.argv[2], sys.argv[3])

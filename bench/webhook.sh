@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Herald's WebHook under MQTT load (issue 6, "Performance", items 1 and 8).
 #
-#   bash bench/webhook.sh            # full run, ~12 minutes
+#   bash bench/webhook.sh            # full run, ~25 minutes
+#   BENCH_PARTS=peers BENCH_LOCK=/work/bench.lock bash bench/webhook.sh   # part 4 only
 #   BENCH_ROUNDS=1 BENCH_DURATION=3 BENCH_OUTAGE=20 bash bench/webhook.sh   # a quick trial
 #
 # Herald with the WebHook on message.publish, posting to `herald-bench sink`
@@ -23,14 +24,20 @@
 #     for BENCH_OUTAGE s (30) in the middle and started again: loss (event ids
 #     of both sink runs stitched per lane), per-client order, catch-up rate,
 #     broker peak RSS, MQTT clients still connected.
+#  4. peers (issue 17, bench/webhook_peers.sh): Herald beside RMQTT's
+#     web-hook, both posting to one nginx; fan-in 2 → 1 and 20 → 1 flat out,
+#     Herald's HTTP clients (hand-written with pipelining on and off, hyper)
+#     and batching beside; a 20 s nginx outage at 2,000 msg/s for both.
 #
 # Rounds interleave the variants (A B C A B C …). Raw results go to
 # target/bench/webhook-<date>/; the summary replaces the "webhook" section of
-# BENCHMARKS.md (bench/report.py, bench/webhook_report.py). Not part of CI.
+# BENCHMARKS.md (bench/report.py, bench/webhook_report.py), and part 4 the
+# "webhook-peers" section (bench/webhook_peers_report.py). Not part of CI.
 #
 # Knobs: BENCH_ROUNDS (3), BENCH_DURATION (6), BENCH_WARMUP (1),
 # BENCH_OUTAGE_LOAD (60), BENCH_OUTAGE (30), BENCH_PARTS (throughput
-# neverblocks outage), BENCH_NO_BUILD=1, BENCH_NO_WRITE=1.
+# neverblocks outage peers), BENCH_NO_BUILD=1, BENCH_NO_WRITE=1; part 4's
+# own knobs are listed in bench/webhook_peers.sh.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -42,7 +49,7 @@ DUR=${BENCH_DURATION:-6}
 WARM=${BENCH_WARMUP:-1}
 OUTAGE_LOAD=${BENCH_OUTAGE_LOAD:-60}
 OUTAGE=${BENCH_OUTAGE:-30}
-PARTS=${BENCH_PARTS:-throughput neverblocks outage}
+PARTS=${BENCH_PARTS:-throughput neverblocks outage peers}
 RATE=5000
 # Publishers: the WebHook keeps each client's events in one lane (one
 # connection, in order), so the load needs many clients to use the 32 lanes.
@@ -75,6 +82,8 @@ cleanup() {
   stop_sampler
   stop_herald
   stop_sink
+  stop_pid "${PEER_BROKER_PID:-}" TERM 3
+  stop_pid "${NGINX_PID:-}" QUIT 5
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -279,13 +288,26 @@ if [[ " $PARTS " == *" outage "* ]]; then
   log "outage: done ($(grep -E '^  received' "$d/load.out" | tr -s ' ' || true))"
 fi
 
+# ------------------------------------------- part 4: Herald beside RMQTT
+# (issue 17) Both brokers post message.publish events to the same nginx;
+# see the functions in bench/webhook_peers.sh.
+if [[ " $PARTS " == *" peers "* ]]; then
+  source bench/webhook_peers.sh
+  peers_part
+fi
+
 echo "loadavg_end=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/env.txt"
 echo "elapsed_s=$(( $(date +%s) - START ))" >>"$OUT/env.txt"
 log "done in $(( $(date +%s) - START )) s"
 
-if [[ -z "${BENCH_NO_WRITE:-}" ]]; then
-  python3 "$ROOT/bench/report.py" webhook "$OUT" "$ROOT/BENCHMARKS.md"
-  log "BENCHMARKS.md updated (webhook section)"
-else
-  python3 "$ROOT/bench/report.py" webhook "$OUT" -
-fi
+SECTIONS=()
+[[ " $PARTS " =~ \ (throughput|neverblocks|outage)\  ]] && SECTIONS+=(webhook)
+[[ " $PARTS " == *" peers "* ]] && SECTIONS+=(webhook-peers)
+for section in "${SECTIONS[@]}"; do
+  if [[ -z "${BENCH_NO_WRITE:-}" ]]; then
+    python3 "$ROOT/bench/report.py" "$section" "$OUT" "$ROOT/BENCHMARKS.md"
+    log "BENCHMARKS.md updated ($section section)"
+  else
+    python3 "$ROOT/bench/report.py" "$section" "$OUT" -
+  fi
+done

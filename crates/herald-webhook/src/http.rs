@@ -118,6 +118,53 @@ pub struct Connection {
     /// The server said it closes the connection after an answer already
     /// read: no more answers come, nothing more may be sent.
     closed: bool,
+    /// MEASUREMENT ONLY (issue 17): the same connection through hyper's
+    /// `client::conn::http1` instead (`io` is then unused).
+    hyper: Option<HyperConn>,
+}
+
+/// MEASUREMENT ONLY (issue 17): which HTTP/1.1 client the lanes use, from
+/// `HERALD_WEBHOOK_HTTP_CLIENT` (`hyper`, else the hand-written one), so
+/// that one build can run both side by side in `bench/webhook.sh`.
+fn use_hyper() -> bool {
+    std::env::var("HERALD_WEBHOOK_HTTP_CLIENT").is_ok_and(|v| v == "hyper")
+}
+
+/// The hyper connection future: polled by the lane's own task whenever it
+/// waits on the connection (no second task, no wake-ups across tasks).
+type HyperDriver =
+    hyper::client::conn::http1::Connection<hyper_util::rt::TokioIo<Box<dyn Stream>>, HyperBody>;
+type HyperBody = http_body_util::Full<Bytes>;
+
+/// A hyper HTTP/1.1 connection: requests queued, sent one at a time by
+/// [`Target::answer`].
+struct HyperConn {
+    sender: hyper::client::conn::http1::SendRequest<HyperBody>,
+    queued: std::collections::VecDeque<hyper::Request<HyperBody>>,
+    /// `None` once it has ended (the connection is then unusable).
+    driver: Option<std::pin::Pin<Box<HyperDriver>>>,
+}
+
+/// Runs `work` while driving the hyper connection.
+async fn drive<F: std::future::Future>(
+    driver: &mut Option<std::pin::Pin<Box<HyperDriver>>>,
+    work: F,
+) -> Result<F::Output, SendError> {
+    let Some(conn) = driver.as_mut() else {
+        return Err(SendError::Http("the connection has ended".into()));
+    };
+    tokio::pin!(work);
+    tokio::select! {
+        biased;
+        out = &mut work => Ok(out),
+        end = conn.as_mut() => {
+            *driver = None;
+            Err(SendError::Http(match end {
+                Ok(()) => "the server closed the connection".into(),
+                Err(e) => e.to_string(),
+            }))
+        }
+    }
 }
 
 impl Connection {
@@ -134,6 +181,20 @@ impl Connection {
     pub async fn gone(&mut self) -> bool {
         if self.closed {
             return true;
+        }
+        if let Some(h) = self.hyper.as_mut() {
+            let Some(driver) = h.driver.as_mut() else {
+                return true;
+            };
+            let ended = tokio::select! {
+                biased;
+                _ = driver.as_mut() => true,
+                _ = std::future::ready(()) => false,
+            };
+            if ended {
+                h.driver = None;
+            }
+            return ended || h.sender.is_closed();
         }
         let mut probe = [0u8; 1];
         tokio::select! {
@@ -236,12 +297,32 @@ impl Target {
                         .map_err(|e| SendError::Connect(format!("TLS: {e}")))?,
                 ),
             };
+            if use_hyper() {
+                let (sender, conn) =
+                    hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(io))
+                        .await
+                        .map_err(|e| SendError::Connect(e.to_string()))?;
+                let driver = Some(Box::pin(conn));
+                return Ok(Connection {
+                    io: Box::new(tokio::io::empty()),
+                    input: BytesMut::new(),
+                    parser: AnswerParser::default(),
+                    output: Vec::new(),
+                    closed: false,
+                    hyper: Some(HyperConn {
+                        sender,
+                        queued: Default::default(),
+                        driver,
+                    }),
+                });
+            }
             Ok(Connection {
                 io,
                 input: BytesMut::with_capacity(4096),
                 parser: AnswerParser::default(),
                 output: Vec::with_capacity(4096),
                 closed: false,
+                hyper: None,
             })
         };
         tokio::time::timeout(self.connect_timeout, connecting)
@@ -253,6 +334,27 @@ impl Target {
     /// [`Target::flush`] sends what is queued.
     pub fn queue(&self, conn: &mut Connection, body: &[u8], extra: &[(&HeaderName, &[u8])]) {
         use std::io::Write as _;
+        if let Some(h) = conn.hyper.as_mut() {
+            let mut request =
+                hyper::Request::new(http_body_util::Full::new(Bytes::copy_from_slice(body)));
+            *request.method_mut() = hyper::Method::POST;
+            if let Ok(uri) = self.endpoint.path_and_query().parse() {
+                *request.uri_mut() = uri;
+            }
+            let headers = request.headers_mut();
+            headers.insert(HOST, self.host_header.clone());
+            headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+            for (n, v) in &self.headers {
+                headers.append(n.clone(), v.clone());
+            }
+            for (n, v) in extra {
+                if let Ok(v) = HeaderValue::from_bytes(v) {
+                    headers.append((*n).clone(), v);
+                }
+            }
+            h.queued.push_back(request);
+            return;
+        }
         let out = &mut conn.output;
         out.extend_from_slice(b"POST ");
         out.extend_from_slice(self.endpoint.path_and_query().as_bytes());
@@ -276,6 +378,9 @@ impl Target {
         if conn.closed {
             return Err(SendError::Http("the server closed the connection".into()));
         }
+        if conn.hyper.is_some() {
+            return Ok(());
+        }
         let writing = async {
             conn.io.write_all(&conn.output).await?;
             conn.io.flush().await
@@ -296,7 +401,69 @@ impl Target {
     }
 }
 
+/// Sends the oldest queued request through hyper and reads its answer
+/// (the body discarded as it streams, but for [`KEPT_BODY`] bytes of a
+/// failed one).
+async fn hyper_answer(h: &mut HyperConn) -> Result<Answer, SendError> {
+    use http_body_util::BodyExt as _;
+    use hyper::body::Body as _;
+    let http = |e: hyper::Error| SendError::Http(e.to_string());
+    let request = h
+        .queued
+        .pop_front()
+        .ok_or_else(|| SendError::Http("no request queued".into()))?;
+    drive(&mut h.driver, h.sender.ready())
+        .await?
+        .map_err(http)?;
+    let response = drive(&mut h.driver, h.sender.send_request(request))
+        .await?
+        .map_err(http)?;
+    let status = response.status();
+    let retry_after = response
+        .headers()
+        .get(hyper::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok())
+        .map(Duration::from_secs);
+    let close = response.version() == hyper::Version::HTTP_10
+        || response
+            .headers()
+            .get(hyper::header::CONNECTION)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close")));
+    let keep = !status.is_success();
+    let mut kept = Vec::new();
+    let mut body = response.into_body();
+    loop {
+        let frame = match drive(&mut h.driver, body.frame()).await {
+            Ok(frame) => frame,
+            // The connection ended: the body is complete only if it says so.
+            Err(e) if !body.is_end_stream() => return Err(e),
+            Err(_) => None,
+        };
+        let Some(frame) = frame else { break };
+        let frame = frame.map_err(http)?;
+        if let Some(data) = frame.data_ref() {
+            if keep && kept.len() < KEPT_BODY {
+                let more = data.len().min(KEPT_BODY - kept.len());
+                kept.extend_from_slice(&data[..more]);
+            }
+        }
+    }
+    Ok(Answer {
+        status,
+        retry_after,
+        close,
+        body: Bytes::from(kept),
+    })
+}
+
 async fn read_answer(conn: &mut Connection) -> Result<Answer, SendError> {
+    if let Some(h) = conn.hyper.as_mut() {
+        let answer = hyper_answer(h).await?;
+        conn.closed |= answer.close || h.sender.is_closed();
+        return Ok(answer);
+    }
     let mut eof = false;
     loop {
         if let Some(answer) = conn
