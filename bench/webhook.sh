@@ -26,8 +26,7 @@
 #     broker peak RSS, MQTT clients still connected.
 #  4. peers (issue 17, bench/webhook_peers.sh): Herald beside RMQTT's
 #     web-hook, both posting to one nginx; fan-in 2 → 1 and 20 → 1 flat out,
-#     Herald's HTTP clients (hand-written with pipelining on and off, hyper)
-#     and batching beside; a 20 s nginx outage at 2,000 msg/s for both.
+#     Herald's batching beside; a 20 s nginx outage at 2,000 msg/s for both.
 #
 # Rounds interleave the variants (A B C A B C …). Raw results go to
 # target/bench/webhook-<date>/; the summary replaces the "webhook" section of

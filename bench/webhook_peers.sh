@@ -15,19 +15,18 @@
 #
 # Variants (BENCH_PEER_VARIANTS, all by default), each a fresh broker:
 #   herald-off          Herald, WebHook off
-#   herald-own          WebHook on, one event per request, the hand-written
-#                       HTTP/1.1 client, pipelining on (the default)
-#   herald-own-nopipe   the same, web.hook.enable_pipelining = false
-#   herald-hyper        the same through hyper's client::conn::http1
-#                       (HERALD_WEBHOOK_HTTP_CLIENT=hyper; one request at a time)
-#   herald-batch        hand-written client, 100 events / 10 ms per request
+#   herald-on           WebHook on, one event per request
+#   herald-batch        WebHook on, 100 events / 10 ms per request
 #   rmqtt-off           rmqttd without plugins but its defaults
 #   rmqtt-on            rmqttd with rmqtt-web-hook on message_publish
+# (The run in BENCHMARKS.md also had Herald's hand-written HTTP/1.1 client
+# with pipelining on and off beside hyper's, as herald-own,
+# herald-own-nopipe and herald-hyper; the hand-written one is gone since.)
 # for each publisher count in BENCH_PEER_PUBLISHERS ("2 20"), fan-in → 1
 # subscriber, QoS 1, BENCH_PEER_MESSAGES (100000) messages in all, flat out.
 # Then the outage: BENCH_PEER_OUTAGE_PUBLISHERS (20) publishers at a fixed
 # BENCH_PEER_OUTAGE_RATE (2000) msg/s for BENCH_PEER_OUTAGE_LOAD (40) s,
-# nginx stopped for BENCH_PEER_OUTAGE (20) s in the middle, for herald-own
+# nginx stopped for BENCH_PEER_OUTAGE (20) s in the middle, for herald-on
 # and rmqtt-on.
 #
 # RMQTT is `cargo install rmqttd --locked` (needs Debian's protobuf-compiler
@@ -40,14 +39,14 @@
 PEER_NGINX_PORT=18844
 PEER_RMQTT_PORT=18845
 PEER_RMQTT_RPC_PORT=18846
-PEER_VARIANTS=${BENCH_PEER_VARIANTS:-herald-off herald-own herald-own-nopipe herald-hyper herald-batch rmqtt-off rmqtt-on}
+PEER_VARIANTS=${BENCH_PEER_VARIANTS:-herald-off herald-on herald-batch rmqtt-off rmqtt-on}
 PEER_PUBS=${BENCH_PEER_PUBLISHERS:-2 20}
 PEER_MSGS=${BENCH_PEER_MESSAGES:-100000}
 PEER_OUTAGE_PUBS=${BENCH_PEER_OUTAGE_PUBLISHERS:-20}
 PEER_OUTAGE_RATE=${BENCH_PEER_OUTAGE_RATE:-2000}
 PEER_OUTAGE_LOAD=${BENCH_PEER_OUTAGE_LOAD:-40}
 PEER_OUTAGE=${BENCH_PEER_OUTAGE:-20}
-PEER_OUTAGE_VARIANTS=${BENCH_PEER_OUTAGE_VARIANTS:-herald-own rmqtt-on}
+PEER_OUTAGE_VARIANTS=${BENCH_PEER_OUTAGE_VARIANTS:-herald-on rmqtt-on}
 RMQTTD=""
 NGINX_PID=""
 PEER_BROKER_PID=""
@@ -161,20 +160,19 @@ max_mqueue_len = 1000000
 EOF
 }
 
-peers_herald_conf() { # file pipelining(true|false) batch
+peers_herald_conf() { # file batch
   cat >"$1" <<EOF
 web.hook.url = http://127.0.0.1:$PEER_NGINX_PORT/webhook
 web.hook.rule.message.publish.1 = {"action": "on_message_publish"}
 web.hook.body.encoding_of_payload_field = base64
 web.hook.pool_size = 32
-web.hook.enable_pipelining = $2
 web.hook.spool.dir = $WORK/spool
 web.hook.spool.mode = disk
 web.hook.spool.fsync = interval
 web.hook.spool.max_bytes = 8GB
 web.hook.retry.initial_backoff = 100ms
 web.hook.retry.max_backoff = 5s
-web.hook.batch.size = $3
+web.hook.batch.size = $2
 web.hook.batch.interval = 10ms
 EOF
 }
@@ -182,15 +180,9 @@ EOF
 # Starts the broker of a variant; sets PEER_BROKER_PID and PEER_PORT.
 peers_start_broker() { # variant logfile
   local v=$1 logf=$2
-  unset HERALD_WEBHOOK_HTTP_CLIENT
   case $v in
     herald-off) start_herald "" "$logf" ;;
-    herald-own) start_herald "$WORK/peer-own.conf" "$logf" ;;
-    herald-own-nopipe) start_herald "$WORK/peer-own-nopipe.conf" "$logf" ;;
-    herald-hyper)
-      export HERALD_WEBHOOK_HTTP_CLIENT=hyper
-      start_herald "$WORK/peer-own-nopipe.conf" "$logf"
-      unset HERALD_WEBHOOK_HTTP_CLIENT ;;
+    herald-on) start_herald "$WORK/peer-on.conf" "$logf" ;;
     herald-batch) start_herald "$WORK/peer-batch.conf" "$logf" ;;
     rmqtt-off | rmqtt-on)
       (cd "$WORK" && exec "$RMQTTD" -f "$WORK/$v.toml") >>"$logf" 2>&1 &
@@ -320,10 +312,9 @@ peers_part() {
     [[ $v == rmqtt-* && -z "$RMQTTD" ]] || outage_variants+=("$v")
   done
   echo "nginx_version=$(nginx -v 2>&1 | head -1)" >>"$OUT/env.txt"
-  peers_herald_conf "$WORK/peer-own.conf" true 1
-  peers_herald_conf "$WORK/peer-own-nopipe.conf" false 1
-  peers_herald_conf "$WORK/peer-batch.conf" true 100
-  for f in peer-own peer-own-nopipe peer-batch rmqtt-on; do
+  peers_herald_conf "$WORK/peer-on.conf" 1
+  peers_herald_conf "$WORK/peer-batch.conf" 100
+  for f in peer-on peer-batch rmqtt-on; do
     local src=$WORK/$f.conf
     [[ $f == rmqtt-on ]] && src=$WORK/rmqtt-on.toml
     [[ -f $src ]] && sed "s#$WORK#<tmp>#g" "$src" >"$OUT/peers/$(basename "$src")"

@@ -15,6 +15,7 @@ from pathlib import Path
 
 ESCAPE = re.compile(rb"\\x([0-9A-Fa-f]{2})")
 VARIANTS = [
+    ("herald-on", "Herald"),
     ("herald-own", "Herald, hand-written client, pipelining on"),
     ("herald-own-nopipe", "Herald, hand-written, pipelining off"),
     ("herald-hyper", "Herald, hyper client"),
@@ -155,6 +156,9 @@ def render(out, target, read_env, load_json, read_meta, med, fmt_num, fmt_cell, 
                  "whole run (start, load, drain). Medians of the rounds, range in brackets.")
     lines.append("")
     have_rmqtt = any(v == "rmqtt-on" for v in variants)
+    # Herald's column for the ratios: herald-on, or in the run that compared
+    # HTTP clients, herald-own (the default then: hand-written, pipelining).
+    main = "herald-on" if "herald-on" in variants else "herald-own"
     for p in pubs_list:
         cols = [(v, label) for v, label in VARIANTS if v in variants]
         if "herald-batch" in variants:
@@ -176,7 +180,7 @@ def render(out, target, read_env, load_json, read_meta, med, fmt_num, fmt_cell, 
                     cells.append(fmt_cell(xs, unit) if xs else "—")
             r = ""
             if have_rmqtt:
-                a = fn("herald-own", p) if fn else m("herald-own", p, key)
+                a = fn(main, p) if fn else m(main, p, key)
                 b = fn("rmqtt-on", p) if fn else m("rmqtt-on", p, key)
                 r = " | " + fmt_ratio(ratio(a, b))
             lines.append(f"| {label} | " + " | ".join(cells) + r + " |")
@@ -200,13 +204,13 @@ def render(out, target, read_env, load_json, read_meta, med, fmt_num, fmt_cell, 
                             f"{fmt_cell(vals(b, p, 'mqtt'))} msg/s")
         lines.append("")
         lines.append(f"Hook off, {p} publishers: " + ", ".join(offs) + ". The ratio column is "
-                     "Herald (hand-written client, pipelining on, the default) ÷ RMQTT.")
+                     f"`{main}` ÷ RMQTT.")
         lines.append("")
 
     # Outage
     od = root / "outage"
     outage = {}
-    for v in env.get("peer_outage_variants", "herald-own rmqtt-on").split():
+    for v in env.get("peer_outage_variants", f"{main} rmqtt-on").split():
         f = run_figures(od, v, load_json, read_meta) if od.exists() else None
         if f:
             meta = read_meta(od / f"{v}.meta")
@@ -230,7 +234,7 @@ def render(out, target, read_env, load_json, read_meta, med, fmt_num, fmt_cell, 
                      "and started again; then until nginx has every event or 5 s pass "
                      "without one.")
         lines.append("")
-        names = {"herald-own": "Herald", "rmqtt-on": "RMQTT web-hook"}
+        names = {"herald-own": "Herald", "herald-on": "Herald", "rmqtt-on": "RMQTT web-hook"}
         cols = [v for v in outage]
         lines.append("| | " + " | ".join(names.get(v, v) for v in cols) + " |")
         lines.append("|---" * (len(cols) + 1) + "|")
@@ -258,28 +262,28 @@ def render(out, target, read_env, load_json, read_meta, med, fmt_num, fmt_cell, 
         for p, aim in (("20", 3.5), ("2", 1.3)):
             if p not in pubs_list:
                 continue
-            a, b = m("herald-own", p, "rate_all"), m("rmqtt-on", p, "rate_all")
-            al, bl = m("herald-own", p, "rate_load"), m("rmqtt-on", p, "rate_load")
+            a, b = m(main, p, "rate_all"), m("rmqtt-on", p, "rate_all")
+            al, bl = m(main, p, "rate_load"), m("rmqtt-on", p, "rate_load")
             r, rl = ratio(a, b), ratio(al, bl)
             lines.append(f"- One event per request, {p} publishers, events/s ≥ {aim}× RMQTT's: "
                          f"until drained {fmt_num(a)} vs {fmt_num(b)} ({fmt_ratio(r)}), during "
                          f"the load {fmt_num(al)} vs {fmt_num(bl)} ({fmt_ratio(rl)}) — "
                          f"{verdict(r is not None and r >= aim)} (judged until drained).")
         for p in pubs_list:
-            a, b = m("herald-own", p, "cpu_per_100k"), m("rmqtt-on", p, "cpu_per_100k")
+            a, b = m(main, p, "cpu_per_100k"), m("rmqtt-on", p, "cpu_per_100k")
             r = ratio(a, b)
             lines.append(f"- Broker CPU per event ≤ 0.25× RMQTT's, {p} publishers: {fmt_num(a)} "
                          f"vs {fmt_num(b)} s per 100,000 ({fmt_ratio(r)}) — "
                          f"{verdict(r is not None and r <= 0.25)}.")
         for p in pubs_list:
-            a, b = onoff("herald-own", p), onoff("rmqtt-on", p)
+            a, b = onoff(main, p), onoff("rmqtt-on", p)
             r = ratio(a, b)
             lines.append(f"- Hook on ÷ off MQTT throughput ≥ 3× RMQTT's ratio, {p} publishers: "
                          f"{fmt_num(a)} vs {fmt_num(b)} ({fmt_ratio(r)}) — "
                          f"{verdict(r is not None and r >= 3)}.")
     else:
         lines.append("- RMQTT was not run, so no aim against it can be judged.")
-    h = outage.get("herald-own")
+    h = outage.get(main)
     if h:
         ok = h.get("lost") == 0 and h.get("order") == 0
         lines.append(f"- Outage: 0 events lost or reordered: Herald lost {fmt_num(h.get('lost'))}, "
@@ -308,13 +312,15 @@ def render(out, target, read_env, load_json, read_meta, med, fmt_num, fmt_cell, 
     lines.append("herald-bench fan-in -c N --qos 1 -n <messages ÷ N> -q --drain 10 --port PORT")
     lines.append(f"herald-bench fan-in -c {o_pubs} --qos 1 -d {o_load} --total-rate {o_rate} -q "
                  "--drain 10 --port PORT   # the outage")
+    conf = "peer-on.conf" if main == "herald-on" else "peer-own.conf"
+    hyper_note = ("   # HERALD_WEBHOOK_HTTP_CLIENT=hyper for the hyper runs (a switch of that "
+                  "build only)" if "herald-hyper" in variants else "")
     lines.append("HERALD_MQTT__MAX_QUEUED_MESSAGES=1000000 HERALD_MQTT__MAX_INFLIGHT=1024 "
-                 "herald --listen … --webhook-conf peer-own.conf   # HERALD_WEBHOOK_HTTP_CLIENT=hyper "
-                 "for the hyper runs")
+                 f"herald --listen … --webhook-conf {conf}{hyper_note}")
     lines.append("rmqttd -f rmqtt-on.toml")
     lines.append("```")
     lines.append("")
-    for f in ("peer-own.conf", "rmqtt-on.toml", "rmqtt-web-hook.toml", "nginx.conf"):
+    for f in ("peer-on.conf", "peer-own.conf", "rmqtt-on.toml", "rmqtt-web-hook.toml", "nginx.conf"):
         p = root / f
         if p.exists():
             lines.append(f"`{f}`:")

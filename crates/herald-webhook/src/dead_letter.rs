@@ -237,7 +237,7 @@ pub async fn replay(config: &WebhookConfig, file: &Path) -> Result<Replayed, Rep
         if let Some((header, value)) = &signature {
             extra.push((header, value.as_bytes()));
         }
-        target.queue(&mut c, &body, &extra);
+        target.queue(&mut c, bytes::Bytes::from(body), &extra);
         let answer = match target.flush(&mut c).await {
             Ok(()) => target.answer(&mut c).await,
             Err(e) => Err(e),

@@ -3,14 +3,9 @@
 //! the same lane) reach the web service in the order they happened, also
 //! across retries and restarts.
 //!
-//! With pipelining (`web.hook.enable_pipelining`, the default) a lane
-//! writes up to [`PIPELINE_WINDOW`] requests at once on its connection and
-//! reads the answers in order, but never two requests about the same
-//! client: if one fails, the later ones that succeeded are other clients',
-//! and the failed one is retried before anything newer is sent, so each
-//! client's order holds. (Across clients of a lane, a retried event may
-//! then arrive after newer events of other clients.) Without pipelining a
-//! lane sends one request at a time, in lane order.
+//! A lane sends one request at a time, in lane order, and retries a
+//! failed one before anything newer (`web.hook.enable_pipelining` is
+//! accepted and ignored: see [`crate::http`]).
 //!
 //! Outcomes: any 2xx is delivered; a connection error, a timeout, 408, 429
 //! or 5xx is retried after a capped exponential backoff with jitter (or the
@@ -38,7 +33,6 @@ use crate::spool::{LaneReader, Record, Spool};
 use bytes::{BufMut, Bytes, BytesMut};
 use herald_broker::support::{LogThrottle, lock, now_ms};
 use hyper::header::{HeaderName, HeaderValue};
-use std::collections::HashSet;
 use std::fmt::Write as _;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -65,9 +59,6 @@ impl std::fmt::Debug for Signing {
     }
 }
 
-/// Most requests a pipelining lane has in flight on its connection.
-pub const PIPELINE_WINDOW: usize = 16;
-
 /// How lanes deliver.
 #[derive(Debug, Clone)]
 pub struct DeliveryOptions {
@@ -82,8 +73,6 @@ pub struct DeliveryOptions {
     pub batch_size: usize,
     /// How long a lane waits to fill a batch.
     pub batch_interval: Duration,
-    /// Most requests in flight per lane (1: no pipelining).
-    pub window: usize,
     /// Optional signature header.
     pub signing: Option<Signing>,
     /// Header carrying the event id(s).
@@ -173,8 +162,6 @@ pub fn start(spool: &Spool, readers: Vec<LaneReader>, start: Start) -> Delivery 
                         stop: stop.clone(),
                         rng: seed(lane_no),
                         log_throttle: LogThrottle::default(),
-                        held: None,
-                        clients: HashSet::new(),
                         ids: String::new(),
                     };
                     if !lane.run().await {
@@ -291,11 +278,6 @@ struct Lane {
     rng: u64,
     /// One log line per interval for repeated failures.
     log_throttle: LogThrottle,
-    /// A request read while filling a window but not sent with it (its
-    /// client had one in flight): it goes first next time.
-    held: Option<Vec<Record>>,
-    /// Clients with a request in the window being filled.
-    clients: HashSet<u32>,
     /// Reused buffer for the event id header.
     ids: String,
 }
@@ -309,9 +291,7 @@ impl Lane {
                 return !*self.stop.borrow();
             };
             self.refresh();
-            let mut window = vec![first];
-            self.fill(&mut window);
-            let Some(last) = self.send_window(window).await else {
+            let Some(last) = self.send_window(vec![first]).await else {
                 // Stopping: what was not delivered stays in the spool.
                 return false;
             };
@@ -336,9 +316,6 @@ impl Lane {
     /// Waits for the next record, then (in batch mode) gathers more until
     /// the batch is full or the batch interval passes. `None`: stopping.
     async fn next_batch(&mut self) -> Option<Vec<Record>> {
-        if let Some(held) = self.held.take() {
-            return Some(held);
-        }
         let first = tokio::select! {
             r = self.reader.next() => r?,
             _ = self.stop.changed() => return None,
@@ -358,40 +335,6 @@ impl Lane {
             }
         }
         Some(batch)
-    }
-
-    /// Pipelining: adds to the window requests made of records already
-    /// committed (no waiting), while it has room and none of them is about
-    /// a client already in it. The first that is goes back to `held`.
-    fn fill(&mut self, window: &mut Vec<Vec<Record>>) {
-        if self.options.window <= 1 {
-            return;
-        }
-        self.clients.clear();
-        for batch in window.iter() {
-            if !add_clients(&mut self.clients, batch) {
-                return;
-            }
-        }
-        while window.len() < self.options.window {
-            let mut batch = Vec::new();
-            // Only what is in memory: a record on disk waits for the next
-            // window (read off the async task by `next`).
-            while batch.len() < self.options.batch_size {
-                match self.reader.try_next() {
-                    Some(r) => batch.push(r),
-                    None => break,
-                }
-            }
-            if batch.is_empty() {
-                return;
-            }
-            if !add_clients(&mut self.clients, &batch) {
-                self.held = Some(batch);
-                return;
-            }
-            window.push(batch);
-        }
     }
 
     /// Drops events older than the maximum age (counted and logged; they
@@ -425,7 +368,7 @@ impl Lane {
         young
     }
 
-    /// Sends a window of requests (pipelined), then retries, oldest first,
+    /// Sends the requests (one per batch, one at a time), then retries, oldest first,
     /// those that can succeed, until each is delivered or failed. Returns
     /// the last sequence number to acknowledge, or `None` if told to stop
     /// first (having acknowledged what was settled in order before).
@@ -659,7 +602,7 @@ impl Lane {
             if let Some((header, value)) = &signature {
                 extra.push((header, value.as_bytes()));
             }
-            self.target.queue(conn, &body, &extra);
+            self.target.queue(conn, body, &extra);
         }
         self.ids = ids;
     }
@@ -718,19 +661,6 @@ impl std::fmt::Display for EventId<'_> {
 
 fn event_id(spool_id: &str, r: &Record) -> String {
     EventId(spool_id, r).to_string()
-}
-
-/// Adds a request's clients to the window's; `false` (adding none) if one
-/// of them is there already or unknown (which counts as anyone's).
-fn add_clients(clients: &mut HashSet<u32>, batch: &[Record]) -> bool {
-    if batch
-        .iter()
-        .any(|r| r.client.is_none_or(|c| clients.contains(&c)))
-    {
-        return false;
-    }
-    clients.extend(batch.iter().filter_map(|r| r.client));
-    true
 }
 
 /// The signature header value for `body` at the current time.

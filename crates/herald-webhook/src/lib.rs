@@ -23,7 +23,7 @@
 //! - [`spool`]: the on-disk queue of requests waiting to be delivered.
 //! - [`deliver`]: the lanes that send them, with retries; [`dead_letter`]:
 //!   the file of events given up on, and their replay; [`http`]: one
-//!   HTTP/1.1 connection, plain or TLS; [`metrics`]: counters and their
+//!   HTTP/1.1 connection (hyper), plain or TLS; [`metrics`]: counters and their
 //!   Prometheus text.
 //! - [`listen`]: a local receiver that prints what it gets (`herald webhook
 //!   listen`), also used by tests and the benchmark sink.

@@ -9,7 +9,7 @@
 use crate::body::BodyBuilder;
 use crate::conf::{FsyncPolicy, SpoolMode, WebhookConfig};
 use crate::dead_letter::{self, DeadLetters};
-use crate::deliver::{self, DeliveryOptions, Settings, Signing};
+use crate::deliver::{DeliveryOptions, Settings, Signing};
 use crate::event::lane_client_id;
 use crate::generation::Generations;
 use crate::http::{SetupError, Target};
@@ -243,11 +243,6 @@ pub(crate) fn settings_of(config: &WebhookConfig) -> Result<Settings, StartError
         max_event_age: config.max_event_age,
         batch_size: config.batch.size.max(1),
         batch_interval: config.batch.interval,
-        window: if config.enable_pipelining {
-            deliver::PIPELINE_WINDOW
-        } else {
-            1
-        },
         signing,
         event_id_header: header_name("web.hook.event_id_header", &config.event_id_header)?,
     };

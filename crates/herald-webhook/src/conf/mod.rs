@@ -46,7 +46,7 @@
 //! | `web.hook.ssl.verify` | `true` \| `false` | `true` (EMQX: `false`) |
 //! | `web.hook.ssl.server_name_indication` | host name \| `disable` | the URL's host |
 //! | `web.hook.pool_size` | 1 … 4096 | 32 |
-//! | `web.hook.enable_pipelining` | `true` \| `false` | `true` |
+//! | `web.hook.enable_pipelining` | `true` \| `false` (accepted, does nothing) | `true` |
 //! | `web.hook.rule.<event>.<N>` | `{"action": "on_<event>", "topic": "<filter>"}` | |
 //!
 //! Herald's keys (durations: `500ms`, `5s`, `2m`, `1h`, `1m30s`; sizes:
@@ -313,7 +313,8 @@ pub struct WebhookConfig {
     pub tls: TlsSettings,
     /// Delivery lanes / HTTP connections.
     pub pool_size: usize,
-    /// More than one request in flight per connection.
+    /// `web.hook.enable_pipelining`: accepted for EMQX files and ignored
+    /// (a lane has one request in flight at a time).
     pub enable_pipelining: bool,
     /// Which events are sent.
     pub rules: Rules,
