@@ -91,6 +91,9 @@ pub struct ConnectOptions {
     pub receive_maximum: Option<u16>,
     /// User name and password sent in CONNECT (a broker that authenticates).
     pub credentials: Option<Credentials>,
+    /// Keep the session after the connection (3.1.1 Clean Session 0; 5.0
+    /// also Session Expiry 3600 s).
+    pub persistent: bool,
 }
 
 /// A user name and password for CONNECT.
@@ -151,10 +154,13 @@ async fn connect_inner(opts: &ConnectOptions) -> Result<(Conn, ConnAck), ClientE
     let mut properties = Properties::default();
     if opts.protocol.is_v5() {
         properties.receive_maximum = opts.receive_maximum;
+        if opts.persistent {
+            properties.session_expiry_interval = Some(3600);
+        }
     }
     conn.queue(&Packet::Connect(Box::new(Connect {
         protocol: opts.protocol,
-        clean_start: true,
+        clean_start: !opts.persistent,
         keep_alive: opts.keep_alive,
         properties,
         client_id: ByteStr::from(opts.client_id.as_str()),
@@ -500,6 +506,7 @@ impl Target {
             timeout: self.timeout,
             receive_maximum: None,
             credentials: self.credentials.clone(),
+            persistent: false,
         }
     }
 }

@@ -18,6 +18,8 @@
 //! - [`load`]: the fan-in, fan-out and pairs scenarios and their report.
 //! - [`conn`]: the connection-rate and idle-connection scenario.
 //! - [`sink`]: the WebHook sink.
+//! - [`state`]: fills a broker with sessions, queued and retained messages
+//!   (what a restart reads back).
 //! - [`error`]: why a run could not be carried out.
 //!
 //! Nothing here is part of the broker; the broker crates never depend on it.
@@ -32,6 +34,7 @@ pub mod payload;
 pub mod publisher;
 pub mod seq;
 pub mod sink;
+pub mod state;
 pub mod subscriber;
 
 pub use error::BenchError;

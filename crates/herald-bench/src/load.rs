@@ -83,6 +83,10 @@ pub struct LoadSettings {
     pub drain: Duration,
     /// First level(s) of every topic.
     pub topic_prefix: String,
+    /// Subscribers keep their session.
+    pub persistent: bool,
+    /// Messages are published retained.
+    pub retain: bool,
     /// Connections being set up at once.
     pub connect_concurrency: usize,
     /// Print the progress line.
@@ -296,6 +300,7 @@ fn plan(s: &LoadSettings, tag: &str) -> (Vec<(SubscriberPlan, String)>, Vec<Publ
             inflight: s.inflight,
             keep_alive,
             ack_latency: s.ack_latency,
+            retain: s.retain,
         })
         .collect();
     (subscribers, publishers)
@@ -352,13 +357,15 @@ impl LoadSettings {
 }
 
 /// Connects (and, for subscribers, subscribes) `n` clients, at most
-/// `concurrency` at a time, in index order.
+/// `concurrency` at a time, in index order; subscribers with a session
+/// that outlives the connection if `persistent`.
 async fn connect_all(
     target: &Target,
     names: Vec<String>,
     subscribe: Option<(Vec<String>, QoS)>,
     concurrency: usize,
     first_index: usize,
+    persistent: bool,
 ) -> Result<Vec<Conn>, BenchError> {
     let limit = Arc::new(Semaphore::new(concurrency.max(1)));
     let mut set = JoinSet::new();
@@ -369,6 +376,7 @@ async fn connect_all(
         let filters = filters.clone();
         if filters.is_some() {
             opts.receive_maximum = Some(u16::MAX);
+            opts.persistent = persistent;
         }
         set.spawn(async move {
             let _permit = limit.acquire_owned().await;
@@ -415,6 +423,7 @@ pub async fn run(s: &LoadSettings, live: Arc<Live>) -> Result<LoadReport, BenchE
         Some((filters, s.qos)),
         s.connect_concurrency,
         0,
+        s.persistent,
     )
     .await?;
     let pub_names = pub_plans
@@ -427,6 +436,7 @@ pub async fn run(s: &LoadSettings, live: Arc<Live>) -> Result<LoadReport, BenchE
         None,
         s.connect_concurrency,
         sub_plans.len(),
+        false,
     )
     .await?;
 
@@ -775,6 +785,8 @@ mod tests {
             inflight: 64,
             drain: Duration::from_secs(1),
             topic_prefix: "b/".into(),
+            persistent: false,
+            retain: false,
             connect_concurrency: 10,
             progress: false,
             ack_latency: false,

@@ -9,6 +9,7 @@ use herald_bench::conn::{self, ConnSettings};
 use herald_bench::live::Live;
 use herald_bench::load::{self, LoadSettings, Rate, Scenario};
 use herald_bench::sink::{self, SinkSettings};
+use herald_bench::state::{self, StateSettings};
 use herald_codec::{Protocol, QoS};
 use serde::Serialize;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -54,6 +55,32 @@ enum Command {
     Conn(ConnArgs),
     /// An HTTP server that receives WebHook requests and checks ids, order and duplicates.
     Sink(SinkArgs),
+    /// Fills a broker with persistent sessions (2 subscriptions each, QoS 1
+    /// messages queued while offline) and retained messages, all
+    /// acknowledged: the state a restart reads back.
+    State(StateArgs),
+}
+
+/// The `state` scenario.
+#[derive(Debug, Args)]
+struct StateArgs {
+    #[command(flatten)]
+    target: TargetArgs,
+    /// Persistent sessions (3.1.1 Clean Session 0).
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    sessions: u32,
+    /// QoS 1 messages queued for each session while it is offline.
+    #[arg(long, default_value_t = 10, value_name = "N")]
+    queued: u32,
+    /// Retained QoS 1 messages, one topic each.
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    retained: u64,
+    /// Payload size in bytes.
+    #[arg(long, short = 's', default_value_t = 64, value_name = "BYTES")]
+    size: usize,
+    /// Most unacknowledged PUBLISHes per publishing client.
+    #[arg(long, default_value_t = 256)]
+    inflight: u16,
 }
 
 /// Where the broker is and how to connect to it.
@@ -142,6 +169,15 @@ struct LoadArgs {
     /// flowed, next to this program's own.
     #[arg(long, value_name = "PID")]
     broker_pid: Option<u32>,
+    /// Subscribers keep their session (3.1.1 Clean Session 0, 5.0
+    /// Session Expiry 3600 s): a broker with persistence stores what it
+    /// queues for them.
+    #[arg(long)]
+    persistent: bool,
+    /// Publish with the RETAIN flag: every message replaces its topic's
+    /// retained message (and is stored by a broker with persistence).
+    #[arg(long)]
+    retain: bool,
 }
 
 /// The connection scenario.
@@ -303,6 +339,8 @@ async fn run_load(scenario: Scenario, a: LoadArgs) -> Result<()> {
         inflight: a.inflight,
         drain: seconds("--drain", a.drain)?,
         topic_prefix: a.topic_prefix,
+        persistent: a.persistent,
+        retain: a.retain,
         connect_concurrency: a.target.concurrency,
         progress: !a.target.quiet,
         ack_latency: a.ack_latency,
@@ -330,6 +368,20 @@ async fn run_conn(a: ConnArgs) -> Result<()> {
         progress: !a.target.quiet,
     };
     let report = conn::run(&settings, Live::new()).await?;
+    output(&report.human(), a.target.json.as_deref(), &report)
+}
+
+async fn run_state(a: StateArgs) -> Result<()> {
+    let settings = StateSettings {
+        target: target(&a.target).await?,
+        sessions: a.sessions,
+        queued: a.queued,
+        retained: a.retained,
+        size: a.size,
+        concurrency: a.target.concurrency,
+        inflight: a.inflight,
+    };
+    let report = state::run(&settings).await?;
     output(&report.human(), a.target.json.as_deref(), &report)
 }
 
@@ -368,6 +420,7 @@ fn main() -> Result<()> {
             Command::Pairs(a) => run_load(Scenario::Pairs, a).await,
             Command::Conn(a) => run_conn(a).await,
             Command::Sink(a) => run_sink(a).await,
+            Command::State(a) => run_state(a).await,
         }
     })
 }

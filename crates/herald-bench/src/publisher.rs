@@ -44,8 +44,20 @@ impl Template {
         size: usize,
         protocol: Protocol,
     ) -> Result<Template, EncodeError> {
+        Template::with_retain(topic, qos, size, protocol, false)
+    }
+
+    /// [`Template::new`] with the RETAIN flag as `retain` says.
+    pub fn with_retain(
+        topic: &str,
+        qos: QoS,
+        size: usize,
+        protocol: Protocol,
+        retain: bool,
+    ) -> Result<Template, EncodeError> {
         let publish = Publish {
             qos,
+            retain,
             topic: ByteStr::from(topic),
             packet_id: if qos == QoS::AtMostOnce { 0 } else { 1 },
             payload: Bytes::from(vec![0u8; size]),
@@ -118,6 +130,8 @@ pub struct PublisherPlan {
     /// written → PUBACK / PUBREC read): costs a send-time slot per packet
     /// identifier (512 KiB per publisher), so only when asked.
     pub ack_latency: bool,
+    /// Whether its messages are published retained.
+    pub retain: bool,
 }
 
 /// What one publisher did.
@@ -173,7 +187,13 @@ async fn publish(
     r: &mut PublisherResult,
 ) -> Result<(), ClientError> {
     debug_assert!(plan.size >= HEADER_LEN);
-    let template = Template::new(&plan.topic, plan.qos, plan.size, conn.protocol())?;
+    let template = Template::with_retain(
+        &plan.topic,
+        plan.qos,
+        plan.size,
+        conn.protocol(),
+        plan.retain,
+    )?;
     let qos0 = plan.qos == QoS::AtMostOnce;
     let mut ids = PacketIds::new();
     // Send time per packet identifier, to time its acknowledgement (0: not

@@ -39,6 +39,8 @@ fn settings(server: &Server, scenario: Scenario, clients: u32, qos: QoS) -> Load
         inflight: 16,
         drain: Duration::from_secs(2),
         topic_prefix: "bench-test".into(),
+        persistent: false,
+        retain: false,
         connect_concurrency: 10,
         progress: false,
         ack_latency: false,
@@ -121,4 +123,42 @@ async fn pairs_at_a_fixed_rate_for_a_duration() {
     assert_perfect(&r, r.sent);
     assert!(r.ack_latency_us.is_none(), "not asked for: {r:#?}");
     server.shutdown().await;
+}
+
+/// `state` leaves what it says: persistent sessions with their queued
+/// messages (the broker holds them while the sessions are offline) and the
+/// retained messages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn state_fills_sessions_queues_and_retained_messages() {
+    use herald_bench::state::{self, StateSettings};
+    let server = start_broker().await;
+    let target = settings(&server, Scenario::FanIn, 1, QoS::AtLeastOnce).target;
+    let s = StateSettings {
+        target,
+        sessions: 20,
+        queued: 3,
+        retained: 15,
+        size: 64,
+        concurrency: 4,
+        inflight: 8,
+    };
+    let report = state::run(&s).await.expect("fills");
+    assert_eq!(
+        (report.sessions, report.queued, report.retained),
+        (20, 60, 15)
+    );
+    assert_eq!(server.broker.retained_count(), 15);
+    let sessions = server.broker.sessions();
+    let queued: usize = (0..20)
+        .map(|i| {
+            let session = sessions
+                .get(format!("hb-state-{i}").as_str())
+                .expect("session kept");
+            let st = session.lock();
+            assert!(!st.online);
+            assert_eq!(st.subscriptions.len(), 2);
+            st.queue.len()
+        })
+        .sum();
+    assert_eq!(queued, 60);
 }
