@@ -11,13 +11,13 @@ stop_pid() { # pid signal grace-seconds
   wait "$pid" 2>/dev/null || true
 }
 
-# Waits up to 10 s until 127.0.0.1:`port` accepts a connection; fails early
-# if `pid` exits first.
-wait_port() { # port pid
-  for _ in $(seq 100); do
+# Waits until 127.0.0.1:`port` accepts a connection, trying `tries` times
+# (100) every `interval` seconds (0.1); fails early if `pid` exits first.
+wait_port() { # port pid [tries] [interval]
+  for _ in $(seq "${3:-100}"); do
     if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
     kill -0 "$2" 2>/dev/null || return 1
-    sleep 0.1
+    sleep "${4:-0.1}"
   done
   return 1
 }

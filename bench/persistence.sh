@@ -99,18 +99,8 @@ start_broker() { # name [keep: start on the data that is there]
     *) echo "unknown broker $b" >&2; exit 2 ;;
   esac
   BROKER_PID=$!
-  wait_port_fine "$PORT" "$BROKER_PID" || { log "$b did not start; see $logf"; return 1; }
-}
-
-# Waits (up to 10 minutes, polling every 10 ms) until the port accepts;
-# fails if `pid` exits first.
-wait_port_fine() { # port pid
-  for _ in $(seq 60000); do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; then return 0; fi
-    kill -0 "$2" 2>/dev/null || return 1
-    sleep 0.01
-  done
-  return 1
+  # Up to 10 minutes (a restart reads the whole state), polling every 10 ms.
+  wait_port "$PORT" "$BROKER_PID" 60000 0.01 || { log "$b did not start; see $logf"; return 1; }
 }
 
 if [[ "${1:-}" == restart ]]; then
