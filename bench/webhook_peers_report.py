@@ -203,8 +203,10 @@ def render(out, target, read_env, load_json, read_meta, med, fmt_num, fmt_cell, 
                 offs.append(f"{b.split('-')[0].replace('herald', 'Herald').replace('rmqtt', 'RMQTT')} "
                             f"{fmt_cell(vals(b, p, 'mqtt'))} msg/s")
         lines.append("")
-        lines.append(f"Hook off, {p} publishers: " + ", ".join(offs) + ". The ratio column is "
-                     f"`{main}` ÷ RMQTT.")
+        if offs:
+            lines.append(f"Hook off, {p} publishers: " + ", ".join(offs) + ".")
+        if have_rmqtt:
+            lines.append(f"The ratio column is `{main}` ÷ RMQTT.")
         lines.append("")
 
     # Outage
@@ -212,7 +214,7 @@ def render(out, target, read_env, load_json, read_meta, med, fmt_num, fmt_cell, 
     outage = {}
     for v in env.get("peer_outage_variants", f"{main} rmqtt-on").split():
         f = run_figures(od, v, load_json, read_meta) if od.exists() else None
-        if f:
+        if f and f.get("sent"):
             meta = read_meta(od / f"{v}.meta")
             rss = []
             try:
