@@ -305,6 +305,13 @@ def render(out, target, read_env, load_json, read_meta, med, fmt_num, fmt_cell, 
                          f"÷ hyper {fmt_ratio(ratio(own, hyp))} (on), "
                          f"{fmt_ratio(ratio(nop, hyp))} (off); broker CPU s per 100,000 events "
                          f"{fmt_num(cown)} vs {fmt_num(chyp)}.")
+        ratios = [ratio(m("herald-own", p, "rate_all"), m("herald-hyper", p, "rate_all"))
+                  for p in pubs_list]
+        keep = all(r is not None and r >= 1.3 for r in ratios)
+        lines.append(f"- Decision (issue 17: keep the hand-written client only if it is at least "
+                     f"1.3× faster): {'kept' if keep else 'not 1.3× faster at every load: hyper'}"
+                     f" (lowest ratio, pipelining on: "
+                     f"{fmt_ratio(min((r for r in ratios if r is not None), default=None))}).")
         lines.append("")
 
     lines.append("```sh")
