@@ -8,6 +8,7 @@ section, so either can be re-run alone.
     python3 bench/report.py listeners target/bench/listeners-<date> BENCHMARKS.md
     python3 bench/report.py webhook target/bench/webhook-<date> BENCHMARKS.md
     python3 bench/report.py webhook-peers target/bench/webhook-<date> BENCHMARKS.md
+    python3 bench/report.py webhook-ack target/bench/webhook-<date> BENCHMARKS.md
     (a last argument of "-" prints the section instead)
 """
 
@@ -587,10 +588,17 @@ def webhook(outdir, target):
                           fmt_num, fmt_cell, ratio, fmt_ratio, splice, machine)
 
 
+def webhook_ack(outdir, target):
+    import webhook_ack_report  # noqa: F401  (bench/webhook_ack_report.py)
+
+    webhook_ack_report.render(Path(outdir), target, read_env, load_json, read_meta, med,
+                              fmt_num, fmt_cell, ratio, fmt_ratio, splice, machine)
+
+
 if __name__ == "__main__":
     sys.path.insert(0, str(Path(__file__).parent))
     commands = {"compare": compare, "memory": memory, "listeners": listeners, "webhook": webhook,
-                "webhook-peers": webhook_peers}
+                "webhook-peers": webhook_peers, "webhook-ack": webhook_ack}
     if len(sys.argv) != 4 or sys.argv[1] not in commands:
         sys.exit(__doc__)
     commands[sys.argv[1]](sys.argv[2], sys.argv[3])

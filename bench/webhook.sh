@@ -27,15 +27,24 @@
 #  4. peers (issue 17, bench/webhook_peers.sh): Herald beside RMQTT's
 #     web-hook, both posting to one nginx; fan-in 2 → 1 and 20 → 1 flat out,
 #     Herald's batching beside; a 20 s nginx outage at 2,000 msg/s for both.
+#  5. ackcost (issue 12, "acknowledged means spooled"): a hooked QoS 1
+#     publish gets its PUBACK only once its event is written to the spool.
+#     PUBACK latency (PUBLISH written → PUBACK read, herald-bench
+#     --ack-latency) at a fixed 5,000 msg/s and flat-out throughput, WebHook
+#     off / on (disk spool, fsync = interval, the default) / on with
+#     fsync = always, interleaved per round. Its own section of
+#     BENCHMARKS.md (bench/webhook_ack_report.py): `BENCH_PARTS=ackcost`
+#     re-runs it alone.
 #
 # Rounds interleave the variants (A B C A B C …). Raw results go to
 # target/bench/webhook-<date>/; the summary replaces the "webhook" section of
-# BENCHMARKS.md (bench/report.py, bench/webhook_report.py), and part 4 the
-# "webhook-peers" section (bench/webhook_peers_report.py). Not part of CI.
+# BENCHMARKS.md (bench/report.py, bench/webhook_report.py), part 4 the
+# "webhook-peers" section (bench/webhook_peers_report.py), part 5 the
+# "webhook-ack" section (bench/webhook_ack_report.py). Not part of CI.
 #
 # Knobs: BENCH_ROUNDS (3), BENCH_DURATION (6), BENCH_WARMUP (1),
 # BENCH_OUTAGE_LOAD (60), BENCH_OUTAGE (30), BENCH_PARTS (throughput
-# neverblocks outage peers), BENCH_NO_BUILD=1, BENCH_NO_WRITE=1; part 4's
+# neverblocks outage peers ackcost), BENCH_NO_BUILD=1, BENCH_NO_WRITE=1; part 4's
 # own knobs are listed in bench/webhook_peers.sh.
 set -euo pipefail
 
@@ -48,7 +57,7 @@ DUR=${BENCH_DURATION:-6}
 WARM=${BENCH_WARMUP:-1}
 OUTAGE_LOAD=${BENCH_OUTAGE_LOAD:-60}
 OUTAGE=${BENCH_OUTAGE:-30}
-PARTS=${BENCH_PARTS:-throughput neverblocks outage peers}
+PARTS=${BENCH_PARTS:-throughput neverblocks outage peers ackcost}
 RATE=5000
 # Publishers: the WebHook keeps each client's events in one lane (one
 # connection, in order), so the load needs many clients to use the 32 lanes.
@@ -110,6 +119,9 @@ EOF
 }
 write_conf "$WORK/webhook-single.conf" 1
 write_conf "$WORK/webhook-batch.conf" 100
+# Part 4: the same with every group commit fsynced before acknowledging.
+sed 's/^web.hook.spool.fsync = interval$/web.hook.spool.fsync = always/' \
+  "$WORK/webhook-single.conf" >"$WORK/webhook-always.conf"
 
 start_herald() { # conf-file|"" logfile
   rm -rf "$WORK/spool" "$WORK/data"
@@ -169,6 +181,7 @@ meta() { # file key=value...
 } >"$OUT/env.txt"
 sed "s#$WORK#<tmp>#g" "$WORK/webhook-single.conf" >"$OUT/webhook-single.conf"
 sed "s#$WORK#<tmp>#g" "$WORK/webhook-batch.conf" >"$OUT/webhook-batch.conf"
+sed "s#$WORK#<tmp>#g" "$WORK/webhook-always.conf" >"$OUT/webhook-always.conf"
 
 load_args() { # fixed|flat|rate<N> duration
   local a=(fan-in -c "$PUBS" --qos 1 -d "$2" -q)
@@ -180,6 +193,7 @@ load_args() { # fixed|flat|rate<N> duration
 # One MQTT load run with the WebHook configured as given; the sink as given.
 #   run_case dir name conf sinkmode loadkind
 # sinkmode: off (no sink, WebHook off), fast, delay (2 s), refuse (no sink), hang
+# LOAD_EXTRA: more herald-bench arguments (part 5: --ack-latency).
 run_case() {
   local dir=$1 name=$2 conf=$3 sinkmode=$4 kind=$5
   local m="$dir/$name.meta" rc=0 args
@@ -192,7 +206,7 @@ run_case() {
   esac
   start_herald "$conf" "$dir/$name.herald.log"
   read -r -a args <<<"$(load_args "$kind" "$DUR")"
-  args+=(--warmup "$WARM")
+  args+=(--warmup "$WARM" ${LOAD_EXTRA:-})
   echo "herald-bench ${args[*]} --port $MQTT_PORT" >"$dir/$name.cmd"
   local t0; t0=$(now)
   timeout 120 "$BENCH" "${args[@]}" --port "$MQTT_PORT" --json "$dir/$name.json" \
@@ -295,6 +309,24 @@ if [[ " $PARTS " == *" peers "* ]]; then
   peers_part
 fi
 
+# ------------------------------------------- part 5: acknowledged = spooled
+# Part 5's cases are part 1's with the PUBACK latency measured too.
+ack_cost() {
+  local r d kind
+  for r in $(seq "$ROUNDS"); do
+    d="$OUT/ackcost/round-$r"
+    for kind in fixed flat; do
+      LOAD_EXTRA=--ack-latency run_case "$d" "$kind-off" "" off "$kind"
+      LOAD_EXTRA=--ack-latency run_case "$d" "$kind-on" "$WORK/webhook-single.conf" fast "$kind"
+      LOAD_EXTRA=--ack-latency run_case "$d" "$kind-always" "$WORK/webhook-always.conf" fast "$kind"
+    done
+  done
+}
+
+if [[ " $PARTS " == *" ackcost "* ]]; then
+  ack_cost
+fi
+
 echo "loadavg_end=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/env.txt"
 echo "elapsed_s=$(( $(date +%s) - START ))" >>"$OUT/env.txt"
 log "done in $(( $(date +%s) - START )) s"
@@ -302,6 +334,7 @@ log "done in $(( $(date +%s) - START )) s"
 SECTIONS=()
 [[ " $PARTS " =~ \ (throughput|neverblocks|outage)\  ]] && SECTIONS+=(webhook)
 [[ " $PARTS " == *" peers "* ]] && SECTIONS+=(webhook-peers)
+[[ " $PARTS " == *" ackcost "* ]] && SECTIONS+=(webhook-ack)
 for section in "${SECTIONS[@]}"; do
   if [[ -z "${BENCH_NO_WRITE:-}" ]]; then
     python3 "$ROOT/bench/report.py" "$section" "$OUT" "$ROOT/BENCHMARKS.md"
