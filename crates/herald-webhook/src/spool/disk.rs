@@ -19,6 +19,9 @@ pub(crate) trait SegmentFile: Send {
     fn sync_data(&mut self) -> io::Result<()>;
     /// Cuts the file back to `len` bytes.
     fn set_len(&mut self, len: u64) -> io::Result<()>;
+    /// Another handle on the same open file (to fsync it from another
+    /// thread while this one goes on writing).
+    fn try_clone(&self) -> io::Result<Box<dyn SegmentFile>>;
 }
 
 /// Where segment files are opened.
@@ -47,5 +50,9 @@ impl SegmentFile for File {
 
     fn set_len(&mut self, len: u64) -> io::Result<()> {
         File::set_len(self, len)
+    }
+
+    fn try_clone(&self) -> io::Result<Box<dyn SegmentFile>> {
+        Ok(Box::new(File::try_clone(self)?))
     }
 }

@@ -35,15 +35,27 @@ enum Fault {
     Eio,
     /// Writes work; every fsync fails with EIO.
     Fsync,
+    /// Writes work; an fsync does not return until the fault changes (a
+    /// disk flushing slowly).
+    FsyncHangs,
+}
+
+/// The fault in force, and the fsyncs begun.
+#[derive(Default)]
+struct Faults {
+    now: Mutex<Fault>,
+    changed: std::sync::Condvar,
+    fsyncs: std::sync::atomic::AtomicU64,
 }
 
 /// Segment files on the real disk, failing as told.
 #[derive(Clone, Default)]
-struct FailingDisk(Arc<Mutex<Fault>>);
+struct FailingDisk(Arc<Faults>);
 
 impl FailingDisk {
     fn set(&self, fault: Fault) {
-        *self.0.lock().unwrap() = fault;
+        *self.0.now.lock().unwrap() = fault;
+        self.0.changed.notify_all();
     }
 }
 
@@ -58,7 +70,7 @@ impl Disk for FailingDisk {
 
 struct FailingFile {
     inner: Box<dyn SegmentFile>,
-    fault: Arc<Mutex<Fault>>,
+    fault: Arc<Faults>,
 }
 
 const ENOSPC: i32 = 28;
@@ -66,9 +78,9 @@ const EIO: i32 = 5;
 
 impl SegmentFile for FailingFile {
     fn write_vectored(&mut self, bufs: &[IoSlice<'_>]) -> io::Result<usize> {
-        let mut fault = self.fault.lock().unwrap();
+        let mut fault = self.fault.now.lock().unwrap();
         match *fault {
-            Fault::None | Fault::Fsync => self.inner.write_vectored(bufs),
+            Fault::None | Fault::Fsync | Fault::FsyncHangs => self.inner.write_vectored(bufs),
             Fault::Eio => Err(io::Error::from_raw_os_error(EIO)),
             Fault::Full(0) => Err(io::Error::from_raw_os_error(ENOSPC)),
             Fault::Full(room) => {
@@ -90,14 +102,27 @@ impl SegmentFile for FailingFile {
     }
 
     fn sync_data(&mut self) -> io::Result<()> {
-        if matches!(*self.fault.lock().unwrap(), Fault::Fsync | Fault::Eio) {
+        self.fault.fsyncs.fetch_add(1, Ordering::SeqCst);
+        let mut fault = self.fault.now.lock().unwrap();
+        while matches!(*fault, Fault::FsyncHangs) {
+            fault = self.fault.changed.wait(fault).unwrap();
+        }
+        if matches!(*fault, Fault::Fsync | Fault::Eio) {
             return Err(io::Error::from_raw_os_error(EIO));
         }
+        drop(fault);
         self.inner.sync_data()
     }
 
     fn set_len(&mut self, len: u64) -> io::Result<()> {
         self.inner.set_len(len)
+    }
+
+    fn try_clone(&self) -> io::Result<Box<dyn SegmentFile>> {
+        Ok(Box::new(FailingFile {
+            inner: self.inner.try_clone()?,
+            fault: self.fault.clone(),
+        }))
     }
 }
 
@@ -355,4 +380,33 @@ async fn write_errors_withhold_acknowledgements_and_heal() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failing_fsyncs_withhold_acknowledgements_and_heal() {
     survive(Fault::Fsync, "fsync").await;
+}
+
+/// Under `fsync = interval` an event is accepted once written: a disk
+/// whose fsync takes long (here: until told) delays no acknowledgement, as
+/// the periodic fsync runs on a thread of its own, not the writer's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_fsync_delays_no_acknowledgement_under_interval() {
+    let dir = TempDir::new("slow-fsync");
+    let disk = FailingDisk::default();
+    let mut opts = options(&dir.0);
+    opts.fsync = Fsync::Interval(Duration::from_millis(5));
+    let (spool, _readers) = Spool::open_on(opts, Arc::default(), Arc::new(disk.clone())).unwrap();
+    disk.set(Fault::FsyncHangs);
+    // Events until an fsync has begun (and hangs).
+    let mut i = 0;
+    while disk.0.fsyncs.load(Ordering::SeqCst) == 0 {
+        written(&spool, push(&spool, i % LANES, i).unwrap()).await;
+        i += 1;
+        assert!(i < 100_000, "no fsync began");
+        tokio::task::yield_now().await;
+    }
+    // While it hangs, events are still written and acknowledged.
+    for j in 0..50 {
+        written(&spool, push(&spool, j % LANES, i + j).unwrap()).await;
+    }
+    disk.set(Fault::None);
+    tokio::task::spawn_blocking(move || spool.close())
+        .await
+        .unwrap();
 }

@@ -22,6 +22,8 @@
 //!   order (from memory while it keeps up, else from the segment files on
 //!   tokio's blocking pool, never on the async task) and
 //!   [`LaneReader::ack`]s delivered ones.
+//! - Under `fsync = interval`, [`syncer`]'s thread fsyncs, so the writer
+//!   (and the acknowledgements waiting for it) never wait for a flush.
 //! - The writer reaches segment files through [`disk`] (plain files; a
 //!   failing disk in the fault tests, `fault_tests.rs`).
 //! - At open, [`recovery`] rebuilds each lane from its folder.
@@ -42,6 +44,7 @@ mod reader;
 mod record;
 mod recovery;
 mod state;
+mod syncer;
 mod writer;
 
 pub use reader::LaneReader;

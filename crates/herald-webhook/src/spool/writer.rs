@@ -11,6 +11,7 @@ use super::disk::SegmentFile;
 use super::files::{create_private_dir, lane_dir, segment_path, write_atomically};
 use super::record::{HEAD, Record, encode_head};
 use super::state::{Segment, Shared, sub};
+use super::syncer::{Syncer, sync_failed};
 use herald_broker::support::{LogThrottle, lock};
 use std::collections::VecDeque;
 use std::fs;
@@ -62,9 +63,12 @@ pub(super) struct Writer {
     /// The current wait between attempts while writes fail.
     pub(super) retry_wait: Duration,
     /// Rate limit of the log lines, per kind of trouble.
-    pub(super) logs: [LogThrottle; 4],
+    pub(super) logs: [LogThrottle; 5],
     /// Counters last logged: overflow drops, refusals.
     pub(super) logged: (u64, u64),
+    /// `fsync = interval` on disk: the thread that fsyncs, so the writer
+    /// never waits for it (started with the writer).
+    pub(super) syncer: Option<Syncer>,
 }
 
 /// Kinds of trouble, each logged at most once per [`LogThrottle::DEFAULT_EVERY`].
@@ -74,6 +78,7 @@ enum Trouble {
     Full = 1,
     Overflow = 2,
     Housekeeping = 3,
+    Fsync = 4,
 }
 
 impl Writer {
@@ -99,10 +104,21 @@ impl Writer {
             retry_wait: RETRY_MIN,
             logs: Default::default(),
             logged,
+            syncer: None,
         }
     }
 
     pub(super) fn run(mut self) {
+        if self.shared.options.dir.is_some()
+            && matches!(self.shared.options.fsync, Fsync::Interval(_))
+        {
+            match Syncer::start(self.shared.stats.clone()) {
+                Ok(syncer) => self.syncer = Some(syncer),
+                Err(e) => {
+                    tracing::warn!(error = %e, "webhook spool: cannot start the fsync thread; the writer fsyncs itself");
+                }
+            }
+        }
         loop {
             self.sleep();
             let closing = self.shared.closing.load(Ordering::Acquire);
@@ -129,6 +145,9 @@ impl Writer {
                         events = lost,
                         "webhook spool: closing with events that could not be written; they are lost"
                     );
+                }
+                if let Some(syncer) = self.syncer.take() {
+                    syncer.stop();
                 }
                 self.sync_all();
                 self.housekeeping(true);
@@ -251,7 +270,7 @@ impl Writer {
                 Fsync::Never => false,
             };
             if due {
-                self.sync_all();
+                self.sync_soon(closing);
             }
         }
         match error {
@@ -450,7 +469,18 @@ impl Writer {
         let path = segment_path(&ldir, first);
         let mut file = self.shared.disk.open_segment(&path)?;
         if let Some(mut old) = self.active[lane_no].take() {
-            old.sync_data()?;
+            match (self.shared.options.fsync, &self.syncer) {
+                // Fsynced with every write already; or the OS decides.
+                (Fsync::Always | Fsync::Never, _) => {}
+                (Fsync::Interval(_), Some(syncer)) => {
+                    if let Err(mut back) = syncer.sync(vec![(lane_no, old)])
+                        && let Some((_, old)) = back.first_mut()
+                    {
+                        old.sync_data()?;
+                    }
+                }
+                (Fsync::Interval(_), None) => old.sync_data()?,
+            }
         }
         let mut lane = lock(&self.shared.lanes[lane_no]);
         let reuse = lane.segments.back().is_some_and(|s| s.first_seq == first);
@@ -492,16 +522,63 @@ impl Writer {
         }
     }
 
+    /// The interval is up: the dirty segments go to the fsync thread (not
+    /// while it is still busy with the last ones: they stay dirty for the
+    /// next interval); fsynced here when closing or without that thread.
+    fn sync_soon(&mut self, closing: bool) {
+        let Some(syncer) = self.syncer.as_ref().filter(|_| !closing) else {
+            self.sync_all();
+            return;
+        };
+        if syncer.busy() {
+            return;
+        }
+        let mut batch = Vec::new();
+        for (lane, file) in self.active.iter_mut().enumerate() {
+            let (true, Some(f)) = (self.dirty[lane], file) else {
+                continue;
+            };
+            match f.try_clone() {
+                Ok(other) => batch.push((lane, other)),
+                Err(_) => {
+                    if let Err(e) = f.sync_data() {
+                        sync_failed(
+                            &self.shared.stats,
+                            &self.logs[Trouble::Fsync as usize],
+                            lane,
+                            &e,
+                        );
+                    }
+                }
+            }
+            self.dirty[lane] = false;
+        }
+        if let Err(batch) = syncer.sync(batch) {
+            for (lane, mut f) in batch {
+                if let Err(e) = f.sync_data() {
+                    sync_failed(
+                        &self.shared.stats,
+                        &self.logs[Trouble::Fsync as usize],
+                        lane,
+                        &e,
+                    );
+                }
+            }
+        }
+        self.last_fsync = Instant::now();
+    }
+
     fn sync_all(&mut self) {
         for (lane, file) in self.active.iter_mut().enumerate() {
             if let (true, Some(f)) = (self.dirty[lane], file)
                 && let Err(e) = f.sync_data()
             {
-                self.shared
-                    .stats
-                    .fsync_errors
-                    .fetch_add(1, Ordering::Relaxed);
-                tracing::error!(lane, error = %e, "webhook spool: fsync failed (the events were written; a power loss may lose them)");
+                sync_failed(
+                    &self.shared.stats,
+                    &self.logs[Trouble::Fsync as usize],
+                    lane,
+                    &e,
+                );
             }
         }
         self.dirty.iter_mut().for_each(|d| *d = false);
