@@ -400,3 +400,35 @@ fn a_blocked_disk_read_leaves_the_runtime_running() {
     );
     assert_eq!(done_rx.recv_timeout(Duration::from_secs(20)), Ok("read"));
 }
+
+/// The spool's files are its owner's alone: folders 0700, the segment,
+/// cursor and id files 0600 (issue 12, item 7).
+#[cfg(unix)]
+#[tokio::test]
+async fn spool_files_and_folders_are_private() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new("modes");
+    let spool_dir = dir.0.join("webhook");
+    let (spool, mut readers) = Spool::open(options(Some(spool_dir.clone()), 1)).unwrap();
+    spool.push(0, 1, 0, body(0, 0));
+    spool.push(0, 1, 0, body(0, 1));
+    let first = next(&mut readers[0]).await;
+    readers[0].ack(first.seq);
+    let close = spool.clone();
+    tokio::task::spawn_blocking(move || close.close())
+        .await
+        .unwrap();
+    let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+    let lane = spool_dir.join("lane-000");
+    assert_eq!(mode(&spool_dir), 0o700, "{}", spool_dir.display());
+    assert_eq!(mode(&lane), 0o700, "{}", lane.display());
+    let mut files = 0;
+    for entry in std::fs::read_dir(&lane).unwrap() {
+        let path = entry.unwrap().path();
+        assert_eq!(mode(&path), 0o600, "{}", path.display());
+        files += 1;
+    }
+    assert!(files >= 2, "a segment and the cursor");
+    let id = spool_dir.join("spool.id");
+    assert_eq!(mode(&id), 0o600, "{}", id.display());
+}

@@ -46,12 +46,17 @@ pub(super) fn random_id() -> String {
     format!("{:012x}", h.finish() & 0xFFFF_FFFF_FFFF)
 }
 
-/// Replaces `path` with `data` (write a temporary file, rename it over);
-/// `sync` fsyncs the data first.
+/// Replaces `path` with `data` (write a temporary file, readable and
+/// writable by the owner only, rename it over); `sync` fsyncs the data
+/// first.
 pub(super) fn write_atomically(path: &Path, data: &[u8], sync: bool) -> io::Result<()> {
     let tmp = path.with_extension("tmp");
     {
-        let mut f = File::create(&tmp)?;
+        let mut options = fs::OpenOptions::new();
+        options.create(true).write(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut f = options.open(&tmp)?;
         f.write_all(data)?;
         if sync {
             f.sync_all()?;

@@ -56,7 +56,6 @@ use herald_broker::support::lock;
 use record::{CLIENT, HAS_CLIENT, HEADER};
 use recovery::recover_lane;
 use state::{Lane, Pending, Shared};
-use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -214,7 +213,7 @@ impl Spool {
         let mut lost = 0u64;
         let id = match &options.dir {
             Some(dir) => {
-                fs::create_dir_all(dir).map_err(io_err(dir))?;
+                files::create_private_dir(dir).map_err(io_err(dir))?;
                 for (i, lane) in lanes.iter_mut().enumerate() {
                     recover_lane(&lane_dir(dir, i), lane, &mut lost)?;
                 }
