@@ -14,6 +14,10 @@
 #    holds BENCH_IDLE MQTT 3.1.1 connections over tcp, tls, ws, wss
 #    (mosquitto: tcp and tls; Debian's mosquitto 2.0.11 is built without
 #    WebSocket support, so it has no ws figure).
+# 3. Fan-in throughput over each listener kind: herald-bench fan-in (2
+#    publishers → 1 subscriber, QoS 0 and 1, flat out, BENCH_DURATION s after
+#    a warm-up) over tcp, tls, ws, wss (mosquitto: tcp and tls), the same
+#    certificate, the client verifying it.
 #
 # Raw results in target/bench/listeners-<date>/; the summary replaces the
 # "listeners" section of BENCHMARKS.md unless BENCH_NO_WRITE=1.
@@ -26,9 +30,11 @@ source bench/lib.sh
 ROUNDS=${BENCH_ROUNDS:-3}
 IDLE=${BENCH_IDLE:-5000}
 SECONDS_TLS=${BENCH_SECONDS:-5}
+FANIN_SECONDS=${BENCH_DURATION:-5}
 OUT=${BENCH_OUT:-$ROOT/target/bench/listeners-$(date -u +%Y%m%d-%H%M%S)}
 WORK=$(mktemp -d /tmp/herald-listeners.XXXXXX)
 HERALD="$ROOT/target/release/herald"
+BENCH="$ROOT/target/release/herald-bench"
 BROKER_PID=""
 # herald: tcp tls ws wss; mosquitto: tcp tls.
 declare -A PORT=([herald.tcp]=18851 [herald.tls]=18852 [herald.ws]=18853 [herald.wss]=18854
@@ -125,6 +131,19 @@ run_idle() { # round broker kind
   log "round $r idle $b $k: $(cat "$f.json")"
 }
 
+run_fanin() { # round broker kind qos
+  local r=$1 b=$2 k=$3 q=$4 f="$OUT/round-$1/fanin-q$4.$2.$3" rc=0
+  mkdir -p "$OUT/round-$r"
+  start_broker "$b" || { echo '{}' >"$f.json"; echo "rc=start-failed" >"$f.meta"; return 0; }
+  local load; load=$(cut -d' ' -f1 /proc/loadavg)
+  timeout $(( FANIN_SECONDS + 60 )) "$BENCH" fan-in -c 2 --qos "$q" -d "$FANIN_SECONDS" --warmup 1 -q \
+    --port "${PORT[$b.$k]}" --transport "$k" --cafile "$TLS/ca.pem" --server-name localhost \
+    --json "$f.json" >"$f.out" 2>&1 || rc=$?
+  printf 'rc=%s\nload1=%s\n' "$rc" "$load" >"$f.meta"
+  stop_broker
+  log "round $r fan-in q$q $b $k: rc=$rc $(grep -o '"recv_rate":[0-9.]*' "$f.json" 2>/dev/null)"
+}
+
 {
   echo "date_utc=$(date -u '+%Y-%m-%d %H:%M:%S UTC')"
   echo "commit=$(git rev-parse --short HEAD) $(git log -1 --format=%s HEAD)"
@@ -141,6 +160,7 @@ run_idle() { # round broker kind
   echo "rounds=$ROUNDS"
   echo "idle=$IDLE"
   echo "tls_seconds=$SECONDS_TLS"
+  echo "fanin_seconds=$FANIN_SECONDS"
 } >"$OUT/env.txt"
 cp "$WORK/mosquitto.conf" "$OUT/"
 
@@ -150,6 +170,12 @@ for r in $(seq "$ROUNDS"); do
   for k in tcp tls ws wss; do
     run_idle "$r" herald "$k"
     [[ $k == tcp || $k == tls ]] && run_idle "$r" mosquitto "$k"
+  done
+  for q in 0 1; do
+    for k in tcp tls ws wss; do
+      run_fanin "$r" herald "$k" "$q"
+      if [[ $k == tcp || $k == tls ]]; then run_fanin "$r" mosquitto "$k" "$q"; fi
+    done
   done
 done
 echo "loadavg_end=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/env.txt"

@@ -564,13 +564,41 @@ def listeners(outdir, target):
             f"{k} {fmt_ratio(ratio(per[k], per['tcp']))}" for k in ("tls", "ws", "wss")
             if per.get(k)) + ".")
     lines.append("")
+
+    def fanin(rd, b, k, q):
+        m = read_meta(rd / f"fanin-q{q}.{b}.{k}.meta")
+        j = load_json(rd / f"fanin-q{q}.{b}.{k}.json") or {}
+        ok = m.get("rc") == "0" and j.get("lost", 1) == 0 and not j.get("errors")
+        return j.get("recv_rate") if ok else None
+
+    if any(rd.glob("fanin-q*") for rd in rounds):
+        lines.append(f"Fan-in throughput (herald-bench fan-in, 2 publishers → 1 subscriber, "
+                     f"64-byte payloads, flat out for {env.get('fanin_seconds', '?')} s after a "
+                     "1 s warm-up; deliveries per second; a run that lost a message or "
+                     "failed counts as no figure):\n")
+        lines.append("| Listener | QoS | herald msg/s ↑ | mosquitto msg/s ↑ | Herald / mosquitto "
+                     "| Herald vs its own tcp |")
+        lines.append("|---|---|---|---|---|---|")
+        for q in (0, 1):
+            base = med([fanin(rd, "herald", "tcp", q) for rd in rounds])
+            for k in ("tcp", "tls", "ws", "wss"):
+                hk = [fanin(rd, "herald", k, q) for rd in rounds]
+                mk = [fanin(rd, "mosquitto", k, q) for rd in rounds] if k in ("tcp", "tls") else []
+                lines.append(f"| {k} | {q} | {fmt_cell(hk)} | "
+                             + (f"{fmt_cell(mk)} | {fmt_ratio(ratio(med(hk), med(mk)))}" if mk
+                                else "no WebSocket listener in Debian's build | —")
+                             + f" | {fmt_ratio(ratio(med(hk), base))} |")
+        lines.append("")
     lines.append("```sh")
     lines.append(f"bash bench/listeners.sh   # BENCH_ROUNDS={env.get('rounds')} "
-                 f"BENCH_IDLE={env.get('idle')} BENCH_SECONDS={env.get('tls_seconds')}")
+                 f"BENCH_IDLE={env.get('idle')} BENCH_SECONDS={env.get('tls_seconds')} "
+                 f"BENCH_DURATION={env.get('fanin_seconds')}")
     lines.append(f"openssl s_time -connect 127.0.0.1:PORT -new -time {env.get('tls_seconds')} "
                  "-CAfile ca.pem")
     lines.append(f"python3 bench/idle_conns.py --kind KIND --port PORT --count {env.get('idle')} "
                  "--pid PID --cafile ca.pem")
+    lines.append("herald-bench fan-in -c 2 --qos Q -d SECS --warmup 1 --port PORT --transport KIND "
+                 "--cafile ca.pem --server-name localhost")
     lines.append("```")
     splice(target, "listeners", "\n".join(lines))
 

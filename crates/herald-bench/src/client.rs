@@ -1,5 +1,6 @@
-//! The MQTT client side of the load generator: one TCP connection, packets
-//! encoded and decoded with `herald-codec`, and nothing else.
+//! The MQTT client side of the load generator: one connection (TCP, TLS,
+//! WebSocket or both; see [`crate::transport`]), packets encoded and
+//! decoded with `herald-codec`, and nothing else.
 //!
 //! A [`Conn`] owns a read buffer that is filled a large chunk at a time and
 //! decoded packet by packet, and a write buffer that packets are encoded
@@ -10,7 +11,7 @@
 //! and teardown. It never panics on what the broker sends: a malformed
 //! packet is a [`ClientError`].
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use herald_codec::{
     ByteStr, ConnAck, Connect, DecodeError, DecodeOptions, Disconnect, EncodeError,
     MAX_PACKET_SIZE, Packet, PacketType, Properties, Protocol, QoS, ReasonCode, SubOptions,
@@ -19,8 +20,9 @@ use herald_codec::{
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt, Interest, Ready};
-use tokio::net::{TcpSocket, TcpStream};
+use tokio::net::TcpSocket;
+
+use crate::transport::{Io, Transport};
 
 /// Read at least this much per system call when the buffer runs low.
 const READ_CHUNK: usize = 64 * 1024;
@@ -94,6 +96,8 @@ pub struct ConnectOptions {
     /// Keep the session after the connection (3.1.1 Clean Session 0; 5.0
     /// also Session Expiry 3600 s).
     pub persistent: bool,
+    /// TCP, TLS, WebSocket or WebSocket over TLS.
+    pub transport: Transport,
 }
 
 /// A user name and password for CONNECT.
@@ -107,8 +111,8 @@ pub struct Credentials {
 
 /// One MQTT connection: the socket and its two buffers.
 pub struct Conn {
-    /// The socket.
-    stream: TcpStream,
+    /// The byte stream.
+    io: Io,
     /// Protocol level the packets are encoded at.
     protocol: Protocol,
     /// Bytes read and not yet decoded.
@@ -141,8 +145,11 @@ async fn connect_inner(opts: &ConnectOptions) -> Result<(Conn, ConnAck), ClientE
     }
     let stream = socket.connect(addr).await.map_err(at)?;
     stream.set_nodelay(true)?;
+    let io = Io::open(stream, &opts.transport, &addr.to_string())
+        .await
+        .map_err(at)?;
     let mut conn = Conn {
-        stream,
+        io,
         protocol: opts.protocol,
         rbuf: BytesMut::new(),
         wbuf: BytesMut::new(),
@@ -196,10 +203,11 @@ impl Conn {
         &mut self.wbuf
     }
 
-    /// Bytes waiting to be written.
+    /// Bytes waiting to be written (and 1 while a TLS or WebSocket layer
+    /// holds bytes it has not flushed).
     #[inline]
     pub fn pending(&self) -> usize {
-        self.wbuf.len()
+        self.wbuf.len() + self.io.unflushed()
     }
 
     /// Encodes `packet` into the write buffer.
@@ -210,8 +218,12 @@ impl Conn {
 
     /// Writes the whole write buffer, waiting as needed.
     pub async fn flush(&mut self) -> Result<(), ClientError> {
-        self.stream.write_all(&self.wbuf).await?;
-        self.wbuf.clear();
+        while self.pending() > 0 {
+            self.try_flush()?;
+            if self.pending() > 0 {
+                self.ready(true).await?;
+            }
+        }
         Ok(())
     }
 
@@ -221,9 +233,8 @@ impl Conn {
             if let Some(packet) = self.next_packet()? {
                 return Ok(packet);
             }
-            self.rbuf.reserve(READ_CHUNK);
-            if self.stream.read_buf(&mut self.rbuf).await? == 0 {
-                return Err(ClientError::Closed);
+            if self.try_fill()? == 0 {
+                self.ready(false).await?;
             }
         }
     }
@@ -241,7 +252,7 @@ impl Conn {
         if self.rbuf.capacity() - self.rbuf.len() < READ_CHUNK / 4 {
             self.rbuf.reserve(READ_CHUNK);
         }
-        match self.stream.try_read_buf(&mut self.rbuf) {
+        match self.io.try_read(&mut self.rbuf) {
             Ok(0) => Err(ClientError::Closed),
             Ok(n) => Ok(n),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
@@ -253,27 +264,20 @@ impl Conn {
     /// waiting; returns the number of bytes written.
     #[inline]
     pub fn try_flush(&mut self) -> Result<usize, ClientError> {
-        if self.wbuf.is_empty() {
+        if self.pending() == 0 {
             return Ok(0);
         }
-        match self.stream.try_write(&self.wbuf) {
-            Ok(n) => {
-                self.wbuf.advance(n);
-                Ok(n)
-            }
+        match self.io.try_write(&mut self.wbuf) {
+            Ok(n) => Ok(n),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(0),
             Err(e) => Err(e.into()),
         }
     }
 
-    /// Waits until the socket is readable, or writable when `write` is set.
-    pub async fn ready(&self, write: bool) -> Result<Ready, ClientError> {
-        let interest = if write {
-            Interest::READABLE | Interest::WRITABLE
-        } else {
-            Interest::READABLE
-        };
-        Ok(self.stream.ready(interest).await?)
+    /// Waits until the connection is readable, or writable when `write`
+    /// is set.
+    pub async fn ready(&mut self, write: bool) -> Result<(), ClientError> {
+        Ok(self.io.ready(write, &mut self.rbuf, &mut self.wbuf).await?)
     }
 
     /// Subscribes to `filters` at `qos` and waits for the SUBACK; any
@@ -332,7 +336,7 @@ impl Conn {
         {
             let _ = tokio::time::timeout(Duration::from_secs(2), self.flush()).await;
         }
-        let _ = self.stream.shutdown().await;
+        let _ = self.io.shutdown().await;
     }
 }
 
@@ -492,6 +496,8 @@ pub struct Target {
     pub timeout: Duration,
     /// User name and password every connection sends.
     pub credentials: Option<Credentials>,
+    /// TCP, TLS, WebSocket or WebSocket over TLS.
+    pub transport: Transport,
 }
 
 impl Target {
@@ -507,6 +513,7 @@ impl Target {
             receive_maximum: None,
             credentials: self.credentials.clone(),
             persistent: false,
+            transport: self.transport.clone(),
         }
     }
 }

@@ -13,6 +13,7 @@
 //! - [`histogram`]: latency histogram and percentiles.
 //! - [`seq`]: loss / duplicate / order accounting of a numbered stream.
 //! - [`client`]: one MQTT connection (connect, subscribe, non-blocking I/O).
+//! - [`transport`]: TCP, TLS, WebSocket or both under a connection.
 //! - [`publisher`], [`subscriber`]: the two roles' hot loops.
 //! - [`live`]: counters shared by a run, timing, the progress line.
 //! - [`load`]: the fan-in, fan-out and pairs scenarios and their report.
@@ -22,7 +23,8 @@
 //!   (what a restart reads back).
 //! - [`error`]: why a run could not be carried out.
 //!
-//! Nothing here is part of the broker; the broker crates never depend on it.
+//! Nothing here is part of the broker; the broker crates never depend on it
+//! (the tool borrows the broker's WebSocket byte stream for `--transport ws`).
 
 pub mod client;
 pub mod conn;
@@ -36,5 +38,6 @@ pub mod seq;
 pub mod sink;
 pub mod state;
 pub mod subscriber;
+pub mod transport;
 
 pub use error::BenchError;

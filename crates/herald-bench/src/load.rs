@@ -771,6 +771,7 @@ mod tests {
             sources: vec![],
             timeout: Duration::from_secs(1),
             credentials: None,
+            transport: Default::default(),
         };
         let mut s = LoadSettings {
             target,

@@ -10,6 +10,7 @@ use herald_bench::live::Live;
 use herald_bench::load::{self, LoadSettings, Rate, Scenario};
 use herald_bench::sink::{self, SinkSettings};
 use herald_bench::state::{self, StateSettings};
+use herald_bench::transport::{Tls, Transport};
 use herald_codec::{Protocol, QoS};
 use serde::Serialize;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
@@ -114,6 +115,19 @@ struct TargetArgs {
     /// Password every connection sends (with --username).
     #[arg(long, value_name = "PASSWORD", requires = "username")]
     password: Option<String>,
+    /// What to connect over: tcp, tls, ws (WebSocket) or wss (WebSocket
+    /// over TLS).
+    #[arg(long, default_value = "tcp", value_parser = ["tcp", "tls", "ws", "wss"])]
+    transport: String,
+    /// PEM file of the CAs to trust (tls, wss).
+    #[arg(long, value_name = "FILE", required_if_eq_any = [("transport", "tls"), ("transport", "wss")])]
+    cafile: Option<PathBuf>,
+    /// Name the broker's certificate must carry (tls, wss); default: --host.
+    #[arg(long, value_name = "NAME")]
+    server_name: Option<String>,
+    /// WebSocket path (ws, wss).
+    #[arg(long, default_value = "/mqtt", value_name = "PATH")]
+    ws_path: String,
     /// Write the report as JSON to this file ("-": standard output).
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
@@ -287,6 +301,24 @@ async fn target(args: &TargetArgs) -> Result<Target> {
             username: username.clone(),
             password: args.password.clone(),
         }),
+        transport: transport(args)?,
+    })
+}
+
+fn transport(args: &TargetArgs) -> Result<Transport> {
+    let tls = || -> Result<Tls> {
+        let cafile = args
+            .cafile
+            .as_deref()
+            .ok_or_else(|| anyhow!("--transport {} needs --cafile", args.transport))?;
+        let name = args.server_name.as_deref().unwrap_or(&args.host);
+        Tls::new(cafile, name).map_err(|e| anyhow!("--cafile {e}"))
+    };
+    Ok(match args.transport.as_str() {
+        "tls" => Transport::Tls(tls()?),
+        "ws" => Transport::Ws(args.ws_path.clone()),
+        "wss" => Transport::Wss(tls()?, args.ws_path.clone()),
+        _ => Transport::Tcp,
     })
 }
 

@@ -27,6 +27,7 @@ fn settings(server: &Server, scenario: Scenario, clients: u32, qos: QoS) -> Load
             sources: Vec::new(),
             timeout: Duration::from_secs(5),
             credentials: None,
+            transport: Default::default(),
         },
         scenario,
         clients,
@@ -161,4 +162,88 @@ async fn state_fills_sessions_queues_and_retained_messages() {
         })
         .sum();
     assert_eq!(queued, 60);
+}
+
+/// A CA and a server certificate for 127.0.0.1 (rcgen), as PEM files in a
+/// fresh directory: (CA file, certificate file, key file).
+fn test_pki() -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    use rcgen::{CertificateParams, KeyPair};
+    let dir = std::env::temp_dir().join(format!(
+        "herald-bench-pki-{}-{:?}",
+        std::process::id(),
+        std::thread::current().id()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    let ca = new_ca();
+    let key = KeyPair::generate().unwrap();
+    let cert = CertificateParams::new(vec!["127.0.0.1".into()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    let files = (dir.join("ca.pem"), dir.join("server.pem"), dir.join("server.key"));
+    std::fs::write(&files.0, ca.pem()).unwrap();
+    std::fs::write(&files.1, cert.pem()).unwrap();
+    std::fs::write(&files.2, key.serialize_pem()).unwrap();
+    files
+}
+
+/// Fan-in over each listener kind the broker has: every message delivered
+/// once, in order, the client verifying the broker's certificate.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fan_in_over_tls_ws_and_wss_loses_nothing() {
+    use herald_bench::transport::{Tls, Transport};
+    use herald_broker::transport::ListenerKind;
+    let (ca, cert, key) = test_pki();
+    let mut config = Config::default();
+    config.sys.interval = 0;
+    let any: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    config.listener.bind = vec![any];
+    config.listener.tls.bind = vec![any];
+    config.listener.ws.bind = vec![any];
+    config.listener.wss.bind = vec![any];
+    config.listener.tls.certfile = cert.into();
+    config.listener.tls.keyfile = key.into();
+    let server = herald_broker::start(config).await.expect("broker starts");
+    let tls = Tls::new(&ca, "127.0.0.1").expect("CA file");
+    for (kind, transport) in [
+        (ListenerKind::Tls, Transport::Tls(tls.clone())),
+        (ListenerKind::Ws, Transport::Ws("/mqtt".into())),
+        (ListenerKind::Wss, Transport::Wss(tls.clone(), "/mqtt".into())),
+    ] {
+        let mut s = settings(&server, Scenario::FanIn, 2, QoS::AtLeastOnce);
+        s.target.addr = server.addr_of(kind).expect("listener");
+        s.target.transport = transport;
+        let r = tokio::time::timeout(Duration::from_secs(20), load::run(&s, Live::new()))
+            .await
+            .expect("finishes in time")
+            .expect("runs");
+        assert_perfect(&r, 400);
+    }
+    // A certificate the client does not trust: the run fails to connect.
+    let other = test_pki_other();
+    let mut s = settings(&server, Scenario::FanIn, 1, QoS::AtLeastOnce);
+    s.target.addr = server.addr_of(ListenerKind::Tls).expect("listener");
+    s.target.transport = Transport::Tls(Tls::new(&other, "127.0.0.1").expect("CA file"));
+    let failed = match load::run(&s, Live::new()).await {
+        Err(_) => true,
+        Ok(r) => r.failed_clients > 0,
+    };
+    assert!(failed, "a broker certificate from an untrusted CA was accepted");
+    server.shutdown().await;
+}
+
+/// A self-signed CA.
+fn new_ca() -> rcgen::CertifiedIssuer<'static, rcgen::KeyPair> {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap()
+}
+
+/// The CA file of another, unrelated CA.
+fn test_pki_other() -> std::path::PathBuf {
+    let file =
+        std::env::temp_dir().join(format!("herald-bench-other-ca-{}.pem", std::process::id()));
+    std::fs::write(&file, new_ca().pem()).unwrap();
+    file
 }

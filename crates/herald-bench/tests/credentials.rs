@@ -25,6 +25,7 @@ fn settings(addr: std::net::SocketAddr, password: &str) -> ConnSettings {
                 username: "bench".into(),
                 password: Some(password.into()),
             }),
+            transport: Default::default(),
         },
         clients: 20,
         concurrency: 5,

@@ -124,24 +124,61 @@ where
     stream.write_all(response.as_bytes()).await?;
     stream.flush().await?;
     buf.advance(head_len);
-    // tungstenite's defaults read into a 128 KiB buffer it zero-fills
-    // (and keeps) and collect 128 KiB of writes before sending: 130 KB of
-    // RSS for every idle WebSocket connection (bench/listeners.sh). Reads
-    // of WS_READ_BUFFER suffice (a larger frame still gets a buffer of its
-    // size), and writes go out at once: the connection already writes its
-    // packets in batches and flushes after them.
-    let config = WebSocketConfig::default()
-        .read_buffer_size(WS_READ_BUFFER)
-        .write_buffer_size(0)
-        .max_message_size(Some(settings.max_message))
-        .max_frame_size(Some(settings.max_message));
-    let inner =
-        WebSocketStream::from_partially_read(stream, buf.to_vec(), Role::Server, Some(config))
-            .await;
-    Ok(WsStream {
-        inner,
-        pending: Bytes::new(),
-    })
+    Ok(WsStream::over(stream, buf, Role::Server, settings.max_message).await)
+}
+
+/// The client side: asks `host` for an upgrade on `path` with the `mqtt`
+/// subprotocol, checks the answer (101, the `Sec-WebSocket-Accept` for
+/// `key`, the subprotocol) and returns the WebSocket byte stream. Used by
+/// the load generator (`herald-bench`) to measure the WebSocket listeners;
+/// `key` is the client's nonce (16 bytes, RFC 6455 §4.1).
+pub async fn connect<S>(
+    mut stream: S,
+    host: &str,
+    path: &str,
+    key: [u8; 16],
+    max_message: usize,
+) -> Result<WsStream<S>, WsError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let key = base64::engine::general_purpose::STANDARD.encode(key);
+    let request = format!(
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: mqtt\r\n\r\n"
+    );
+    stream.write_all(request.as_bytes()).await?;
+    stream.flush().await?;
+    let mut buf = BytesMut::with_capacity(1024);
+    loop {
+        if stream.read_buf(&mut buf).await? == 0 {
+            return Err(io::Error::from(io::ErrorKind::UnexpectedEof).into());
+        }
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut response = httparse::Response::new(&mut headers);
+        let refused = |status| WsError::Refused(status, "upgrade answer");
+        match response.parse(&buf) {
+            Ok(httparse::Status::Complete(len)) => {
+                let header = |name: &str| {
+                    response
+                        .headers
+                        .iter()
+                        .find(|h| h.name.eq_ignore_ascii_case(name))
+                        .and_then(|h| std::str::from_utf8(h.value).ok())
+                };
+                if response.code != Some(101)
+                    || header("sec-websocket-accept") != Some(accept_key(&key).as_str())
+                    || header("sec-websocket-protocol") != Some("mqtt")
+                {
+                    return Err(refused(response.code.unwrap_or(0)));
+                }
+                buf.advance(len);
+                return Ok(WsStream::over(stream, buf, Role::Client, max_message).await);
+            }
+            Ok(httparse::Status::Partial) if buf.len() < MAX_REQUEST => continue,
+            Ok(httparse::Status::Partial) | Err(_) => return Err(refused(0)),
+        }
+    }
 }
 
 /// What an acceptable upgrade request asked for.
@@ -250,6 +287,30 @@ pub struct WsStream<S> {
     inner: WebSocketStream<S>,
     /// What is left of the last message received.
     pending: Bytes,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> WsStream<S> {
+    /// The stream over an upgraded connection; `read` holds what was read
+    /// past the upgrade's head.
+    async fn over(stream: S, read: BytesMut, role: Role, max_message: usize) -> Self {
+        // tungstenite's defaults read into a 128 KiB buffer it zero-fills
+        // (and keeps) and collect 128 KiB of writes before sending: 130 KB
+        // of RSS for every idle WebSocket connection (bench/listeners.sh).
+        // Reads of WS_READ_BUFFER suffice (a larger frame still gets a
+        // buffer of its size), and writes go out at once: the connection
+        // already writes its packets in batches and flushes after them.
+        let config = WebSocketConfig::default()
+            .read_buffer_size(WS_READ_BUFFER)
+            .write_buffer_size(0)
+            .max_message_size(Some(max_message))
+            .max_frame_size(Some(max_message));
+        let inner =
+            WebSocketStream::from_partially_read(stream, read.to_vec(), role, Some(config)).await;
+        WsStream {
+            inner,
+            pending: Bytes::new(),
+        }
+    }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WsStream<S> {
