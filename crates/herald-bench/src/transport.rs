@@ -55,11 +55,14 @@ impl Transport {
 }
 
 /// TLS client settings: the CAs trusted and the name the certificate must
-/// carry. ALPN offers `mqtt`.
+/// carry. ALPN offers `mqtt` (MQTT over TLS) or `http/1.1` (WebSocket over
+/// TLS), as the broker's listeners expect.
 #[derive(Clone)]
 pub struct Tls {
-    /// The client configuration.
-    config: Arc<ClientConfig>,
+    /// The client configuration offering `mqtt`.
+    mqtt: Arc<ClientConfig>,
+    /// The same offering `http/1.1`.
+    http: Arc<ClientConfig>,
     /// The server's name (a DNS name or an IP address).
     server_name: ServerName<'static>,
 }
@@ -86,25 +89,31 @@ impl Tls {
             return Err(what(&"no certificate in the file"));
         }
         let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
-        let mut config = ClientConfig::builder_with_provider(provider)
+        let config = ClientConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
             .map_err(|e| e.to_string())?
             .with_root_certificates(roots)
             .with_no_client_auth();
-        config.alpn_protocols = vec![b"mqtt".to_vec()];
+        let offering = |alpn: &[u8]| {
+            let mut c = config.clone();
+            c.alpn_protocols = vec![alpn.to_vec()];
+            Arc::new(c)
+        };
         let server_name = ServerName::try_from(server_name.to_owned())
             .map_err(|e| format!("{server_name}: {e}"))?;
         Ok(Tls {
-            config: Arc::new(config),
+            mqtt: offering(b"mqtt"),
+            http: offering(b"http/1.1"),
             server_name,
         })
     }
 
-    async fn wrap<S>(&self, stream: S) -> io::Result<tokio_rustls::client::TlsStream<S>>
+    async fn wrap<S>(&self, stream: S, ws: bool) -> io::Result<tokio_rustls::client::TlsStream<S>>
     where
         S: AsyncRead + AsyncWrite + Unpin,
     {
-        TlsConnector::from(Arc::clone(&self.config))
+        let config = if ws { &self.http } else { &self.mqtt };
+        TlsConnector::from(Arc::clone(config))
             .connect(self.server_name.clone(), stream)
             .await
     }
@@ -161,14 +170,14 @@ impl Io {
         use herald_broker::transport::ws;
         let layer: Pin<Box<dyn Layer>> = match transport {
             Transport::Tcp => return Ok(Io::Tcp(tcp)),
-            Transport::Tls(tls) => Box::pin(tls.wrap(tcp).await?),
+            Transport::Tls(tls) => Box::pin(tls.wrap(tcp, false).await?),
             Transport::Ws(path) => Box::pin(
                 ws::connect(tcp, host, path, ws_key(), MAX_WS_MESSAGE)
                     .await
                     .map_err(ws_error)?,
             ),
             Transport::Wss(tls, path) => Box::pin(
-                ws::connect(tls.wrap(tcp).await?, host, path, ws_key(), MAX_WS_MESSAGE)
+                ws::connect(tls.wrap(tcp, true).await?, host, path, ws_key(), MAX_WS_MESSAGE)
                     .await
                     .map_err(ws_error)?,
             ),
