@@ -6,6 +6,13 @@
 //! of values seen has been covered; the bucket array grows only over the
 //! range actually recorded, so a subscriber's histogram stays small. It
 //! never panics, whatever the values.
+//!
+//! Kept instead of the `hdrhistogram` crate because it measured better at
+//! the same precision (`cargo bench -p herald-bench --bench histogram`,
+//! 2026-12-03, load 4): recording 10,000 values 66 µs vs 93 µs, merging
+//! 1,000 subscribers' histograms and summarising 1.8 ms vs 4.2 ms, 20 KB vs
+//! 37 KB of heap per subscriber holding 1,000 latencies (200 MB vs 370 MB
+//! at 10,000 subscribers), the same worst percentile error (0.4 %).
 
 use serde::Serialize;
 

@@ -83,7 +83,9 @@ impl Tls {
         let pem = std::fs::read(cafile).map_err(|e| what(&e))?;
         let mut roots = RootCertStore::empty();
         for cert in CertificateDer::pem_slice_iter(&pem) {
-            roots.add(cert.map_err(|e| what(&e))?).map_err(|e| what(&e))?;
+            roots
+                .add(cert.map_err(|e| what(&e))?)
+                .map_err(|e| what(&e))?;
         }
         if roots.is_empty() {
             return Err(what(&"no certificate in the file"));
@@ -177,9 +179,15 @@ impl Io {
                     .map_err(ws_error)?,
             ),
             Transport::Wss(tls, path) => Box::pin(
-                ws::connect(tls.wrap(tcp, true).await?, host, path, ws_key(), MAX_WS_MESSAGE)
-                    .await
-                    .map_err(ws_error)?,
+                ws::connect(
+                    tls.wrap(tcp, true).await?,
+                    host,
+                    path,
+                    ws_key(),
+                    MAX_WS_MESSAGE,
+                )
+                .await
+                .map_err(ws_error)?,
             ),
         };
         Ok(Io::Layered(Box::new(Layered {

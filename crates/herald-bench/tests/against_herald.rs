@@ -180,7 +180,11 @@ fn test_pki() -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
         .unwrap()
         .signed_by(&key, &ca)
         .unwrap();
-    let files = (dir.join("ca.pem"), dir.join("server.pem"), dir.join("server.key"));
+    let files = (
+        dir.join("ca.pem"),
+        dir.join("server.pem"),
+        dir.join("server.key"),
+    );
     std::fs::write(&files.0, ca.pem()).unwrap();
     std::fs::write(&files.1, cert.pem()).unwrap();
     std::fs::write(&files.2, key.serialize_pem()).unwrap();
@@ -208,7 +212,10 @@ async fn fan_in_over_tls_ws_and_wss_loses_nothing() {
     for (kind, transport) in [
         (ListenerKind::Tls, Transport::Tls(tls.clone())),
         (ListenerKind::Ws, Transport::Ws("/mqtt".into())),
-        (ListenerKind::Wss, Transport::Wss(tls.clone(), "/mqtt".into())),
+        (
+            ListenerKind::Wss,
+            Transport::Wss(tls.clone(), "/mqtt".into()),
+        ),
     ] {
         let mut s = settings(&server, Scenario::FanIn, 2, QoS::AtLeastOnce);
         s.target.addr = server.addr_of(kind).expect("listener");
@@ -228,7 +235,10 @@ async fn fan_in_over_tls_ws_and_wss_loses_nothing() {
         Err(_) => true,
         Ok(r) => r.failed_clients > 0,
     };
-    assert!(failed, "a broker certificate from an untrusted CA was accepted");
+    assert!(
+        failed,
+        "a broker certificate from an untrusted CA was accepted"
+    );
     server.shutdown().await;
 }
 
