@@ -206,15 +206,7 @@ run() { # round kind broker herald-bench-args...
 }
 
 {
-  echo "date_utc=$(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-  echo "commit=$(git rev-parse --short HEAD) $(git log -1 --format=%s HEAD)"
-  echo "dirty=$(git status --porcelain --untracked-files=no | wc -l)"
-  echo "nproc=$(nproc)"
-  echo "cpu=$(lscpu | awk -F: '/^Model name/{gsub(/^ +/,"",$2); print $2; exit}')"
-  echo "threads_per_core=$(lscpu | awk -F: '/^Thread\(s\) per core/{gsub(/ /,"",$2); print $2; exit}')"
-  echo "mem=$(free -h | awk '/^Mem:/{print $2}')"
-  echo "kernel=$(uname -sr)"
-  echo "loadavg_start=$(cut -d' ' -f1-3 /proc/loadavg)"
+  machine_env
   echo "herald_version=$("$HERALD" --version 2>/dev/null | head -1)"
   echo "mosquitto_version=$(mosquitto -h 2>/dev/null | head -1 || true)"
   echo "nginx_version=$(nginx -v 2>&1)"

@@ -30,3 +30,18 @@ build_release() {
     cargo build --release -p herald -p herald-bench >&2
   fi
 }
+
+# Prints the run's environment as key=value lines for env.txt: date, commit
+# (and whether the tree is dirty), CPUs, memory, kernel, load at the start.
+# Run from the repository root.
+machine_env() {
+  echo "date_utc=$(date -u '+%Y-%m-%d %H:%M:%S UTC')"
+  echo "commit=$(git rev-parse --short HEAD) $(git log -1 --format=%s HEAD)"
+  echo "dirty=$(git status --porcelain --untracked-files=no | wc -l)"
+  echo "nproc=$(nproc)"
+  echo "cpu=$(lscpu | awk -F: '/^Model name/{gsub(/^ +/,"",$2); print $2; exit}')"
+  echo "threads_per_core=$(lscpu | awk -F: '/^Thread\(s\) per core/{gsub(/ /,"",$2); print $2; exit}')"
+  echo "mem=$(free -h | awk '/^Mem:/{print $2}')"
+  echo "kernel=$(uname -sr)"
+  echo "loadavg_start=$(cut -d' ' -f1-3 /proc/loadavg)"
+}

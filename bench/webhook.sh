@@ -158,16 +158,8 @@ meta() { # file key=value...
 
 # ------------------------------------------------------------------ describe
 {
-  echo "date_utc=$(date -u '+%Y-%m-%d %H:%M:%S UTC')"
-  echo "commit=$(git rev-parse --short HEAD) $(git log -1 --format=%s HEAD)"
-  echo "dirty=$(git status --porcelain --untracked-files=no | wc -l)"
-  echo "nproc=$(nproc)"
-  echo "cpu=$(lscpu | awk -F: '/^Model name/{gsub(/^ +/,"",$2); print $2; exit}')"
-  echo "threads_per_core=$(lscpu | awk -F: '/^Thread\(s\) per core/{gsub(/ /,"",$2); print $2; exit}')"
-  echo "mem=$(free -h | awk '/^Mem:/{print $2}')"
-  echo "kernel=$(uname -sr)"
+  machine_env
   echo "disk=$(df -h "$WORK" | awk 'NR==2{print $1" "$2}')"
-  echo "loadavg_start=$(cut -d' ' -f1-3 /proc/loadavg)"
   echo "herald_version=$("$HERALD" --version 2>/dev/null | head -1)"
   echo "rounds=$ROUNDS"
   echo "duration=$DUR"
