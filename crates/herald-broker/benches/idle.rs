@@ -173,15 +173,9 @@ fn main() {
     // The owners named by size: what the largest allocations are.
     let connection_future = runtime.block_on(async {
         let stream = tokio::net::TcpStream::connect(addr).await.expect("connect");
-        let (_tx, shutdown) = tokio::sync::watch::channel(false);
         let peer = herald_broker::transport::Peer::new(addr, ListenerKind::Tcp);
-        let serve = herald_broker::protocol::serve_connection(
-            server.broker.clone(),
-            stream,
-            peer,
-            shutdown,
-            (),
-        );
+        let serve =
+            herald_broker::protocol::serve_connection(server.broker.clone(), stream, peer, ());
         std::mem::size_of_val(&serve)
     });
     println!("sizes of what those allocations hold, bytes:");
@@ -192,20 +186,18 @@ fn main() {
     );
     println!("  ClientInfo: {}", std::mem::size_of::<ClientInfo>());
     // What the packet loop keeps from one wait to the next (the timer, the
-    // queue's wake-up, the shutdown watch); the wait for a congested
-    // subscriber is boxed, and only while paused.
-    let (sleep, notified, changed, drained) = runtime.block_on(async {
+    // queue's wake-up, which also brings a takeover or shutdown); the wait
+    // for a congested subscriber is boxed, and only while paused.
+    let (sleep, notified, drained) = runtime.block_on(async {
         let session = server.broker.new_session("sizes".into());
-        let (_tx, mut rx) = tokio::sync::watch::channel(false);
         let sleep = std::mem::size_of_val(&tokio::time::sleep(Duration::from_secs(1)));
         let notified = std::mem::size_of_val(&session.wake.notified());
-        let changed = std::mem::size_of_val(&rx.changed());
         let drained = std::mem::size_of_val(&session.until_drained());
-        (sleep, notified, changed, drained)
+        (sleep, notified, drained)
     });
     println!(
-        "  kept by the packet loop while it waits: Sleep {sleep}, Notified {notified}, \
-         watch changed() {changed}; boxed while paused: Session::until_drained() {drained}"
+        "  kept by the packet loop while it waits: Sleep {sleep}, Notified {notified}; \
+         boxed while paused: Session::until_drained() {drained}"
     );
     println!(
         "  Session: {}",

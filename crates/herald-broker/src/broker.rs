@@ -18,7 +18,7 @@ use crate::metrics::Metrics;
 use crate::protocol::disconnect::{publish_will, spawn_will, will_message};
 use crate::reason::TerminationReason;
 use crate::router::{Retained, SharedGroups, Trie, matches, parse_shared};
-use crate::session::{NotQueued, Owner, Session, SubEntry};
+use crate::session::{Kick, NotQueued, Owner, Session, SubEntry};
 use crate::store::{CONNECTED, Change, LiveSession, NEVER, Store, StoreError, StoredSession};
 use crate::support::now_ms;
 use crate::support::{LogThrottle, lock, read, write};
@@ -161,6 +161,9 @@ pub struct Broker {
     /// Whether client connects and disconnects are logged at INFO (one
     /// line each); set by the embedding program, on by default.
     log_connections: AtomicBool,
+    /// Set by [`Broker::close_connections`]: connections attaching from
+    /// then on are told to close at once.
+    closing: AtomicBool,
     /// The durable state, if `[persistence]` keeps one (see
     /// [`Broker::open`]).
     store: Option<Store>,
@@ -260,7 +263,7 @@ impl Broker {
     fn session_record(session: &Session, st: &crate::session::SessionState) -> Change {
         Change::Session(Arc::new(StoredSession {
             client_id: session.client_id.clone(),
-            username: st.username.clone(),
+            username: st.username(),
             expiry_interval: st.expiry_interval,
             expires_ms: st.expires_ms,
             subscriptions: st
@@ -328,7 +331,6 @@ impl Broker {
             let will = {
                 let mut st = session.lock();
                 st.expiry_interval = record.expiry_interval;
-                st.username = record.username.clone();
                 st.stored = true;
                 st.generation = 1;
                 st.expires_ms = record.expires_ms;
@@ -430,6 +432,7 @@ impl Broker {
             access_may_ask: AtomicBool::new(false),
             started: Instant::now(),
             log_connections: AtomicBool::new(true),
+            closing: AtomicBool::new(false),
             store: None,
             recovered_sessions: Mutex::new(Vec::new()),
         }
@@ -467,6 +470,27 @@ impl Broker {
     /// The session registry, locked.
     pub fn sessions(&self) -> MutexGuard<'_, HashMap<ByteStr, Arc<Session>>> {
         lock(&self.sessions)
+    }
+
+    /// Tells every connection to close (server shutting down), those
+    /// attaching later too. A connection learns it through its session
+    /// ([`Session::kick`]): no per-connection shutdown channel, which every
+    /// idle connection would pay for.
+    pub fn close_connections(&self) {
+        let sessions = self.sessions();
+        self.closing.store(true, Ordering::Release);
+        for session in sessions.values() {
+            let st = session.lock();
+            if st.owned {
+                session.kick(Kick::Shutdown);
+            }
+        }
+    }
+
+    /// Whether [`Broker::close_connections`] was called; read under the
+    /// session registry's lock.
+    pub(crate) fn is_closing(&self) -> bool {
+        self.closing.load(Ordering::Acquire)
     }
 
     /// A new empty session with this broker's queue limits.
@@ -849,11 +873,7 @@ impl Broker {
             st.incoming_qos2.clear();
             // Still in the retained store: nothing of them is lost.
             st.retained_backlog.clear();
-            (
-                st.take_queued(),
-                st.take_all_inflight(),
-                st.username.clone(),
-            )
+            (st.take_queued(), st.take_all_inflight(), st.username())
         };
         for d in queued.iter().chain(inflight.iter().map(|i| &i.delivery)) {
             self.dropped(&d.message, DropReason::SessionEnded);

@@ -321,19 +321,18 @@ async fn accept_loop(
         };
         let _ = stream.set_nodelay(true);
         let broker = broker.clone();
-        let shutdown = shutdown.clone();
         // A plain TCP connection's task is the connection itself, nothing
         // wrapped around it: what an idle connection costs.
         if endpoint.is_plain() {
             let peer = Peer::new(peer, ListenerKind::Tcp);
-            tokio::spawn(serve_connection(broker, stream, peer, shutdown, permit));
+            tokio::spawn(serve_connection(broker, stream, peer, permit));
         } else {
             tokio::spawn(open_and_serve(
                 broker,
                 endpoint.clone(),
                 stream,
                 peer,
-                shutdown,
+                shutdown.clone(),
                 permit,
             ));
         }
@@ -366,7 +365,7 @@ async fn open_and_serve(
     let kind = endpoint.kind;
     let why = match opened {
         Ok(Ok((stream, peer))) => {
-            return serve_connection(broker, stream, peer, shutdown, permit).await;
+            return serve_connection(broker, stream, peer, permit).await;
         }
         Ok(Err(e)) => e.to_string(),
         Err(_) => format!("not done within the connect timeout ({timeout:?})"),
@@ -453,6 +452,7 @@ impl Server {
     /// seconds) for them to finish.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
+        self.broker.close_connections();
         for task in self.tasks {
             let _ = task.await;
         }

@@ -13,9 +13,9 @@ use crate::message::Delivery;
 use crate::store::{Change, Store};
 use herald_codec::{ByteStr, QoS, SubOptions, Will};
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::Notify;
 
 /// A subscription as the session remembers it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,20 +99,14 @@ pub struct Inflight {
     pub unsent: bool,
 }
 
-/// What a new connection needs to take over a session from the old one.
-pub struct ConnHandle {
-    /// Tells the old connection to close, and why.
-    pub kick: oneshot::Sender<Kick>,
-    /// Resolves (with an error, as the sender is dropped) when the old
-    /// connection's task has finished its cleanup.
-    pub done: oneshot::Receiver<()>,
-}
-
-/// Why a connection is told to close from outside.
+/// Why a connection is told to close from outside ([`Session::kick`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
 pub enum Kick {
     /// A new connection with the same client id (0x8E).
-    TakenOver,
+    TakenOver = 1,
+    /// The server is shutting down (0x8B).
+    Shutdown = 2,
 }
 
 /// The mutable part of a session.
@@ -154,8 +148,11 @@ pub struct SessionState {
     pub incoming_qos2: HashSet<u16, foldhash::fast::RandomState>,
     /// Next packet identifier to try.
     next_packet_id: u16,
-    /// The connection that owns the session now, if any.
-    pub conn: Option<ConnHandle>,
+    /// Whether a connection's task owns the session: set when one
+    /// attaches, cleared once that task has finished its cleanup (when its
+    /// [`Attachment`] is dropped). A connection taking the session over
+    /// kicks the owner and waits for this ([`Session::until_released`]).
+    pub owned: bool,
     /// Bumped on every (re)connection, so timers started for an earlier
     /// connection (expiry, delayed will) can tell they are stale.
     pub generation: u64,
@@ -163,13 +160,12 @@ pub struct SessionState {
     pub expiry_interval: u32,
     /// Whether a connection is attached right now.
     pub online: bool,
-    /// User name of the last connection, for events after it left.
-    pub username: Option<ByteStr>,
     /// What the last connection's client may receive: checked for every
     /// delivery, also while offline. `None`: no rules apply.
     pub rights: Option<Arc<dyn Rights>>,
-    /// Who the last connection was (`None`: never connected in this
-    /// process and restored from a store that did not say).
+    /// Who the last connection was (its user name is reported in events
+    /// after it left). `None` only for a session no connection attached
+    /// to yet.
     pub owner: Option<Arc<Owner>>,
     /// The will waiting with this session, if any.
     pub will: Option<SessionWill>,
@@ -198,10 +194,17 @@ pub struct Session {
     /// Set while an online session's queue is above its high-water mark;
     /// publishers feeding it pause reading until it drains (backpressure).
     congested: AtomicBool,
+    /// Why the owning connection must close ([`Kick`] as `u8`; 0: it need
+    /// not). Set with [`Session::kick`], which also wakes it through
+    /// `wake`: a takeover or a shutdown costs a connection no channel of
+    /// its own (every byte of that is paid by every idle connection).
+    kicked: AtomicU8,
     /// Messages taken from the queue so far (see [`Session::taken`]).
     taken: AtomicU64,
     /// Wakes paused publishers when the queue drained below low water, or
-    /// the session went offline (offline sessions never push back).
+    /// the session went offline (offline sessions never push back); and
+    /// connections waiting to take the session over once its owner has
+    /// released it. Waiters check their condition again when woken.
     pub drained: Notify,
     /// Notified (all waiters) when the session ends, so a delayed will is
     /// published then rather than after its full delay.
@@ -236,11 +239,10 @@ impl Session {
                 next_seq: 0,
                 incoming_qos2: HashSet::default(),
                 next_packet_id: 1,
-                conn: None,
+                owned: false,
                 generation: 0,
                 expiry_interval: 0,
                 online: false,
-                username: None,
                 rights: None,
                 owner: None,
                 will: None,
@@ -248,6 +250,7 @@ impl Session {
             }),
             wake: Notify::new(),
             congested: AtomicBool::new(false),
+            kicked: AtomicU8::new(0),
             taken: AtomicU64::new(0),
             drained: Notify::new(),
             ended: Notify::new(),
@@ -385,9 +388,80 @@ impl Session {
             notified.await;
         }
     }
+
+    /// Tells the connection that owns the session to close (the first
+    /// reason given sticks) and wakes it. Call with the session locked and
+    /// [`SessionState::owned`] set, so the kick reaches that connection
+    /// and not one attaching after it.
+    pub fn kick(&self, why: Kick) {
+        let _ = self
+            .kicked
+            .compare_exchange(0, why as u8, Ordering::AcqRel, Ordering::Acquire);
+        self.wake.notify_one();
+    }
+
+    /// Why the owning connection was told to close, if it was.
+    pub fn kicked(&self) -> Option<Kick> {
+        match self.kicked.load(Ordering::Acquire) {
+            0 => None,
+            1 => Some(Kick::TakenOver),
+            _ => Some(Kick::Shutdown),
+        }
+    }
+
+    /// Marks the session owned by the calling connection (the caller holds
+    /// its lock as `st`, and has checked no one else owns it).
+    pub(crate) fn attach(self: &Arc<Session>, st: &mut SessionState) -> Attachment {
+        st.owned = true;
+        self.kicked.store(0, Ordering::Release);
+        Attachment(self.clone())
+    }
+
+    /// Resolves once no connection's task owns the session (checked after
+    /// registering for the wake-up, so none is missed).
+    pub async fn until_released(&self) {
+        loop {
+            let notified = self.drained.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if !self.lock().owned {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
+/// A session as the connection that owns it holds it (derefs to the
+/// session). Dropped when that connection's task has finished its cleanup,
+/// or was dropped: the session is then released to a connection waiting to
+/// take it over.
+pub struct Attachment(Arc<Session>);
+
+impl std::ops::Deref for Attachment {
+    type Target = Arc<Session>;
+    fn deref(&self) -> &Arc<Session> {
+        &self.0
+    }
+}
+
+impl Drop for Attachment {
+    fn drop(&mut self) {
+        {
+            let mut st = self.0.lock();
+            st.owned = false;
+            self.0.kicked.store(0, Ordering::Release);
+        }
+        self.0.drained.notify_waiters();
+    }
 }
 
 impl SessionState {
+    /// User name of the last connection, for events after it left.
+    pub fn username(&self) -> Option<ByteStr> {
+        self.owner.as_ref().and_then(|o| o.info.username.clone())
+    }
+
     /// The next delivery to send: retained messages for new subscriptions
     /// first, then the queue.
     pub fn next_queued(&self) -> Option<&Delivery> {

@@ -14,7 +14,7 @@ use crate::connection::Io;
 use crate::hooks::{AuthRequest, ClientInfo, Decision, Event};
 use crate::metrics::Metrics;
 use crate::reason::TerminationReason;
-use crate::session::{ConnHandle, Kick, Owner, Session, SessionWill};
+use crate::session::{Attachment, Kick, Owner, Session, SessionWill};
 use crate::support::now_ms;
 use crate::transport::Peer;
 use herald_codec::{
@@ -26,12 +26,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::oneshot;
 
-/// What a successful handshake hands the packet loop: the client, the
-/// receiver its takeover arrives on, and the sender whose drop tells a
-/// successor this connection is done.
-pub(crate) type Handshake<S> = (Client<S>, oneshot::Receiver<Kick>, oneshot::Sender<()>);
+/// What a successful handshake hands the packet loop: the client, owning
+/// its session (told to close through it: [`crate::session::Session::kick`]).
+pub(crate) type Handshake<S> = Client<S>;
 
 /// Reads and answers CONNECT. `None`: the connection is closed.
 pub(crate) async fn handshake<S>(
@@ -274,13 +272,7 @@ where
         info: info.clone(),
         superuser,
     });
-    let (kick_tx, kick_rx) = oneshot::channel();
-    let (done_tx, done_rx) = oneshot::channel();
-    let handle = ConnHandle {
-        kick: kick_tx,
-        done: done_rx,
-    };
-    let attached = attach(&broker, &owner, a.session_expiry, handle, rights.clone()).await;
+    let attached = attach(&broker, &owner, a.session_expiry, rights.clone()).await;
     let hooks = &broker.hooks;
     if let Some(old) = &attached.replaced {
         // A clean start discards the old session, also one it took from a
@@ -323,7 +315,7 @@ where
         io,
         protocol: connect.protocol,
         session: attached.session,
-        info,
+        owner,
         keep_alive: Duration::from_secs(a.keep_alive.into()),
         will,
         session_expiry: a.session_expiry,
@@ -369,7 +361,7 @@ where
         }
     }
     hooks.fire(Event::ClientConnack {
-        client: &client.info,
+        client: &client.owner.info,
         reason: ReasonCode::SUCCESS,
     });
     client.send(&Packet::ConnAck(ConnAck {
@@ -378,14 +370,14 @@ where
         properties: props,
     }));
     hooks.fire(Event::ClientConnected {
-        client: &client.info,
+        client: &client.owner.info,
     });
     if broker.logs_connections() {
         tracing::info!(
-            client_id = %client.info.client_id,
-            peer = %client.info.peer,
+            client_id = %client.owner.info.client_id,
+            peer = %client.owner.info.peer,
             protocol = %client.protocol.version(),
-            clean_start = client.info.clean_start,
+            clean_start = client.owner.info.clean_start,
             session_present = attached.present,
             "client connected"
         );
@@ -393,13 +385,13 @@ where
     if attached.present {
         client.resend_inflight();
     }
-    (client, kick_rx, done_tx)
+    client
 }
 
 /// What [`attach`] did.
 struct Attached {
     /// The session this connection now owns.
-    session: Arc<Session>,
+    session: Attachment,
     /// Whether it existed before (CONNACK session present).
     present: bool,
     /// This connection's generation of it.
@@ -414,42 +406,45 @@ struct Attached {
 /// connection that still owns it (which is told to close, and awaited, so
 /// its cleanup runs before this connection proceeds). An existing session is
 /// resumed unless the client asked for a clean start or the session was
-/// one that ends with its connection (expiry 0).
+/// one that ends with its connection (expiry 0). A connection attaching
+/// while the server shuts down is told to close at once.
 async fn attach(
     broker: &Arc<Broker>,
     owner: &Arc<Owner>,
     expiry: u32,
-    handle: ConnHandle,
     rights: Option<Arc<dyn Rights>>,
 ) -> Attached {
     let info = &owner.info;
     let client_id = &info.client_id;
-    let mut handle = Some(handle);
     let mut taken_over = false;
     loop {
         // Decided under the registry lock, so two connections with one
-        // client id cannot both create a session.
-        let done = {
+        // client id cannot both create a session (and a shutdown, which
+        // kicks every owned session under it, misses none).
+        let busy = {
             let mut sessions = broker.sessions();
             let mut replaced = None;
-            let mut wait = None;
+            let mut busy = None;
             if let Some(old) = sessions.get(client_id).cloned() {
                 let mut st = old.lock();
-                if let Some(owner) = st.conn.take() {
-                    let _ = owner.kick.send(Kick::TakenOver);
-                    wait = Some(owner.done);
+                if st.owned {
+                    old.kick(Kick::TakenOver);
+                    drop(st);
+                    busy = Some(old);
                 } else if !info.clean_start && st.expiry_interval > 0 {
                     st.generation += 1;
                     st.online = true;
                     st.expiry_interval = expiry;
-                    st.username = info.username.clone();
                     st.rights = rights.clone();
                     st.owner = Some(owner.clone());
-                    st.conn = handle.take();
+                    let session = old.attach(&mut st);
+                    if broker.is_closing() {
+                        session.kick(Kick::Shutdown);
+                    }
                     let generation = st.generation;
                     drop(st);
                     return Attached {
-                        session: old,
+                        session,
                         present: true,
                         generation,
                         taken_over,
@@ -460,11 +455,11 @@ async fn attach(
                     replaced = Some(old);
                 }
             }
-            match wait {
-                Some(done) => done,
+            match busy {
+                Some(old) => old,
                 None => {
-                    let session = claim_new(broker, owner, expiry, &mut handle, rights.clone());
-                    sessions.insert(client_id.clone(), session.clone());
+                    let session = claim_new(broker, owner, expiry, rights.clone());
+                    sessions.insert(client_id.clone(), Arc::clone(&session));
                     return Attached {
                         session,
                         present: false,
@@ -475,8 +470,7 @@ async fn attach(
                 }
             }
         };
-        // Ok or Err: either way the old connection has finished.
-        let _ = done.await;
+        busy.until_released().await;
         taken_over = true;
     }
 }
@@ -486,9 +480,8 @@ fn claim_new(
     broker: &Broker,
     owner: &Arc<Owner>,
     expiry: u32,
-    handle: &mut Option<ConnHandle>,
     rights: Option<Arc<dyn Rights>>,
-) -> Arc<Session> {
+) -> Attachment {
     let info = &owner.info;
     let session = broker.new_session(info.client_id.clone());
     {
@@ -496,12 +489,14 @@ fn claim_new(
         st.generation = 1;
         st.online = true;
         st.expiry_interval = expiry;
-        st.username = info.username.clone();
         st.rights = rights;
         st.owner = Some(owner.clone());
-        st.conn = handle.take();
+        let attached = session.attach(&mut st);
+        if broker.is_closing() {
+            session.kick(Kick::Shutdown);
+        }
+        attached
     }
-    session
 }
 
 impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {

@@ -106,12 +106,12 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
         };
         if let Close::NotAccepted = close {
             // Always worth a line: the client's message was not stored.
-            tracing::info!(%client_id, peer = %self.info.peer, "a QoS 1/2 message could not be stored; closing without acknowledging it");
+            tracing::info!(%client_id, peer = %self.owner.info.peer, "a QoS 1/2 message could not be stored; closing without acknowledging it");
         }
         if broke_rule.is_some() {
             Metrics::add(&self.broker.metrics.protocol_errors, 1);
         }
-        let (peer, protocol) = (self.info.peer, self.protocol.version());
+        let (peer, protocol) = (self.owner.info.peer, self.protocol.version());
         match broke_rule {
             // A broken rule is always worth a line, with what was broken.
             Some(error) => tracing::info!(
@@ -130,7 +130,7 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
             None => {}
         }
         self.broker.hooks.fire(Event::ClientDisconnected {
-            client: &self.info,
+            client: &self.owner.info,
             reason: close.reason(),
         });
         if let (true, Some(reason)) = (self.protocol.is_v5(), close.server_reason()) {
@@ -142,7 +142,7 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
         if !matches!(close, Close::TcpClosed) {
             flush_briefly(&mut self.io).await;
         }
-        self.broker.metrics.sub_connected(self.info.listener);
+        self.broker.metrics.sub_connected(self.owner.info.listener);
 
         // Detach from the session, unless a newer connection already has it.
         let ours = {
@@ -150,7 +150,6 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
             let ours = st.generation == self.generation;
             if ours {
                 st.online = false;
-                st.conn = None;
                 st.expiry_interval = self.session_expiry;
             }
             ours
@@ -170,9 +169,15 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
         if let Some(will) = will {
             let delay = will.properties.will_delay_interval.unwrap_or(0);
             let wait = delay.min(self.session_expiry);
-            let message = will_message((*will).clone(), &self.info);
+            let message = will_message((*will).clone(), &self.owner.info);
             if wait == 0 || ends_now {
-                publish_will(&self.broker, &self.info, self.rights.as_ref(), message).await;
+                publish_will(
+                    &self.broker,
+                    &self.owner.info,
+                    self.rights.as_ref(),
+                    message,
+                )
+                .await;
             } else {
                 waiting = Some(SessionWill {
                     will,
@@ -182,7 +187,7 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
                     self.broker.clone(),
                     self.session.clone(),
                     self.generation,
-                    self.info.clone(),
+                    self.owner.info.clone(),
                     self.rights.clone(),
                     message,
                     Duration::from_secs(wait.into()),

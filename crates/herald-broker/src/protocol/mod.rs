@@ -16,9 +16,8 @@ use crate::access::Rights;
 use crate::ack::PendingAcks;
 use crate::broker::Broker;
 use crate::connection::{Io, Stream, WRITE_HIGH_WATER};
-use crate::hooks::ClientInfo;
 use crate::metrics::Metrics;
-use crate::session::{Kick, Session};
+use crate::session::{Attachment, Kick, Owner, Session};
 use crate::transport::Peer;
 use disconnect::Close;
 use herald_codec::{ByteStr, Packet, Protocol, ReasonCode, Will};
@@ -30,7 +29,6 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::{oneshot, watch};
 use tokio::time::{Instant, sleep_until};
 
 /// Packet handling that has to wait (see [`Client::handle`]).
@@ -45,11 +43,12 @@ pub struct Client<S> {
     pub(crate) io: Io<S>,
     /// Protocol level of this connection.
     pub(crate) protocol: Protocol,
-    /// The session this connection owns.
-    pub(crate) session: Arc<Session>,
+    /// The session this connection owns (released when the client is
+    /// dropped).
+    pub(crate) session: Attachment,
     /// Who the client is (assigned client id, user name, peer, ...), as
-    /// events report it.
-    pub(crate) info: ClientInfo,
+    /// events report it: the same `Owner` its session keeps, shared.
+    pub(crate) owner: Arc<Owner>,
     /// Keep alive in force (after any Server Keep Alive); zero: none.
     pub(crate) keep_alive: Duration,
     /// The will message, cleared by a normal DISCONNECT.
@@ -95,10 +94,8 @@ pub(crate) struct Aliases {
 
 /// What ended a wait of the packet loop, in the order they are checked.
 enum Woken {
-    /// The takeover signal (`None`: its sender is gone, no takeover).
-    Kick(Option<Kick>),
-    /// The server is shutting down.
-    Shutdown,
+    /// The connection was told to close (taken over, server shutdown).
+    Kick(Kick),
     /// Bytes written (0: a flush).
     Written(std::io::Result<usize>),
     /// Bytes read (0: end of stream).
@@ -120,23 +117,18 @@ const MAX_HELD_ACKS: usize = 4096;
 impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
     /// The packet loop: reads and handles packets, sends queued messages,
     /// enforces keep alive, until something closes the connection.
-    async fn run(
-        &mut self,
-        mut kick: oneshot::Receiver<Kick>,
-        mut shutdown: watch::Receiver<bool>,
-    ) -> Close {
+    async fn run(&mut self) -> Close {
         // 1.5 × keep alive, as both 3.1.1 and 5.0 say.
         let grace = self.keep_alive + self.keep_alive / 2;
         let mut deadline = Instant::now() + grace;
-        let mut kick_live = true;
         // What the loop waits on, kept from one turn to the next (an idle
         // connection's task is mostly this and the client): the queue's
-        // wake-up and the shutdown signal stay registered, the timer is
-        // moved rather than made anew, and the rarely needed wait for a
-        // congested subscriber is boxed.
-        let session = self.session.clone();
+        // wake-up stays registered (a takeover or shutdown comes through
+        // it too, see `Session::kick`), the timer is moved rather than
+        // made anew, and the rarely needed wait for a congested subscriber
+        // is boxed.
+        let session = Arc::clone(&self.session);
         let mut wake = pin!(session.wake.notified());
-        let mut closing = pin!(shutdown.changed());
         let mut timer = pin!(sleep_until(deadline));
         let mut drained: Option<Pin<Box<dyn Future<Output = ()> + Send>>>;
         loop {
@@ -194,11 +186,8 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
             drained = paused_on.map(|s| Box::pin(async move { s.until_drained().await }) as _);
             let writing = self.io.wants_write();
             let woken = std::future::poll_fn(|cx| {
-                if kick_live && let Poll::Ready(k) = Pin::new(&mut kick).poll(cx) {
-                    return Poll::Ready(Woken::Kick(k.ok()));
-                }
-                if closing.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(Woken::Shutdown);
+                if let Some(k) = session.kicked() {
+                    return Poll::Ready(Woken::Kick(k));
                 }
                 if writing && let Poll::Ready(w) = self.io.poll_write(cx) {
                     return Poll::Ready(Woken::Written(w));
@@ -224,9 +213,8 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
             })
             .await;
             match woken {
-                Woken::Kick(Some(Kick::TakenOver)) => return Close::TakenOver,
-                Woken::Kick(None) => kick_live = false,
-                Woken::Shutdown => return Close::ServerShutdown,
+                Woken::Kick(Kick::TakenOver) => return Close::TakenOver,
+                Woken::Kick(Kick::Shutdown) => return Close::ServerShutdown,
                 Woken::Written(Err(_)) | Woken::Read(Ok(0) | Err(_)) => return Close::TcpClosed,
                 Woken::Written(Ok(n)) => Metrics::add(&self.broker.metrics.bytes_sent, n as u64),
                 Woken::Read(Ok(n)) => {
@@ -335,33 +323,28 @@ pub fn serve_connection<S: Stream>(
     broker: Arc<Broker>,
     stream: S,
     peer: Peer,
-    shutdown: watch::Receiver<bool>,
     hold: impl Send + 'static,
 ) -> impl Future<Output = ()> + Send {
     let io = Io::new(stream, broker.config.mqtt.max_packet_size as usize);
     // The handshake and the cleanup run once and hold large state while
     // they do; boxed, they cost an allocation instead of enlarging every
     // idle connection's task by their size.
-    serve_connected(
-        Box::pin(connect::handshake(broker, io, peer)),
-        shutdown,
-        hold,
-    )
+    serve_connected(Box::pin(connect::handshake(broker, io, peer)), hold)
 }
 
 /// The rest of [`serve_connection`]: the handshake, the packet loop, the
 /// cleanup.
 async fn serve_connected<S: Stream>(
     handshake: Pin<Box<impl Future<Output = Option<connect::Handshake<S>>> + Send>>,
-    shutdown: watch::Receiver<bool>,
     hold: impl Send + 'static,
 ) {
-    let Some((mut client, kick, done)) = handshake.await else {
+    let Some(mut client) = handshake.await else {
         return;
     };
-    let close = client.run(kick, shutdown).await;
+    let close = client.run().await;
     Box::pin(client.finish(close)).await;
-    drop(done);
+    // Releases the session to a connection waiting to take it over.
+    drop(client);
     drop(hold);
 }
 

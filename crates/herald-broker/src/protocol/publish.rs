@@ -52,11 +52,11 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
         };
         let allowed = self
             .broker
-            .may_publish_to(&self.info.client_id, &message.topic)
+            .may_publish_to(&self.owner.info.client_id, &message.topic)
             && self
                 .broker
                 .authorize(
-                    &self.info,
+                    &self.owner.info,
                     self.rights.as_ref(),
                     AclAction::Publish,
                     &message.topic,
@@ -76,7 +76,7 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
             return Ok(());
         };
         let broker = &self.broker;
-        let allowed = broker.may_publish_to(&self.info.client_id, &message.topic)
+        let allowed = broker.may_publish_to(&self.owner.info.client_id, &message.topic)
             && broker.authorized_now(self.rights.as_ref(), AclAction::Publish, &message.topic);
         let (pending, routed) = self.route_publish(message, packet_id, qos, allowed)?;
         debug_assert!(pending.is_empty(), "rights that ask make publishing wait");
@@ -169,8 +169,8 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
             p.qos,
             p.retain,
             p.properties,
-            self.info.client_id.clone(),
-            self.info.username.clone(),
+            self.owner.info.client_id.clone(),
+            self.owner.info.username.clone(),
         );
         if let Some(close) = broken {
             self.broker.dropped(&message, DropReason::ProtocolError);
@@ -578,7 +578,7 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
                 continue;
             }
             broker.hooks.fire(Event::MessageDelivered {
-                client: &self.info,
+                client: &self.owner.info,
                 message: &delivery.message,
                 qos: delivery.qos,
                 retain: delivery.retain,
@@ -644,7 +644,7 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
     /// Fires `message.acked` for a delivery the client acknowledged.
     fn acked(&self, delivery: &Delivery) {
         self.broker.hooks.fire(Event::MessageAcked {
-            client: &self.info,
+            client: &self.owner.info,
             message: &delivery.message,
             qos: delivery.qos,
             retain: delivery.retain,

@@ -40,7 +40,7 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
                 subscription_id: id,
             };
             hooks.fire(Event::ClientSubscribe {
-                client: &self.info,
+                client: &self.owner.info,
                 sub: info,
             });
             let mut checked = self.check_filter(sub, id);
@@ -48,7 +48,7 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
                 && !self
                     .broker
                     .authorize(
-                        &self.info,
+                        &self.owner.info,
                         self.rights.as_ref(),
                         AclAction::Subscribe,
                         topic,
@@ -63,7 +63,7 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
                     let is_new = self.broker.subscribe(&self.session, &sub.filter, entry);
                     info.options = entry.options;
                     self.broker.hooks.fire(Event::SessionSubscribed {
-                        client: &self.info,
+                        client: &self.owner.info,
                         sub: info,
                         is_new,
                     });
@@ -159,13 +159,13 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
             let (share, topic) = split_share(filter);
             let hooks = &self.broker.hooks;
             hooks.fire(Event::ClientUnsubscribe {
-                client: &self.info,
+                client: &self.owner.info,
                 topic,
                 share,
             });
             if self.broker.unsubscribe(&self.session, filter) {
                 hooks.fire(Event::SessionUnsubscribed {
-                    client: &self.info,
+                    client: &self.owner.info,
                     topic,
                     share,
                 });

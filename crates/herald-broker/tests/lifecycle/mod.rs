@@ -169,7 +169,7 @@ pub fn is_offline(server: &Server, client_id: &str) -> bool {
         .broker
         .sessions()
         .get(client_id)
-        .is_some_and(|s| !s.lock().online && s.lock().conn.is_none())
+        .is_some_and(|s| !s.lock().online && !s.lock().owned)
 }
 
 /// Polls a 3.1.1 event loop until the connection fails; returns the error.
