@@ -10,20 +10,22 @@
 //! same contract for every kind.
 
 use bytes::{Buf, BytesMut};
+use std::future::Future;
 use std::io;
 use std::path::Path;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll, Waker};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, Interest, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, Interest};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
 use tokio_rustls::rustls::pki_types::{CertificateDer, ServerName};
 use tokio_rustls::rustls::{ClientConfig, RootCertStore};
 
-/// Bytes read from a layer at a time (one TLS record's worth).
+/// Room made in the read buffer before reading from a layer (one TLS
+/// record's worth).
 const LAYER_READ: usize = 16 * 1024;
 /// Largest WebSocket message accepted from the broker.
 const MAX_WS_MESSAGE: usize = 16 * 1024 * 1024;
@@ -303,15 +305,11 @@ impl Io {
 }
 
 impl Layered {
-    /// Reads at most [`LAYER_READ`] bytes onto the end of `rbuf`.
+    /// Reads onto the end of `rbuf`, making room for [`LAYER_READ`] bytes
+    /// first (into its spare capacity: nothing is zero-filled per read).
     fn poll_read(&mut self, cx: &mut Context<'_>, rbuf: &mut BytesMut) -> Poll<io::Result<usize>> {
-        let start = rbuf.len();
-        rbuf.resize(start + LAYER_READ, 0);
-        let mut buf = ReadBuf::new(&mut rbuf[start..]);
-        let polled = self.stream.as_mut().poll_read(cx, &mut buf);
-        let n = buf.filled().len();
-        rbuf.truncate(start + n);
-        polled.map_ok(|()| n)
+        rbuf.reserve(LAYER_READ);
+        std::pin::pin!(self.stream.read_buf(rbuf)).poll(cx)
     }
 
     /// Writes from `wbuf` into the layer and flushes it through;

@@ -287,6 +287,8 @@ pub struct WsStream<S> {
     inner: WebSocketStream<S>,
     /// What is left of the last message received.
     pending: Bytes,
+    /// A failure met after bytes were read: the next read returns it.
+    failed: Option<io::Error>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> WsStream<S> {
@@ -309,37 +311,63 @@ impl<S: AsyncRead + AsyncWrite + Unpin> WsStream<S> {
         WsStream {
             inner,
             pending: Bytes::new(),
+            failed: None,
         }
     }
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> AsyncRead for WsStream<S> {
+    /// Fills `buf` with as many received messages as are there without
+    /// waiting (not just one): a peer that sends each packet, or each small
+    /// batch, as its own message would otherwise cost the connection above
+    /// one turn of its loop, and one answering write, per message.
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
+        if let Some(e) = self.failed.take() {
+            return Poll::Ready(Err(e));
+        }
+        let start = buf.filled().len();
         loop {
             if !self.pending.is_empty() {
                 let n = self.pending.len().min(buf.remaining());
                 buf.put_slice(&self.pending.split_to(n));
+                if buf.remaining() == 0 {
+                    return Poll::Ready(Ok(()));
+                }
+            }
+            let got = buf.filled().len() > start;
+            let failure = match Pin::new(&mut self.inner).poll_next(cx) {
+                Poll::Pending if got => return Poll::Ready(Ok(())),
+                Poll::Pending => return Poll::Pending,
+                // The end: what was read comes first, then (the stream
+                // being fused) the next read returns the end again.
+                Poll::Ready(None) => return Poll::Ready(Ok(())),
+                Poll::Ready(Some(Ok(Message::Binary(data)))) => {
+                    self.pending = data;
+                    continue;
+                }
+                // Pongs are queued by tungstenite and sent on the next poll.
+                Poll::Ready(Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_)))) => {
+                    continue;
+                }
+                // tungstenite answers the close; the next poll ends.
+                Poll::Ready(Some(Ok(Message::Close(_)))) => continue,
+                Poll::Ready(Some(Ok(Message::Text(_)))) => io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "text WebSocket message; MQTT uses binary messages",
+                ),
+                Poll::Ready(Some(Err(e))) => io::Error::other(e),
+            };
+            // Bytes already in `buf` are delivered first; the error is the
+            // next read's answer.
+            if got {
+                self.failed = Some(failure);
                 return Poll::Ready(Ok(()));
             }
-            match ready!(Pin::new(&mut self.inner).poll_next(cx)) {
-                None => return Poll::Ready(Ok(())),
-                Some(Ok(Message::Binary(data))) => self.pending = data,
-                // Pongs are queued by tungstenite and sent on the next poll.
-                Some(Ok(Message::Ping(_) | Message::Pong(_) | Message::Frame(_))) => {}
-                // tungstenite answers the close; the next poll ends.
-                Some(Ok(Message::Close(_))) => {}
-                Some(Ok(Message::Text(_))) => {
-                    return Poll::Ready(Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        "text WebSocket message; MQTT uses binary messages",
-                    )));
-                }
-                Some(Err(e)) => return Poll::Ready(Err(io::Error::other(e))),
-            }
+            return Poll::Ready(Err(failure));
         }
     }
 }
@@ -389,6 +417,71 @@ mod tests {
             accept_key("dGhlIHNhbXBsZSBub25jZQ=="),
             "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
         );
+    }
+
+    /// A client frame (masked, final, payload under 126 bytes).
+    fn client_frame(opcode: u8, payload: &[u8]) -> Vec<u8> {
+        let mask = [0x37, 0xFA, 0x21, 0x3D];
+        let mut out = vec![0x80 | opcode, 0x80 | payload.len() as u8];
+        out.extend_from_slice(&mask);
+        out.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i % 4]));
+        out
+    }
+
+    /// The server side of a WebSocket over an in-memory pipe, and the
+    /// pipe's client end (raw bytes).
+    async fn server_over_pipe() -> (WsStream<tokio::io::DuplexStream>, tokio::io::DuplexStream) {
+        let (server, client) = tokio::io::duplex(64 * 1024);
+        let ws = WsStream::over(server, BytesMut::new(), Role::Server, 1 << 20).await;
+        (ws, client)
+    }
+
+    #[tokio::test]
+    async fn one_read_takes_every_message_already_received() {
+        let (mut ws, mut client) = server_over_pipe().await;
+        let mut wire = client_frame(0x2, b"first ");
+        wire.extend(client_frame(0x2, b"second "));
+        wire.extend(client_frame(0x9, b"ping"));
+        wire.extend(client_frame(0x2, b"third"));
+        client.write_all(&wire).await.unwrap();
+        let mut buf = [0u8; 256];
+        let n = ws.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"first second third");
+        // A read that fills the caller's buffer keeps the rest for the next.
+        client
+            .write_all(&client_frame(0x2, b"0123456789"))
+            .await
+            .unwrap();
+        let mut small = [0u8; 4];
+        let n = ws.read(&mut small).await.unwrap();
+        assert_eq!(&small[..n], b"0123");
+        let n = ws.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"456789");
+    }
+
+    #[tokio::test]
+    async fn bytes_before_a_text_message_come_first_then_the_error() {
+        let (mut ws, mut client) = server_over_pipe().await;
+        let mut wire = client_frame(0x2, b"binary");
+        wire.extend(client_frame(0x1, b"text"));
+        client.write_all(&wire).await.unwrap();
+        let mut buf = [0u8; 256];
+        let n = ws.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"binary");
+        let e = ws.read(&mut buf).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+    }
+
+    #[tokio::test]
+    async fn bytes_before_the_close_come_first_then_the_end() {
+        let (mut ws, mut client) = server_over_pipe().await;
+        let mut wire = client_frame(0x2, b"last words");
+        wire.extend(client_frame(0x8, &1000u16.to_be_bytes()));
+        client.write_all(&wire).await.unwrap();
+        let mut buf = [0u8; 256];
+        let n = ws.read(&mut buf).await.unwrap();
+        assert_eq!(&buf[..n], b"last words");
+        assert_eq!(ws.read(&mut buf).await.unwrap(), 0);
     }
 
     #[test]
