@@ -24,7 +24,10 @@
 #
 # Knobs: BENCH_ROUNDS (2), BENCH_DURATION (5 s per run), BENCH_WARMUP (1),
 # BENCH_BROKERS (herald-ack herald-periodic herald-off mosquitto),
-# BENCH_SCENARIOS (persistent-2 persistent-16 retained-2), BENCH_NO_BUILD=1.
+# BENCH_SCENARIOS (persistent-2 persistent-16 retained-2; also
+# persistent-2-qos2), BENCH_NO_BUILD=1. A broker named `herald-<mode>-before`
+# runs the binary BENCH_BEFORE (e.g. a copy of target/release/herald built
+# before a change), to compare a change with what it changes in one run.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -84,16 +87,21 @@ start_broker() { # name [keep: start on the data that is there]
     rm -rf "$DATA"
     mkdir -p "$DATA"
   fi
+  local bin=$HERALD mode=${b#herald-}
+  if [[ $mode == *-before ]]; then
+    bin=${BENCH_BEFORE:?set BENCH_BEFORE to the herald binary to compare with}
+    mode=${mode%-before}
+  fi
   case $b in
     herald-*)
-      HERALD_PERSISTENCE__DURABILITY=${b#herald-} \
+      HERALD_PERSISTENCE__DURABILITY=$mode \
       HERALD_PERSISTENCE__INTERVAL=60 \
       HERALD_MQTT__MAX_QUEUED_MESSAGES=1000000 \
       HERALD_MQTT__RECEIVE_MAXIMUM=65535 \
       HERALD_SYS__INTERVAL=0 \
       HERALD_METRICS__BIND="" \
       RUST_LOG=${BROKER_LOG:-warn} \
-        "$HERALD" --listen "127.0.0.1:$PORT" --data-dir "$DATA" >>"$logf" 2>&1 &
+        "$bin" --listen "127.0.0.1:$PORT" --data-dir "$DATA" >>"$logf" 2>&1 &
       ;;
     mosquitto) mosquitto -c "$OUT/mosquitto.conf" >>"$logf" 2>&1 & ;;
     *) echo "unknown broker $b" >&2; exit 2 ;;
@@ -148,6 +156,10 @@ scenario_args() {
     # online): every message is queued to a stored session.
     persistent-2) echo fan-in -c 2 --persistent "${common[@]}" ;;
     persistent-16) echo fan-in -c 16 --persistent "${common[@]}" ;;
+    # The same at QoS 2: each delivery's PUBLISH waits until its packet id
+    # is written, and its PUBREL until its PUBREC is (exactly once across
+    # a crash).
+    persistent-2-qos2) echo fan-in -c 2 --persistent --qos 2 -d "$DUR" --warmup "$WARM" -q ;;
     # Retained QoS 1 messages (each replaces its publisher's topic's
     # retained message), to an ordinary subscriber.
     retained-2) echo fan-in -c 2 --retain "${common[@]}" ;;
@@ -197,6 +209,7 @@ def cell(vals):
     return f"{fmt(med)} ({fmt(min(vals))}–{fmt(max(vals))})", med
 names = {"persistent-2": "QoS 1, 2 publishers → 1 persistent subscriber",
          "persistent-16": "QoS 1, 16 publishers → 1 persistent subscriber",
+         "persistent-2-qos2": "QoS 2, 2 publishers → 1 persistent subscriber",
          "retained-2": "QoS 1 retained, 2 publishers → 1 subscriber"}
 metrics = [("delivered, msg/s ↑", lambda j, m: j["recv_rate"]),
            ("p99 latency (queueing), ms ↓", lambda j, m: (j.get("latency_us") or {}).get("p99", 0) / 1000),

@@ -347,6 +347,7 @@ impl Broker {
                             delivery: m.delivery,
                             released: m.released,
                             unsent: true,
+                            ticket: 0,
                         });
                     }
                 }

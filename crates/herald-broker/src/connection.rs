@@ -6,11 +6,21 @@
 //! The buffers are public to the protocol loop, which polls reading and
 //! writing in one wait ([`Io::poll_read`], [`Io::poll_write`]). Nothing
 //! here interprets a packet.
+//!
+//! Bytes of the write buffer can be held back until a store has written
+//! what they announce ([`Io::hold_from`]): a QoS 2 PUBLISH to a stored
+//! session leaves only once its packet id is on disk, so a crash cannot
+//! make the broker send the same message again under a new packet id
+//! (which the client would take as a new message). What follows held
+//! bytes waits behind them, so packets keep their order.
 
-use bytes::BytesMut;
+use crate::ack::{AckGate, Changed};
+use bytes::{Buf, BytesMut};
 use herald_codec::{DecodeError, DecodeOptions, EncodeError, Packet, Protocol, decode};
+use std::collections::VecDeque;
 use std::future::Future;
 use std::pin::{Pin, pin};
+use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::TcpStream;
@@ -71,6 +81,23 @@ pub struct Io<S> {
     /// while they come back small, so an idle connection holds no read
     /// buffer and a busy one reads in large chunks.
     read_hint: usize,
+    /// Bytes of `wbuf` not to be written yet (boxed: most connections
+    /// never hold any).
+    held: Option<Box<Held>>,
+}
+
+/// Bytes of a write buffer held until a gate settles tickets.
+struct Held {
+    /// The gate (the broker's store: one per connection).
+    gate: Arc<dyn AckGate>,
+    /// Bytes taken from the write buffer since this was made: the origin
+    /// of the positions in `fences`.
+    written: u64,
+    /// (position, ticket): the bytes from `position` on wait for `ticket`.
+    /// Both increase from front to back.
+    fences: VecDeque<(u64, u64)>,
+    /// A wake-up for the first fence's ticket.
+    waiting: Option<Changed>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
@@ -92,12 +119,83 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
                 needed: S::BUFFERS_WRITES,
                 pending: false,
             },
+            held: None,
         }
     }
 
-    /// Whether there is something to write or to flush.
-    pub fn wants_write(&self) -> bool {
-        !self.wbuf.is_empty() || self.flush.pending
+    /// Whether there is something to write (not held) or to flush.
+    pub fn wants_write(&mut self) -> bool {
+        self.writable() > 0 || self.flush.pending
+    }
+
+    /// Holds the bytes of the write buffer from offset `from` on (its
+    /// length before a packet was encoded: that packet and all after it)
+    /// until `ticket` of `gate` is settled. Nothing is held for a ticket
+    /// already settled. A refused ticket holds for ever: the store is
+    /// closing, and so is the connection. `gate` must be the same for
+    /// every call on one connection, and settle tickets in order.
+    pub fn hold_from(&mut self, from: usize, gate: &Arc<dyn AckGate>, ticket: u64) {
+        if gate.settled(ticket) == Some(Ok(())) {
+            return;
+        }
+        let held = self.held.get_or_insert_with(|| {
+            Box::new(Held {
+                gate: gate.clone(),
+                written: 0,
+                fences: VecDeque::new(),
+                waiting: None,
+            })
+        });
+        // Bytes behind a fence on a later ticket wait for this one anyway.
+        if held.fences.back().is_some_and(|&(_, t)| t >= ticket) {
+            return;
+        }
+        held.fences.push_back((held.written + from as u64, ticket));
+    }
+
+    /// Whether bytes are held.
+    pub fn holding(&self) -> bool {
+        self.held.as_ref().is_some_and(|h| !h.fences.is_empty())
+    }
+
+    /// How many bytes at the front of the write buffer may be written now
+    /// (fences whose ticket settled are lifted).
+    fn writable(&mut self) -> usize {
+        let Some(held) = self.held.as_deref_mut() else {
+            return self.wbuf.len();
+        };
+        while let Some(&(pos, ticket)) = held.fences.front() {
+            if held.gate.settled(ticket) != Some(Ok(())) {
+                let before =
+                    usize::try_from(pos.saturating_sub(held.written)).unwrap_or(usize::MAX);
+                return before.min(self.wbuf.len());
+            }
+            held.fences.pop_front();
+            held.waiting = None;
+        }
+        self.wbuf.len()
+    }
+
+    /// Ready when held bytes may have become writable; pending for ever
+    /// while none are held, or while the first fence's ticket is refused.
+    pub fn poll_held(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(held) = self.held.as_deref_mut() else {
+            return Poll::Pending;
+        };
+        let Some(&(_, ticket)) = held.fences.front() else {
+            return Poll::Pending;
+        };
+        if held.waiting.is_none() {
+            if held.gate.settled(ticket).is_some_and(|s| s.is_err()) {
+                return Poll::Pending;
+            }
+            held.waiting = Some(held.gate.changed(ticket));
+        }
+        if let Some(w) = held.waiting.as_mut() {
+            ready!(w.as_mut().poll(cx));
+        }
+        held.waiting = None;
+        Poll::Ready(())
     }
 
     /// The next complete packet in the read buffer, if any.
@@ -166,24 +264,48 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
     /// nothing is an error. Cancel-safe: one write or one flush at a time,
     /// and an interrupted flush is redone.
     pub fn poll_write(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
-        if self.wbuf.is_empty() {
+        let writable = self.writable();
+        if writable == 0 {
             ready!(Pin::new(&mut self.stream).poll_flush(cx))?;
             self.flush.pending = false;
             return Poll::Ready(Ok(0));
         }
-        match ready!(pin!(self.stream.write_buf(&mut self.wbuf)).poll(cx))? {
+        let chunk = self.wbuf.get(..writable).unwrap_or_default();
+        match ready!(Pin::new(&mut self.stream).poll_write(cx, chunk))? {
             0 => Poll::Ready(Err(std::io::ErrorKind::WriteZero.into())),
             n => {
+                self.taken(n);
                 self.flush.pending = self.flush.needed;
                 Poll::Ready(Ok(n))
             }
         }
     }
 
-    /// Writes everything buffered (used when closing).
+    /// `n` bytes of the write buffer were written.
+    fn taken(&mut self, n: usize) {
+        self.wbuf.advance(n);
+        if let Some(held) = self.held.as_deref_mut() {
+            held.written += n as u64;
+        }
+    }
+
+    /// Writes everything buffered (used when closing), held bytes once
+    /// they may go.
     pub async fn flush_all(&mut self) -> std::io::Result<()> {
-        while !self.wbuf.is_empty() {
-            self.stream.write_buf(&mut self.wbuf).await?;
+        loop {
+            let writable = self.writable();
+            if writable > 0 {
+                let chunk = self.wbuf.get(..writable).unwrap_or_default();
+                let n = self.stream.write(chunk).await?;
+                if n == 0 {
+                    return Err(std::io::ErrorKind::WriteZero.into());
+                }
+                self.taken(n);
+            } else if self.wbuf.is_empty() {
+                break;
+            } else {
+                std::future::poll_fn(|cx| self.poll_held(cx)).await;
+            }
         }
         self.stream.flush().await
     }
@@ -191,5 +313,149 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
     /// Shuts the stream's write side down (used when closing).
     pub async fn shutdown(&mut self) -> std::io::Result<()> {
         self.stream.shutdown().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ack::Refused;
+    use herald_codec::{PubResp, Publish, QoS};
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::task::Waker;
+    use tokio::io::DuplexStream;
+
+    impl Stream for DuplexStream {}
+
+    /// A gate settled up to the ticket a test sets.
+    #[derive(Default)]
+    struct Written {
+        upto: AtomicU64,
+        notify: tokio::sync::Notify,
+    }
+
+    struct Gate(Arc<Written>);
+
+    impl AckGate for Gate {
+        fn settled(&self, ticket: u64) -> Option<Result<(), Refused>> {
+            (self.0.upto.load(Ordering::SeqCst) >= ticket).then_some(Ok(()))
+        }
+        fn changed(&self, ticket: u64) -> Changed {
+            let w = self.0.clone();
+            Box::pin(async move {
+                let notified = w.notify.notified();
+                tokio::pin!(notified);
+                notified.as_mut().enable();
+                if w.upto.load(Ordering::SeqCst) < ticket {
+                    notified.await;
+                }
+            })
+        }
+    }
+
+    fn settle(w: &Written, ticket: u64) {
+        w.upto.store(ticket, Ordering::SeqCst);
+        w.notify.notify_waiters();
+    }
+
+    fn publish(id: u16) -> Packet {
+        Packet::Publish(Publish {
+            dup: false,
+            qos: QoS::ExactlyOnce,
+            retain: false,
+            topic: "t".into(),
+            packet_id: id,
+            properties: Default::default(),
+            payload: bytes::Bytes::from_static(b"x"),
+        })
+    }
+
+    /// Writes what may be written now; returns it as the peer reads it.
+    async fn write_now(io: &mut Io<DuplexStream>, peer: &mut DuplexStream) -> Vec<u8> {
+        let mut sent = 0;
+        while io.wants_write() {
+            sent += std::future::poll_fn(|cx| io.poll_write(cx)).await.unwrap();
+        }
+        let mut got = vec![0; sent];
+        peer.read_exact(&mut got).await.unwrap();
+        got
+    }
+
+    fn encoded(packets: &[Packet]) -> Vec<u8> {
+        let mut out = BytesMut::new();
+        for p in packets {
+            p.encode(Protocol::V5, &mut out).unwrap();
+        }
+        out.to_vec()
+    }
+
+    #[tokio::test]
+    async fn held_bytes_leave_in_order_once_their_ticket_is_settled() {
+        let (stream, mut peer) = tokio::io::duplex(1 << 16);
+        let mut io = Io::new(stream, 1 << 20);
+        let written = Arc::new(Written::default());
+        let gate: Arc<dyn AckGate> = Arc::new(Gate(written.clone()));
+        let mut cx = Context::from_waker(Waker::noop());
+        // Before: free. Ticket 1 is settled already: nothing held.
+        settle(&written, 1);
+        io.send(&publish(1)).unwrap();
+        let at = io.wbuf.len();
+        io.send(&publish(2)).unwrap();
+        io.hold_from(at, &gate, 1);
+        assert!(!io.holding());
+        // Publish 3 waits for ticket 3; everything after it too, also
+        // what waits for a smaller ticket (2) and what waits for none.
+        let at = io.wbuf.len();
+        io.send(&publish(3)).unwrap();
+        io.hold_from(at, &gate, 3);
+        let at = io.wbuf.len();
+        io.send(&Packet::PubRel(PubResp::new(4))).unwrap();
+        io.hold_from(at, &gate, 2);
+        io.send(&Packet::PingResp).unwrap();
+        assert!(io.holding());
+        assert_eq!(
+            write_now(&mut io, &mut peer).await,
+            encoded(&[publish(1), publish(2)])
+        );
+        assert!(io.poll_held(&mut cx).is_pending());
+        settle(&written, 2);
+        assert!(io.poll_held(&mut cx).is_ready(), "woken: may have changed");
+        assert_eq!(write_now(&mut io, &mut peer).await, [] as [u8; 0]);
+        settle(&written, 3);
+        assert!(io.poll_held(&mut cx).is_ready());
+        assert_eq!(
+            write_now(&mut io, &mut peer).await,
+            encoded(&[
+                publish(3),
+                Packet::PubRel(PubResp::new(4)),
+                Packet::PingResp
+            ])
+        );
+        assert!(!io.holding());
+        assert!(
+            io.poll_held(&mut cx).is_pending(),
+            "nothing held: no wake-up"
+        );
+    }
+
+    #[tokio::test]
+    async fn closing_flushes_held_bytes_only_once_settled() {
+        let (stream, mut peer) = tokio::io::duplex(1 << 16);
+        let mut io = Io::new(stream, 1 << 20);
+        let written = Arc::new(Written::default());
+        let gate: Arc<dyn AckGate> = Arc::new(Gate(written.clone()));
+        io.send(&publish(1)).unwrap();
+        io.hold_from(0, &gate, 1);
+        let mut flush = Box::pin(io.flush_all());
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(
+            flush.as_mut().poll(&mut cx).is_pending(),
+            "waits for ticket 1"
+        );
+        settle(&written, 1);
+        flush.await.unwrap();
+        let mut got = vec![0; encoded(&[publish(1)]).len()];
+        peer.read_exact(&mut got).await.unwrap();
+        assert_eq!(got, encoded(&[publish(1)]));
     }
 }

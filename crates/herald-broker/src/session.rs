@@ -97,6 +97,11 @@ pub struct Inflight {
     /// inflight messages beyond the new connection's Receive Maximum wait
     /// for a free slot.
     pub unsent: bool,
+    /// QoS 2, stored, `durability = "ack"`: the store's ticket for its
+    /// last record (`Sent`, then `Released`), which the PUBLISH or PUBREL
+    /// must not go out before (a resend on a new connection waits for it
+    /// too); 0: nothing to wait for.
+    pub ticket: u64,
 }
 
 /// Why a connection is told to close from outside ([`Session::kick`]).

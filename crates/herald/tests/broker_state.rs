@@ -731,6 +731,7 @@ struct Raw {
 /// A PUBLISH as [`Raw`] read it.
 #[derive(Debug, PartialEq)]
 struct RawPublish {
+    qos: u8,
     packet_id: u16,
     dup: bool,
     payload: String,
@@ -785,11 +786,63 @@ impl Raw {
         (b[0], body)
     }
 
+    /// The next packet, or `None` once the connection is gone.
+    fn try_read(&mut self) -> Option<(u8, Vec<u8>)> {
+        use std::io::Read;
+        let mut head = [0u8; 1];
+        self.stream.read_exact(&mut head).ok()?;
+        let (mut len, mut shift) = (0usize, 0);
+        loop {
+            let mut l = [0u8; 1];
+            self.stream.read_exact(&mut l).ok()?;
+            len |= usize::from(l[0] & 0x7f) << shift;
+            shift += 7;
+            if l[0] & 0x80 == 0 {
+                break;
+            }
+        }
+        let mut body = vec![0; len];
+        self.stream.read_exact(&mut body).ok()?;
+        Some((head[0], body))
+    }
+
+    /// Sends a PUBACK-like packet (`kind`, packet id); a connection that
+    /// is gone is not an error here.
+    fn answer(&mut self, kind: u8, packet_id: u16) {
+        use std::io::Write;
+        let id = packet_id.to_be_bytes();
+        let _ = self.stream.write_all(&[kind, 2, id[0], id[1]]);
+    }
+
+    /// Sends a QoS 2 PUBLISH of `payload` on `topic` under `packet_id`.
+    fn send_qos2(&mut self, packet_id: u16, topic: &str, payload: &str) {
+        use std::io::Write;
+        let mut body = (topic.len() as u16).to_be_bytes().to_vec();
+        body.extend_from_slice(topic.as_bytes());
+        body.extend_from_slice(&packet_id.to_be_bytes());
+        body.push(0); // no properties
+        body.extend_from_slice(payload.as_bytes());
+        let mut packet = vec![0x34];
+        varint(body.len(), &mut packet);
+        packet.extend_from_slice(&body);
+        self.stream.write_all(&packet).unwrap();
+    }
+
+    /// The next packet, which must be of type `kind` (high nibble) for
+    /// `packet_id`.
+    fn expect(&mut self, kind: u8, packet_id: u16) {
+        let (got, body) = self.read();
+        assert_eq!(got & 0xf0, kind, "packet type");
+        assert_eq!(u16::from_be_bytes([body[0], body[1]]), packet_id);
+    }
+
     /// The next PUBLISH (QoS 1).
     fn publish(&mut self) -> RawPublish {
         let (kind, body) = self.read();
         assert_eq!(kind & 0xf0, 0x30, "a PUBLISH, not {kind:#x}");
-        raw_publish(kind, &body)
+        let p = raw_publish(kind, &body);
+        assert_eq!(p.qos, 1, "QoS 1");
+        p
     }
 
     /// Sends PINGREQ and returns the PUBLISHes that came before PINGRESP:
@@ -815,9 +868,10 @@ impl Raw {
     }
 }
 
-/// Reads a QoS 1 PUBLISH's packet id, DUP and payload.
+/// Reads a QoS 1/2 PUBLISH's QoS, packet id, DUP and payload.
 fn raw_publish(kind: u8, body: &[u8]) -> RawPublish {
-    assert_eq!((kind >> 1) & 3, 1, "QoS 1");
+    let qos = (kind >> 1) & 3;
+    assert!(qos == 1 || qos == 2, "QoS 1 or 2");
     let topic_len = usize::from(u16::from_be_bytes([body[0], body[1]]));
     let mut at = 2 + topic_len;
     let packet_id = u16::from_be_bytes([body[at], body[at + 1]]);
@@ -834,6 +888,7 @@ fn raw_publish(kind: u8, body: &[u8]) -> RawPublish {
     }
     at += props;
     RawPublish {
+        qos,
         packet_id,
         dup: kind & 0x08 != 0,
         payload: String::from_utf8_lossy(&body[at..]).into_owned(),
@@ -962,6 +1017,262 @@ async fn a_restored_session_keeps_its_access_rights() {
     assert!(present);
     let got = until_marker(mqtt, &mut events, "acl/end").await;
     assert_eq!(got, ["acl/open"], "acl/secret is not delivered");
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+/// A QoS 2 receiver as MQTT describes it (method B): a message is
+/// delivered when its PUBLISH first comes and its packet id is kept until
+/// PUBREL; a PUBLISH under a kept id is a resend and is not delivered
+/// again. The kept ids are the client's session state: they outlive its
+/// connections.
+#[derive(Default)]
+struct Qos2Receiver {
+    awaiting: std::collections::HashSet<u16>,
+    delivered: Vec<String>,
+}
+
+impl Qos2Receiver {
+    /// Takes one packet from the broker; answers it if `answer`. Returns
+    /// the PUBLISH, if it was one.
+    fn take(
+        &mut self,
+        raw: &mut Raw,
+        (kind, body): (u8, Vec<u8>),
+        answer: bool,
+    ) -> Option<RawPublish> {
+        match kind & 0xf0 {
+            0x30 => {
+                let p = raw_publish(kind, &body);
+                assert_eq!(p.qos, 2, "QoS 2: {p:?}");
+                if self.awaiting.insert(p.packet_id) {
+                    self.delivered.push(p.payload.clone());
+                }
+                if answer {
+                    raw.answer(0x50, p.packet_id); // PUBREC
+                }
+                Some(p)
+            }
+            0x60 => {
+                let id = u16::from_be_bytes([body[0], body[1]]);
+                self.awaiting.remove(&id);
+                if answer {
+                    raw.answer(0x70, id); // PUBCOMP
+                }
+                None
+            }
+            0xd0 => None,
+            other => panic!("unexpected packet {other:#x}"),
+        }
+    }
+
+    /// Answers what the broker sends until it is quiet: a PINGREQ's
+    /// PINGRESP comes with nothing before it.
+    fn settle(&mut self, raw: &mut Raw) {
+        loop {
+            {
+                use std::io::Write;
+                raw.stream.write_all(&[0xc0, 0]).unwrap(); // PINGREQ
+            }
+            let mut quiet = true;
+            loop {
+                let packet = raw.read();
+                if packet.0 & 0xf0 == 0xd0 {
+                    break;
+                }
+                quiet = false;
+                self.take(raw, packet, true);
+            }
+            if quiet {
+                return;
+            }
+        }
+    }
+}
+
+/// Publishes `payload` on `once/x` at QoS 2 and waits for PUBCOMP.
+async fn publish_qos2(mqtt: SocketAddr, payload: &str) {
+    let (client, mut events) = connect(mqtt, &format!("pub-{payload}")).await;
+    client
+        .publish("once/x", QoS::ExactlyOnce, false, payload.to_owned())
+        .await
+        .unwrap();
+    while !matches!(next(&mut events).await, Event::Incoming(Packet::PubComp(_))) {}
+}
+
+/// Starts herald on `data` under "ack" with a file size limit it can be
+/// given later ([`Running::limit_file_size`]); returns it with its MQTT
+/// and metrics addresses.
+fn start_limitable(data: &Path) -> (Running, SocketAddr, SocketAddr) {
+    let args = [
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ];
+    let env = [
+        ("HERALD_METRICS__BIND", "127.0.0.1:0"),
+        ("HERALD_SYS__INTERVAL", "0"),
+        ("HERALD_PERSISTENCE__DURABILITY", "ack"),
+        ("RUST_LOG", "info"),
+    ];
+    // No limit to speak of (1 TiB) until one is set.
+    let mut herald = Running::spawn_with_file_size_limit(1 << 30, &args, &env);
+    let metrics = logged_addr(&herald.stderr_line("serving Prometheus metrics"));
+    let mqtt = logged_addr(&herald.stderr_line("listening for MQTT"));
+    (herald, mqtt, metrics)
+}
+
+/// The store's failed writes so far.
+fn write_errors(metrics: SocketAddr) -> u64 {
+    let text = http(
+        metrics,
+        "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    );
+    metric(&text, "herald_store_write_errors_total").unwrap_or(0)
+}
+
+/// The store cannot write (since before the packet the broker must not
+/// answer yet was sent to it): lets the writer fail twice more (the
+/// broker has long read that packet, and what it would send has had its
+/// time), kills the broker with SIGKILL, and hands whatever did leave
+/// before to `rx`.
+fn kill_while_writes_fail(
+    mut herald: Running,
+    metrics: SocketAddr,
+    raw: &mut Raw,
+    rx: &mut Qos2Receiver,
+) {
+    wait_metric(
+        metrics,
+        "herald_store_write_errors_total",
+        write_errors(metrics) + 2,
+    );
+    herald.child.kill().unwrap();
+    herald.child.wait().unwrap();
+    while let Some(packet) = raw.try_read() {
+        rx.take(raw, packet, true);
+    }
+}
+
+/// QoS 2 is exactly once across `kill -9` even when the broker dies
+/// after deciding to send but before the store has written what it
+/// sends: a PUBREL does not leave before the PUBREC it answers is on disk
+/// (else the PUBLISH would come again after the client completed and
+/// forgot its packet id), nor a PUBLISH before its packet id is (else it
+/// would come again under another id, which the client takes as a new
+/// message). The store's writes are made to fail (`RLIMIT_FSIZE`) just
+/// before those records are due, so the window stays open until the kill.
+/// The client is a QoS 2 receiver as MQTT describes it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qos2_is_exactly_once_when_kill_9_comes_before_the_store_has_written() {
+    let data = temp_dir("qos2-once");
+    let (mut herald, mqtt, metrics) = start_limitable(&data);
+    {
+        let (client, mut events, _) = connect_persistent(mqtt, "once", 3600).await;
+        client.subscribe("once/#", QoS::ExactlyOnce).await.unwrap();
+        while !matches!(next(&mut events).await, Event::Incoming(Packet::SubAck(_))) {}
+    }
+    disconnected(&mut herald, &["once"]);
+    let mut rx = Qos2Receiver::default();
+    publish_qos2(mqtt, "m0").await;
+    let (mut raw, present) = Raw::connect(mqtt, "once", 100, 1 << 20);
+    assert!(present);
+    rx.settle(&mut raw);
+    assert_eq!(rx.delivered, ["m0"]);
+
+    // 1. The PUBREL window: m1 arrives; the store stops writing; the
+    // client answers PUBREC, whose record cannot be written.
+    publish_qos2(mqtt, "m1").await;
+    let packet = raw.read();
+    let m1 = rx.take(&mut raw, packet, false).unwrap();
+    assert_eq!((m1.payload.as_str(), m1.dup), ("m1", false));
+    herald.limit_file_size(1);
+    raw.answer(0x50, m1.packet_id); // PUBREC
+    kill_while_writes_fail(herald, metrics, &mut raw, &mut rx);
+    let (mut herald, mqtt, metrics) = start_limitable(&data);
+    let (mut raw, present) = Raw::connect(mqtt, "once", 100, 1 << 20);
+    assert!(present);
+    rx.settle(&mut raw);
+    assert_eq!(rx.delivered, ["m0", "m1"], "m1 once");
+
+    // 2. The PUBLISH window. m2 goes through whole, so the next packet id
+    // is not the one a restarted broker starts from (a resend under a
+    // new id must not hide behind an id the client keeps).
+    publish_qos2(mqtt, "m2").await;
+    rx.settle(&mut raw);
+    drop(raw);
+    disconnected(&mut herald, &["once"]);
+    // m3 is queued for the offline session (acknowledged: stored); the
+    // store stops writing; the client comes back: m3's packet id cannot
+    // be written.
+    publish_qos2(mqtt, "m3").await;
+    herald.limit_file_size(1);
+    let (mut raw, present) = Raw::connect(mqtt, "once", 100, 1 << 20);
+    assert!(present);
+    kill_while_writes_fail(herald, metrics, &mut raw, &mut rx);
+    let (_herald, mqtt, _) = start_limitable(&data);
+    let (mut raw, present) = Raw::connect(mqtt, "once", 100, 1 << 20);
+    assert!(present);
+    rx.settle(&mut raw);
+    assert_eq!(
+        rx.delivered,
+        ["m0", "m1", "m2", "m3"],
+        "each exactly once, in order"
+    );
+    assert!(rx.awaiting.is_empty(), "every exchange completed");
+    let _ = std::fs::remove_dir_all(&data);
+}
+
+/// A publisher's QoS 2 packet id released by its PUBREL is forgotten on
+/// disk before the PUBCOMP leaves: else, after a `kill -9` in between,
+/// the restored broker would take the publisher's next message under that
+/// id for a resend of the old one and drop it, acknowledged.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_publishers_released_qos2_packet_id_is_written_before_pubcomp() {
+    let data = temp_dir("qos2-in");
+    let (mut herald, mqtt, metrics) = start_limitable(&data);
+    {
+        let (client, mut events, _) = connect_persistent(mqtt, "in-sub", 3600).await;
+        client.subscribe("in/#", QoS::AtLeastOnce).await.unwrap();
+        while !matches!(next(&mut events).await, Event::Incoming(Packet::SubAck(_))) {}
+    }
+    disconnected(&mut herald, &["in-sub"]);
+    // A persistent publisher: its incoming QoS 2 packet ids are stored.
+    let (mut publisher, _) = Raw::connect(mqtt, "in-pub", 100, 1 << 20);
+    publisher.send_qos2(1, "in/x", "n1");
+    publisher.expect(0x50, 1); // PUBREC: stored
+    herald.limit_file_size(1);
+    publisher.answer(0x62, 1); // PUBREL
+    wait_metric(
+        metrics,
+        "herald_store_write_errors_total",
+        write_errors(metrics) + 2,
+    );
+    herald.child.kill().unwrap();
+    herald.child.wait().unwrap();
+    let mut completed = false;
+    while let Some((kind, _)) = publisher.try_read() {
+        completed |= kind & 0xf0 == 0x70;
+    }
+    drop(publisher);
+
+    let (_herald, mqtt, _) = start_limitable(&data);
+    let (mut publisher, present) = Raw::connect(mqtt, "in-pub", 100, 1 << 20);
+    assert!(present);
+    if !completed {
+        // As MQTT asks of a client that had no PUBCOMP: PUBREL again.
+        publisher.answer(0x62, 1);
+        publisher.expect(0x70, 1);
+    }
+    // Packet id 1 is free: a new message under it.
+    publisher.send_qos2(1, "in/x", "n2");
+    publisher.expect(0x50, 1);
+    publisher.answer(0x62, 1);
+    publisher.expect(0x70, 1);
+    let (_client, mut events, present) = connect_persistent(mqtt, "in-sub", 3600).await;
+    assert!(present);
+    let got = until_marker(mqtt, &mut events, "in/end").await;
+    assert_eq!(got, ["in/x", "in/x"], "n1 and n2, none lost");
     let _ = std::fs::remove_dir_all(&data);
 }
 

@@ -106,7 +106,8 @@ enum Woken {
     Drained,
     /// The keep-alive or pause timer fired (perhaps early).
     Timer,
-    /// Something else may have changed (held acknowledgements).
+    /// Something else may have changed (held acknowledgements, held
+    /// sends).
     Other,
 }
 
@@ -170,6 +171,7 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
                 && self.acks.len() < MAX_HELD_ACKS
                 && paused_on.is_none();
             let holding = !self.acks.is_empty();
+            let held = self.io.holding();
             let wake_at = match &self.pressure {
                 Some((_, until, _)) if paused_on.is_some() && self.keep_alive.is_zero() => *until,
                 Some((_, until, _)) if paused_on.is_some() => (*until).min(deadline),
@@ -199,6 +201,9 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
                     return Poll::Ready(Woken::Queue);
                 }
                 if holding && self.acks.poll_changed(cx).is_ready() {
+                    return Poll::Ready(Woken::Other);
+                }
+                if held && self.io.poll_held(cx).is_ready() {
                     return Poll::Ready(Woken::Other);
                 }
                 if let Some(d) = drained.as_mut()

@@ -381,6 +381,7 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
             })?;
         }
         let mut rel = PubResp::new(p.packet_id);
+        let mut ticket = 0;
         {
             let mut st = self.session.lock();
             let found = st
@@ -402,7 +403,14 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
                     if m.delivery.seq != 0 {
                         let change =
                             Change::Released(self.session.client_id.clone(), m.delivery.seq);
-                        self.broker.persist(change);
+                        let recorded = self.broker.persist(change);
+                        // Were the PUBREL out before the store knows, a
+                        // crash would make the PUBLISH go again after the
+                        // client completed (and forgot) its packet id.
+                        if self.broker.store_gate().is_some() {
+                            ticket = recorded.unwrap_or(u64::MAX);
+                            m.ticket = ticket;
+                        }
                     }
                 }
                 None if self.protocol.is_v5() => {
@@ -411,29 +419,49 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
                 None => {}
             }
         }
+        let start = self.io.wbuf.len();
         self.send(&Packet::PubRel(rel));
+        self.hold_from(start, ticket);
         Ok(())
     }
 
+    /// Holds what was encoded from write buffer offset `start` on until
+    /// the store's `ticket` is written (nothing for 0, or without a store
+    /// that holds acknowledgements).
+    fn hold_from(&mut self, start: usize, ticket: u64) {
+        if ticket != 0
+            && let Some(gate) = self.broker.store_gate()
+        {
+            self.io.hold_from(start, gate, ticket);
+        }
+    }
+
     /// Removes an incoming QoS 2 packet id (and its stored record); returns
-    /// whether it was there.
-    fn forget_incoming_qos2(&self, packet_id: u16) -> bool {
+    /// whether it was there, and the store's ticket for the removal (0:
+    /// none).
+    fn forget_incoming_qos2(&self, packet_id: u16) -> (bool, u64) {
         let mut st = self.session.lock();
         let known = st.incoming_qos2.remove(&packet_id);
+        let mut ticket = 0;
         if known && st.stored {
             let change = Change::Qos2In(self.session.client_id.clone(), packet_id, false);
-            self.broker.persist(change);
+            ticket = self.broker.persist(change).unwrap_or(u64::MAX);
         }
-        known
+        (known, ticket)
     }
 
     pub(crate) fn handle_pubrel(&mut self, p: PubResp) -> Result<(), Close> {
-        let known = self.forget_incoming_qos2(p.packet_id);
+        let (known, ticket) = self.forget_incoming_qos2(p.packet_id);
         let mut comp = PubResp::new(p.packet_id);
         if !known && self.protocol.is_v5() {
             comp.reason = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND;
         }
+        // Were the PUBCOMP out before the store forgot the packet id, a
+        // crash would bring it back, and the publisher's next message
+        // under that id would be taken for a resend and lost.
+        let start = self.io.wbuf.len();
         self.send(&Packet::PubComp(comp));
+        self.hold_from(start, ticket);
         Ok(())
     }
 
@@ -479,8 +507,10 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
                 let m = m.clone();
                 st.unsent -= 1;
                 outstanding += 1;
+                let start = self.io.wbuf.len();
                 if m.released {
                     self.send(&Packet::PubRel(PubResp::new(m.packet_id)));
+                    self.hold_from(start, m.ticket);
                     continue;
                 }
                 let d = &m.delivery;
@@ -502,6 +532,7 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
                     .is_ok_and(|n| n <= self.client_max_packet);
                 if fits {
                     self.send(&packet);
+                    self.hold_from(start, m.ticket);
                 } else {
                     too_large.push(m.packet_id);
                     outstanding -= 1;
@@ -583,6 +614,7 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
                 qos: delivery.qos,
                 retain: delivery.retain,
             });
+            let start = self.io.wbuf.len();
             if let Err(e) = self.io.send(&packet) {
                 tracing::warn!(client_id = %self.session.client_id, error = %e, "cannot encode message");
                 continue;
@@ -596,15 +628,26 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
             }
             sent += 1;
             if packet_id != 0 {
+                let mut ticket = 0;
                 if delivery.seq != 0 {
                     let change = Change::Sent(session.client_id.clone(), delivery.seq, packet_id);
-                    broker.persist(change);
+                    let recorded = broker.persist(change);
+                    // QoS 2 exactly once: were the PUBLISH out before its
+                    // packet id is on disk, a crash would make it go again
+                    // under another id, which the client takes as new.
+                    if delivery.qos == QoS::ExactlyOnce
+                        && let Some(gate) = broker.store_gate()
+                    {
+                        ticket = recorded.unwrap_or(u64::MAX);
+                        self.io.hold_from(start, gate, ticket);
+                    }
                 }
                 st.push_inflight(Inflight {
                     packet_id,
                     delivery,
                     released: false,
                     unsent: false,
+                    ticket,
                 });
             } else {
                 self.stored_done(delivery.seq);

@@ -427,16 +427,24 @@ impl Store {
     /// Queues a change (call it under the lock that made the change, so
     /// changes are queued in the order they were made); returns its
     /// ticket. Refused while writes fail and [`MEMORY_LIMIT`] of changes
-    /// already wait, or after [`Store::close`].
+    /// already wait, or after [`Store::close`]. Never refused for memory:
+    /// the small records that move a stored QoS 2 exchange along (`Sent`,
+    /// `Released`, an incoming packet id released), which the packets
+    /// they announce wait for, and of which there are at most as many as
+    /// inflight windows have room.
     pub(crate) fn record(&self, change: Change) -> Result<u64, Refused> {
         let size = match &change {
             Change::Retain(m) => m.size(),
             Change::Queued(_, _, d) => d.message.size(),
             _ => 0,
         } + writer::RECORD_OVERHEAD as usize;
+        let bounded = matches!(
+            change,
+            Change::Sent(..) | Change::Released(..) | Change::Qos2In(_, _, false)
+        );
         let mut q = lock(&self.shared.queue);
         let failing = !self.shared.healthy.load(Ordering::Acquire);
-        if q.stop || (failing && q.bytes + size > MEMORY_LIMIT) {
+        if q.stop || (failing && !bounded && q.bytes + size > MEMORY_LIMIT) {
             drop(q);
             crate::metrics::Metrics::add(&self.shared.metrics.refused, 1);
             if let Some(n) = self.refusals.hit(std::time::Instant::now()) {

@@ -127,6 +127,19 @@ impl Running {
         assert!(status.success(), "prlimit failed");
     }
 
+    /// Lowers the file size limit of a process started by
+    /// [`Running::spawn_with_file_size_limit`] to `bytes`: writes to the
+    /// state log (past that size) fail from now on, until
+    /// [`Running::lift_file_size_limit`].
+    pub fn limit_file_size(&self, bytes: u64) {
+        let status = Command::new("prlimit")
+            .args(["--pid", &self.child.id().to_string()])
+            .arg(format!("--fsize={bytes}:"))
+            .status()
+            .unwrap_or_else(|e| panic!("prlimit: {e}"));
+        assert!(status.success(), "prlimit failed");
+    }
+
     fn spawn_command(mut cmd: Command, args: &[&str], env: &[(&str, &str)]) -> Running {
         cmd.env_clear()
             .args(args)
