@@ -17,7 +17,13 @@
 # 3. Fan-in throughput over each listener kind: herald-bench fan-in (2
 #    publishers → 1 subscriber, QoS 0 and 1, flat out, BENCH_DURATION s after
 #    a warm-up) over tcp, tls, ws, wss (mosquitto: tcp and tls), the same
-#    certificate, the client verifying it.
+#    certificate, the client verifying it; with the broker's CPU per
+#    delivery while messages flowed (--broker-pid).
+#
+# Knobs: BENCH_PARTS (default "handshakes idle fanin": the parts to run),
+# BENCH_HERALD_BASE (another Herald binary, e.g. main before a change:
+# measured as "herald-base" on its ws and wss listeners, idle and fan-in,
+# interleaved with the others, for a before/after in one run).
 #
 # Raw results in target/bench/listeners-<date>/; the summary replaces the
 # "listeners" section of BENCHMARKS.md unless BENCH_NO_WRITE=1.
@@ -31,14 +37,22 @@ ROUNDS=${BENCH_ROUNDS:-3}
 IDLE=${BENCH_IDLE:-5000}
 SECONDS_TLS=${BENCH_SECONDS:-5}
 FANIN_SECONDS=${BENCH_DURATION:-5}
+PARTS=" ${BENCH_PARTS:-handshakes idle fanin} "
+HERALD_BASE=${BENCH_HERALD_BASE:-}
+if [[ -n "$HERALD_BASE" && ! -x "$HERALD_BASE" ]]; then
+  echo "BENCH_HERALD_BASE=$HERALD_BASE is not an executable" >&2; exit 2
+fi
 OUT=${BENCH_OUT:-$ROOT/target/bench/listeners-$(date -u +%Y%m%d-%H%M%S)}
 WORK=$(mktemp -d /tmp/herald-listeners.XXXXXX)
 HERALD="$ROOT/target/release/herald"
 BENCH="$ROOT/target/release/herald-bench"
 BROKER_PID=""
-# herald: tcp tls ws wss; mosquitto: tcp tls.
+# herald (and herald-base, never running at the same time): tcp tls ws wss;
+# mosquitto: tcp tls.
 declare -A PORT=([herald.tcp]=18851 [herald.tls]=18852 [herald.ws]=18853 [herald.wss]=18854
-                 [mosquitto.tcp]=18855 [mosquitto.tls]=18856)
+                 [mosquitto.tcp]=18855 [mosquitto.tls]=18856
+                 [herald-base.tcp]=18851 [herald-base.tls]=18852 [herald-base.ws]=18853
+                 [herald-base.wss]=18854)
 
 log() { printf '[listeners %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 stop_broker() { stop_pid "$BROKER_PID" TERM 10; BROKER_PID=""; }
@@ -81,14 +95,15 @@ log_type error
 log_type warning
 EOF
 
-start_broker() { # herald|mosquitto → BROKER_PID; waits for every port
-  local b=$1 logf="$OUT/broker-$1.log"
+start_broker() { # herald|herald-base|mosquitto → BROKER_PID; waits for every port
+  local b=$1 logf="$OUT/broker-$1.log" bin=$HERALD
+  [[ $b == herald-base ]] && bin=$HERALD_BASE
   case $b in
-    herald)
+    herald|herald-base)
       rm -rf "$WORK/herald-data"
       HERALD_LISTENER__TLS__CERTFILE="$TLS/server.pem" HERALD_LISTENER__TLS__KEYFILE="$TLS/server.key" \
       HERALD_SYS__INTERVAL=0 HERALD_METRICS__BIND="" RUST_LOG=warn \
-        "$HERALD" --listen "127.0.0.1:${PORT[herald.tcp]}" --listen-tls "127.0.0.1:${PORT[herald.tls]}" \
+        "$bin" --listen "127.0.0.1:${PORT[herald.tcp]}" --listen-tls "127.0.0.1:${PORT[herald.tls]}" \
         --listen-ws "127.0.0.1:${PORT[herald.ws]}" --listen-wss "127.0.0.1:${PORT[herald.wss]}" \
         --data-dir "$WORK/herald-data" >>"$logf" 2>&1 & ;;
     mosquitto) mosquitto -c "$WORK/mosquitto.conf" >>"$logf" 2>&1 & ;;
@@ -138,7 +153,7 @@ run_fanin() { # round broker kind qos
   local load; load=$(cut -d' ' -f1 /proc/loadavg)
   timeout $(( FANIN_SECONDS + 60 )) "$BENCH" fan-in -c 2 --qos "$q" -d "$FANIN_SECONDS" --warmup 1 -q \
     --port "${PORT[$b.$k]}" --transport "$k" --cafile "$TLS/ca.pem" --server-name localhost \
-    --json "$f.json" >"$f.out" 2>&1 || rc=$?
+    --broker-pid "$BROKER_PID" --json "$f.json" >"$f.out" 2>&1 || rc=$?
   printf 'rc=%s\nload1=%s\n' "$rc" "$load" >"$f.meta"
   stop_broker
   log "round $r fan-in q$q $b $k: rc=$rc $(grep -o '"recv_rate":[0-9.]*' "$f.json" 2>/dev/null)"
@@ -147,6 +162,10 @@ run_fanin() { # round broker kind qos
 {
   machine_env
   echo "herald_version=$("$HERALD" --version 2>/dev/null | head -1)"
+  if [[ -n "$HERALD_BASE" ]]; then
+    echo "herald_base=$HERALD_BASE ($("$HERALD_BASE" --version 2>/dev/null | head -1))"
+  fi
+  echo "parts=$PARTS"
   echo "mosquitto_version=$(mosquitto -h 2>/dev/null | head -1 || true)"
   echo "openssl_version=$(openssl version)"
   echo "rounds=$ROUNDS"
@@ -157,18 +176,30 @@ run_fanin() { # round broker kind qos
 cp "$WORK/mosquitto.conf" "$OUT/"
 
 START=$(date +%s)
+# Every broker a kind is measured on: mosquitto has no WebSocket listener,
+# herald-base is measured where the comparison is wanted (ws, wss).
+peers() { # kind
+  case $1 in
+    tcp|tls) echo herald mosquitto ;;
+    *) echo herald; if [[ -n "$HERALD_BASE" ]]; then echo herald-base; fi ;;
+  esac
+}
 for r in $(seq "$ROUNDS"); do
-  for b in herald mosquitto; do run_handshakes "$r" "$b"; done
-  for k in tcp tls ws wss; do
-    run_idle "$r" herald "$k"
-    [[ $k == tcp || $k == tls ]] && run_idle "$r" mosquitto "$k"
-  done
-  for q in 0 1; do
+  if [[ $PARTS == *" handshakes "* ]]; then
+    for b in herald mosquitto; do run_handshakes "$r" "$b"; done
+  fi
+  if [[ $PARTS == *" idle "* ]]; then
     for k in tcp tls ws wss; do
-      run_fanin "$r" herald "$k" "$q"
-      if [[ $k == tcp || $k == tls ]]; then run_fanin "$r" mosquitto "$k" "$q"; fi
+      for b in $(peers "$k"); do run_idle "$r" "$b" "$k"; done
     done
-  done
+  fi
+  if [[ $PARTS == *" fanin "* ]]; then
+    for q in 0 1; do
+      for k in tcp tls ws wss; do
+        for b in $(peers "$k"); do run_fanin "$r" "$b" "$k" "$q"; done
+      done
+    done
+  fi
 done
 echo "loadavg_end=$(cut -d' ' -f1-3 /proc/loadavg)" >>"$OUT/env.txt"
 echo "elapsed_s=$(( $(date +%s) - START ))" >>"$OUT/env.txt"

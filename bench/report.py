@@ -506,7 +506,8 @@ def listeners(outdir, target):
     rounds = sorted(out.glob("round-*"), key=lambda p: int(p.name.split("-")[1]))
     loads = []
     for rd in rounds:
-        for f in list(rd.glob("handshakes.*")) + list(rd.glob("idle.*.meta")):
+        for f in (list(rd.glob("handshakes.*")) + list(rd.glob("idle.*.meta"))
+                  + list(rd.glob("fanin-*.meta"))):
             if f.suffix in ("", ".meta") and not f.name.endswith(".out"):
                 m = read_meta(f)
                 if m.get("load1"):
@@ -516,13 +517,21 @@ def listeners(outdir, target):
         if loads else "load not recorded"
     ) + f" (start {env.get('loadavg_start', '?')}, end {env.get('loadavg_end', '?')})."
     lines = ["## TLS and WebSocket listeners (`bench/listeners.sh`, issue 15)\n"]
+    def has(pattern):
+        return any(next(rd.glob(pattern), None) for rd in rounds)
+
+    base = has("*.herald-base.*")
     lines.append(f"- Date: {env.get('date_utc', '?')}; {len(rounds)} round(s), Herald and "
-                 "mosquitto interleaved, a fresh broker for every figure; total "
+                 + ("herald-base and " if base else "")
+                 + "mosquitto interleaved, a fresh broker for every figure; total "
                  f"{int(env.get('elapsed_s', 0)) // 60} min.")
     lines.append(f"- Herald: commit `{env.get('commit', '?')}`"
                  + (" (with uncommitted changes)" if env.get("dirty", "0") != "0" else "")
                  + f"; {env.get('mosquitto_version', 'mosquitto ?')}; "
                  f"{env.get('openssl_version', 'openssl ?')} as the TLS client.")
+    if base:
+        lines.append(f"- `herald-base`: another Herald binary, {env.get('herald_base', '?')}, "
+                     "measured on its ws and wss listeners (the before of a before/after).")
     lines.append(machine(env, load_note).rstrip())
     lines.append("")
 
@@ -538,44 +547,61 @@ def listeners(outdir, target):
         j = load_json(rd / f"idle.{b}.{k}.json") or {}
         return j.get("rss_per_connection_bytes") if m.get("rc") == "0" else None
 
-    h = [hs(rd, "herald") for rd in rounds]
-    m = [hs(rd, "mosquitto") for rd in rounds]
-    lines.append("| Figure | herald | mosquitto | Herald / mosquitto |")
-    lines.append("|---|---|---|---|")
-    lines.append(f"| TLS 1.3 handshakes per second (`openssl s_time -new`, one client) ↑ | "
-                 f"{fmt_cell(h)} | {fmt_cell(m)} | {fmt_ratio(ratio(med(h), med(m)))} |")
+    have_hs = has("handshakes.*")
+    have_idle = has("idle.*")
+    if have_hs or have_idle:
+        lines.append("| Figure | herald | mosquitto | Herald / mosquitto |"
+                     + (" herald-base | Herald / herald-base |" if base else ""))
+        lines.append("|---|---|---|---|" + ("---|---|" if base else ""))
+    no_base = " — | — |" if base else ""
+    if have_hs:
+        h = [hs(rd, "herald") for rd in rounds]
+        m = [hs(rd, "mosquitto") for rd in rounds]
+        lines.append(f"| TLS 1.3 handshakes per second (`openssl s_time -new`, one client) ↑ | "
+                     f"{fmt_cell(h)} | {fmt_cell(m)} | {fmt_ratio(ratio(med(h), med(m)))} |"
+                     + no_base)
     idle_n = f"{int(env.get('idle', 0)):,}"
     per = {}
-    for k in ("tcp", "tls", "ws", "wss"):
+    for k in ("tcp", "tls", "ws", "wss") if have_idle else ():
         hk = [idle(rd, "herald", k) for rd in rounds]
         mk = [idle(rd, "mosquitto", k) for rd in rounds] if k in ("tcp", "tls") else []
+        bk = [idle(rd, "herald-base", k) for rd in rounds] if k in ("ws", "wss") else []
         per[k] = med(hk)
         lines.append(f"| RSS per idle {k} connection ({idle_n} held), bytes ↓ | {fmt_cell(hk)} | "
                      + (f"{fmt_cell(mk)} | {fmt_ratio(ratio(med(hk), med(mk)))} |" if mk
-                        else "no WebSocket listener in Debian's build | — |"))
-    lines.append("")
-    lines.append("↑ higher is better, ↓ lower is better; medians of the rounds, range in "
-                 "brackets. RSS per connection: (VmRSS while holding − VmRSS before) ÷ "
-                 "connections, read 2 s after the last CONNACK; clients are "
-                 "`bench/idle_conns.py` (Python's ssl and sockets, MQTT 3.1.1, keep alive "
-                 "60 s).")
-    if per.get("tcp"):
-        lines.append("Relative to plain TCP on Herald: " + ", ".join(
-            f"{k} {fmt_ratio(ratio(per[k], per['tcp']))}" for k in ("tls", "ws", "wss")
-            if per.get(k)) + ".")
-    lines.append("")
+                        else "no WebSocket listener in Debian's build | — |")
+                     + ((f" {fmt_cell(bk)} | {fmt_ratio(ratio(med(hk), med(bk)))} |" if bk
+                         else no_base) if base else ""))
+    if have_hs or have_idle:
+        lines.append("")
+        lines.append("↑ higher is better, ↓ lower is better; medians of the rounds, range in "
+                     "brackets."
+                     + (" RSS per connection: (VmRSS while holding − VmRSS before) ÷ "
+                        "connections, read 2 s after the last CONNACK; clients are "
+                        "`bench/idle_conns.py` (Python's ssl and sockets, MQTT 3.1.1, keep "
+                        "alive 60 s)." if have_idle else ""))
+        if per.get("tcp"):
+            lines.append("Relative to plain TCP on Herald: " + ", ".join(
+                f"{k} {fmt_ratio(ratio(per[k], per['tcp']))}" for k in ("tls", "ws", "wss")
+                if per.get(k)) + ".")
+        lines.append("")
 
-    def fanin(rd, b, k, q):
+    def fanin(rd, b, k, q, cpu=False):
         m = read_meta(rd / f"fanin-q{q}.{b}.{k}.meta")
         j = load_json(rd / f"fanin-q{q}.{b}.{k}.json") or {}
         ok = m.get("rc") == "0" and not j.get("errors") and j.get("failed_clients", 1) == 0
+        if cpu:
+            w = j.get("window_cpu") or {}
+            if not ok or w.get("broker_cpu_s") is None or not j.get("received"):
+                return None
+            return w["broker_cpu_s"] * 1e6 / j["received"]
         if ok and j.get("lost"):
             lost[(b, k, q)] = lost.get((b, k, q), 0) + j["lost"]
         return j.get("recv_rate") if ok else None
 
     lost = {}
 
-    if any(rd.glob("fanin-q*") for rd in rounds):
+    if has("fanin-q*"):
         lines.append(f"Fan-in throughput (herald-bench fan-in, 2 publishers → 1 subscriber, "
                      f"64-byte payloads, flat out for {env.get('fanin_seconds', '?')} s after a "
                      "1 s warm-up; deliveries per second, duplicates and losses counted by the "
@@ -583,19 +609,34 @@ def listeners(outdir, target):
                      "delivered (mosquitto drops QoS 1 messages beyond its 1,000-message queue "
                      "per subscriber); a run with a client failure counts as no figure):\n")
         lines.append("| Listener | QoS | herald msg/s ↑ | mosquitto msg/s ↑ | Herald / mosquitto "
-                     "| Herald vs its own tcp |")
-        lines.append("|---|---|---|---|---|---|")
+                     "| Herald vs its own tcp | Herald broker CPU per delivery, µs ↓ |"
+                     + (" herald-base msg/s ↑ | Herald / herald-base | herald-base CPU per "
+                        "delivery, µs ↓ |" if base else ""))
+        lines.append("|---|---|---|---|---|---|---|" + ("---|---|---|" if base else ""))
         for q in (0, 1):
-            base = med([fanin(rd, "herald", "tcp", q) for rd in rounds])
+            tcp = med([fanin(rd, "herald", "tcp", q) for rd in rounds])
             for k in ("tcp", "tls", "ws", "wss"):
                 hk = [fanin(rd, "herald", k, q) for rd in rounds]
+                hc = [fanin(rd, "herald", k, q, cpu=True) for rd in rounds]
                 mk = [fanin(rd, "mosquitto", k, q) for rd in rounds] if k in ("tcp", "tls") else []
                 note = f" (lost {lost[('herald', k, q)]:,})" if ("herald", k, q) in lost else ""
                 mnote = f" (lost {lost[('mosquitto', k, q)]:,})" if ("mosquitto", k, q) in lost else ""
-                lines.append(f"| {k} | {q} | {fmt_cell(hk)}{note} | "
-                             + (f"{fmt_cell(mk)}{mnote} | {fmt_ratio(ratio(med(hk), med(mk)))}" if mk
-                                else "no WebSocket listener in Debian's build | —")
-                             + f" | {fmt_ratio(ratio(med(hk), base))} |")
+                row = (f"| {k} | {q} | {fmt_cell(hk)}{note} | "
+                       + (f"{fmt_cell(mk)}{mnote} | {fmt_ratio(ratio(med(hk), med(mk)))}" if mk
+                          else "no WebSocket listener in Debian's build | —")
+                       + f" | {fmt_ratio(ratio(med(hk), tcp))} | {fmt_cell(hc)} |")
+                if base and k in ("ws", "wss"):
+                    bk = [fanin(rd, "herald-base", k, q) for rd in rounds]
+                    bc = [fanin(rd, "herald-base", k, q, cpu=True) for rd in rounds]
+                    row += (f" {fmt_cell(bk)} | {fmt_ratio(ratio(med(hk), med(bk)))} | "
+                            f"{fmt_cell(bc)} |")
+                elif base:
+                    row += " — | — | — |"
+                lines.append(row)
+        lines.append("")
+        lines.append("Broker CPU per delivery: the broker's user + system CPU time from the "
+                     "start signal to the last delivery (warm-up included) ÷ messages "
+                     "delivered in that time (herald-bench `--broker-pid`).")
         lines.append("")
         lines.append("Debian's mosquitto 2.0.11 is built without libwebsockets: a `protocol "
                      "websockets` listener logs \"Opening websockets listen socket\" and exits "
@@ -603,15 +644,19 @@ def listeners(outdir, target):
                      "peer in this run.")
         lines.append("")
     lines.append("```sh")
+    parts = " ".join(env.get("parts", "").split())
     lines.append(f"bash bench/listeners.sh   # BENCH_ROUNDS={env.get('rounds')} "
                  f"BENCH_IDLE={env.get('idle')} BENCH_SECONDS={env.get('tls_seconds')} "
-                 f"BENCH_DURATION={env.get('fanin_seconds')}")
+                 f"BENCH_DURATION={env.get('fanin_seconds')}"
+                 + (f" BENCH_PARTS=\"{parts}\"" if parts and parts != "handshakes idle fanin"
+                    else "")
+                 + (" BENCH_HERALD_BASE=..." if base else ""))
     lines.append(f"openssl s_time -connect 127.0.0.1:PORT -new -time {env.get('tls_seconds')} "
                  "-CAfile ca.pem")
     lines.append(f"python3 bench/idle_conns.py --kind KIND --port PORT --count {env.get('idle')} "
                  "--pid PID --cafile ca.pem")
     lines.append("herald-bench fan-in -c 2 --qos Q -d SECS --warmup 1 --port PORT --transport KIND "
-                 "--cafile ca.pem --server-name localhost")
+                 "--cafile ca.pem --server-name localhost --broker-pid PID")
     lines.append("```")
     splice(target, "listeners", "\n".join(lines))
 
