@@ -137,29 +137,32 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
                 && self.acks.len() < MAX_HELD_ACKS
                 && self.paused_on().is_none()
             {
-                match self.io.next_packet() {
-                    Ok(Some(packet)) => {
-                        let done = match self.handle(packet) {
-                            Ok(Some(waiting)) => waiting.await,
-                            other => other.map(|_| ()),
-                        };
-                        if let Err(close) = done {
-                            return close;
-                        }
-                        // A subscriber this client feeds is congested:
-                        // leave the rest of the read buffer for later.
-                        if self.pressure.is_some() {
-                            break;
-                        }
-                        // One unit of the scheduler's budget per packet: a
-                        // publisher with a full read buffer yields now and
-                        // then, so the subscribers it feeds get to run
-                        // instead of their queues overflowing.
-                        tokio::task::coop::consume_budget().await;
-                    }
+                // Taken out of the decode result before anything is
+                // awaited: a `match` keeps its scrutinee until its end, and
+                // one held across an await is stored in the connection's
+                // task (a whole `Packet`, for every idle connection).
+                let packet = match self.io.next_packet() {
+                    Ok(Some(packet)) => packet,
                     Ok(None) => break,
                     Err(e) => return Close::Decode(e),
+                };
+                let done = match self.handle(packet) {
+                    Ok(Some(waiting)) => waiting.await,
+                    other => other.map(|_| ()),
+                };
+                if let Err(close) = done {
+                    return close;
                 }
+                // A subscriber this client feeds is congested: leave the
+                // rest of the read buffer for later.
+                if self.pressure.is_some() {
+                    break;
+                }
+                // One unit of the scheduler's budget per packet: a
+                // publisher with a full read buffer yields now and then, so
+                // the subscribers it feeds get to run instead of their
+                // queues overflowing.
+                tokio::task::coop::consume_budget().await;
             }
             if let Err(close) = self.release_acks() {
                 return close;
