@@ -1,7 +1,9 @@
 //! Reading the state log at start: every record replayed in order into the
 //! live state, a damaged record skipped (the scan resynchronises on the
 //! next valid one, [`crate::frame::resync`]) and counted, a torn tail (the
-//! group being written when the process died, never acknowledged) cut.
+//! group being written when the process died, never acknowledged) cut,
+//! and the zeros of the space the writer made ahead (after the last
+//! record) taken as the end, not as damage.
 //!
 //! Runs once, before the writer thread starts. A file that cannot be read,
 //! or is not a state log, stops the start with an error naming it: never
@@ -196,6 +198,13 @@ pub(crate) fn recover(path: &Path) -> Result<Option<Recovered>, StoreError> {
             pos += frame::HEAD + d.len();
             out.good_end = pos as u64;
             continue;
+        }
+        // The space the writer made ahead and had not used yet: the end.
+        if data
+            .get(pos..)
+            .is_some_and(|rest| rest.iter().all(|&b| b == 0))
+        {
+            break;
         }
         out.damaged += 1;
         match frame::resync(&data, pos, lengths(), |_, d| decodable(d).is_some()) {

@@ -129,9 +129,11 @@ async fn a_damaged_record_costs_itself_alone() {
     // Flip a byte inside the payload of record "t/50".
     let at = data.windows(10).position(|w| w == b"payload 50").unwrap();
     data[at + 3] ^= 0x20;
-    // And tear the last record, as a crash mid-write would.
-    let len = data.len();
-    data.truncate(len - 3);
+    // And tear the last record, as a crash mid-write would: its end
+    // never written (the zeros of the space made ahead, or nothing).
+    let at = data.windows(10).position(|w| w == b"payload 99").unwrap();
+    data.truncate(at + 5);
+    data.resize(at + 5 + 4096, 0);
     std::fs::write(&path, &data).unwrap();
     let (store, found) = open(&d, &ack());
     assert_eq!(found.len(), 98, "{found:?}");
@@ -142,6 +144,37 @@ async fn a_damaged_record_costs_itself_alone() {
     let (store, found) = open(&d, &ack());
     assert_eq!(found.len(), 98);
     assert_eq!(store.metrics().corrupt_records.load(Ordering::Relaxed), 0);
+    drop(store);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+#[tokio::test]
+async fn the_space_made_ahead_is_not_damage_and_is_cut_at_start() {
+    let d = dir("ahead");
+    let (store, _) = open(&d, &ack());
+    let mut last = 0;
+    for i in 0..10 {
+        last = store
+            .record(Change::Retain(message(&format!("a/{i}"), "x", None)))
+            .unwrap();
+    }
+    written(&store, last).await;
+    std::mem::forget(store);
+    let path = Store::dir(&d).join("state.log");
+    let data = std::fs::read(&path).unwrap();
+    let end = data.iter().rposition(|&b| b != 0).unwrap() + 1;
+    assert!(
+        data.len() as u64 >= end as u64 + super::writer::PREALLOC / 2,
+        "space made ahead: {} bytes for {end} of records",
+        data.len()
+    );
+    let (store, found) = open(&d, &ack());
+    assert_eq!(found.len(), 10);
+    assert_eq!(store.metrics().corrupt_records.load(Ordering::Relaxed), 0);
+    assert!(
+        std::fs::metadata(&path).unwrap().len() < data.len() as u64,
+        "cut back at start"
+    );
     drop(store);
     let _ = std::fs::remove_dir_all(&d);
 }
