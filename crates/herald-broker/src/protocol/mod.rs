@@ -73,7 +73,9 @@ pub struct Client<S> {
     /// Backpressure: a congested session this client feeds, and until when
     /// to wait for it (see `push_back` in publish.rs).
     /// Also the count of messages it had taken when the pause began.
-    pub(crate) pressure: Option<(Arc<Session>, Instant, u64)>,
+    /// Boxed: set only while paused, and an idle connection's task pays
+    /// for every byte kept inline.
+    pub(crate) pressure: Option<Box<(Arc<Session>, Instant, u64)>>,
     /// A congested session waited on in vain; not waited on again until it
     /// has drained.
     pub(crate) ignored: Option<std::sync::Weak<Session>>,
@@ -175,7 +177,7 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
                 && paused_on.is_none();
             let holding = !self.acks.is_empty();
             let held = self.io.holding();
-            let wake_at = match &self.pressure {
+            let wake_at = match self.pressure.as_deref() {
                 Some((_, until, _)) if paused_on.is_some() && self.keep_alive.is_zero() => *until,
                 Some((_, until, _)) if paused_on.is_some() => (*until).min(deadline),
                 _ => deadline,
@@ -243,7 +245,7 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
                     }
                     if self
                         .pressure
-                        .as_ref()
+                        .as_deref()
                         .is_some_and(|(_, until, _)| now >= *until)
                     {
                         self.pause_expired();
@@ -255,7 +257,7 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
 
     /// The session this connection is paused on, if the pause still holds.
     fn paused_on(&mut self) -> Option<Arc<Session>> {
-        let (s, until, _) = self.pressure.as_ref()?;
+        let (s, until, _) = self.pressure.as_deref()?;
         if !s.is_congested() {
             self.pressure = None;
             return None;
@@ -263,19 +265,20 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
         if Instant::now() >= *until {
             self.pause_expired();
         }
-        self.pressure.as_ref().map(|(s, _, _)| s.clone())
+        self.pressure.as_deref().map(|(s, _, _)| s.clone())
     }
 
     /// A pause ran its time: a subscriber that took messages meanwhile is
     /// slow but alive, so the pause goes on; one that took none is stuck,
     /// and is not waited on again until it drains.
     fn pause_expired(&mut self) {
-        let Some((s, _, taken)) = self.pressure.take() else {
+        let Some(paused) = self.pressure.take() else {
             return;
         };
+        let (s, _, taken) = *paused;
         let now_taken = s.taken();
         if now_taken > taken {
-            self.pressure = Some((s, Instant::now() + PRESSURE_MAX, now_taken));
+            self.pressure = Some(Box::new((s, Instant::now() + PRESSURE_MAX, now_taken)));
         } else {
             self.ignored = Some(Arc::downgrade(&s));
         }

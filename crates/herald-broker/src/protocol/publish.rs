@@ -680,7 +680,7 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
         self.ignored = None;
         if self.pressure.is_none() {
             let taken = congested.taken();
-            self.pressure = Some((congested, Instant::now() + PRESSURE_MAX, taken));
+            self.pressure = Some(Box::new((congested, Instant::now() + PRESSURE_MAX, taken)));
         }
     }
 
