@@ -582,6 +582,21 @@ fn report(
     }
 }
 
+/// One line of the text report for a latency summary: `label` padded to
+/// the report's column, then the percentiles; `note` ends the parenthesis.
+fn latency_line(label: &str, l: &LatencySummary, note: &str) -> String {
+    format!(
+        "  {label:<9} p50 {:.0} µs  p90 {:.0} µs  p99 {:.0} µs  p99.9 {:.0} µs  max {:.0} µs  (mean {:.0} µs, {} samples{note})\n",
+        l.p50,
+        l.p90,
+        l.p99,
+        l.p999,
+        l.max,
+        l.mean,
+        crate::live::thousands(l.samples)
+    )
+}
+
 impl LoadReport {
     /// The report for a person.
     pub fn human(&self) -> String {
@@ -636,31 +651,11 @@ impl LoadReport {
             );
         }
         match &self.latency_us {
-            Some(l) => {
-                out += &format!(
-                    "  latency   p50 {:.0} µs  p90 {:.0} µs  p99 {:.0} µs  p99.9 {:.0} µs  max {:.0} µs  (mean {:.0} µs, {} samples)\n",
-                    l.p50,
-                    l.p90,
-                    l.p99,
-                    l.p999,
-                    l.max,
-                    l.mean,
-                    th(l.samples)
-                );
-            }
+            Some(l) => out += &latency_line("latency", l, ""),
             None => out += "  latency   no samples\n",
         }
         if let Some(l) = &self.ack_latency_us {
-            out += &format!(
-                "  ack       p50 {:.0} µs  p90 {:.0} µs  p99 {:.0} µs  p99.9 {:.0} µs  max {:.0} µs  (mean {:.0} µs, {} samples; PUBLISH → PUBACK/PUBREC)\n",
-                l.p50,
-                l.p90,
-                l.p99,
-                l.p999,
-                l.max,
-                l.mean,
-                th(l.samples)
-            );
+            out += &latency_line("ack", l, "; PUBLISH → PUBACK/PUBREC");
         }
         if self.foreign > 0 {
             out += &format!("  foreign   {} messages not from this run\n", self.foreign);

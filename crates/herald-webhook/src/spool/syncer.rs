@@ -78,16 +78,23 @@ fn run(batches: &mpsc::Receiver<Batch>, busy: &AtomicBool, stats: &SpoolStats) {
     let log = LogThrottle::default();
     while let Ok(batch) = batches.recv() {
         for (lane, mut file) in batch {
-            if let Err(e) = file.sync_data() {
-                sync_failed(stats, &log, lane, &e);
-            }
+            fsync_counted(&mut *file, stats, &log, lane);
         }
         busy.store(false, Ordering::Release);
     }
 }
 
-/// Counts (and now and then logs) a failed fsync of written events.
-pub(super) fn sync_failed(stats: &SpoolStats, log: &LogThrottle, lane: usize, e: &io::Error) {
+/// Fsyncs one lane's segment of written events; a failure is counted (and
+/// now and then logged), not returned: the events were written.
+pub(super) fn fsync_counted(
+    file: &mut dyn SegmentFile,
+    stats: &SpoolStats,
+    log: &LogThrottle,
+    lane: usize,
+) {
+    let Err(e) = file.sync_data() else {
+        return;
+    };
     stats.fsync_errors.fetch_add(1, Ordering::Relaxed);
     if log.ready() {
         tracing::error!(lane, error = %e, "webhook spool: fsync failed (the events were written; a power loss may lose them)");

@@ -11,7 +11,7 @@ use super::disk::SegmentFile;
 use super::files::{create_private_dir, lane_dir, segment_path, write_atomically};
 use super::record::{HEAD, Record, encode_head};
 use super::state::{Segment, Shared, sub};
-use super::syncer::{Syncer, sync_failed};
+use super::syncer::{Syncer, fsync_counted};
 use herald_broker::support::{LogThrottle, lock};
 use std::collections::VecDeque;
 use std::fs;
@@ -533,6 +533,7 @@ impl Writer {
         if syncer.busy() {
             return;
         }
+        let fsync_log = &self.logs[Trouble::Fsync as usize];
         let mut batch = Vec::new();
         for (lane, file) in self.active.iter_mut().enumerate() {
             let (true, Some(f)) = (self.dirty[lane], file) else {
@@ -540,45 +541,23 @@ impl Writer {
             };
             match f.try_clone() {
                 Ok(other) => batch.push((lane, other)),
-                Err(_) => {
-                    if let Err(e) = f.sync_data() {
-                        sync_failed(
-                            &self.shared.stats,
-                            &self.logs[Trouble::Fsync as usize],
-                            lane,
-                            &e,
-                        );
-                    }
-                }
+                Err(_) => fsync_counted(&mut **f, &self.shared.stats, fsync_log, lane),
             }
             self.dirty[lane] = false;
         }
         if let Err(batch) = syncer.sync(batch) {
             for (lane, mut f) in batch {
-                if let Err(e) = f.sync_data() {
-                    sync_failed(
-                        &self.shared.stats,
-                        &self.logs[Trouble::Fsync as usize],
-                        lane,
-                        &e,
-                    );
-                }
+                fsync_counted(&mut *f, &self.shared.stats, fsync_log, lane);
             }
         }
         self.last_fsync = Instant::now();
     }
 
     fn sync_all(&mut self) {
+        let fsync_log = &self.logs[Trouble::Fsync as usize];
         for (lane, file) in self.active.iter_mut().enumerate() {
-            if let (true, Some(f)) = (self.dirty[lane], file)
-                && let Err(e) = f.sync_data()
-            {
-                sync_failed(
-                    &self.shared.stats,
-                    &self.logs[Trouble::Fsync as usize],
-                    lane,
-                    &e,
-                );
+            if let (true, Some(f)) = (self.dirty[lane], file) {
+                fsync_counted(&mut **f, &self.shared.stats, fsync_log, lane);
             }
         }
         self.dirty.iter_mut().for_each(|d| *d = false);
