@@ -1,13 +1,15 @@
 //! The listener kinds end to end, with certificates made in the test
-//! (rcgen) and real clients: rumqttc over TLS (rustls), a hand-written
-//! WebSocket client (so the test decides how MQTT packets fall into
-//! frames), PROXY protocol headers written by the test. What the broker
-//! learned about each client is read from the `client.connected` event.
+//! (rcgen) and real clients: rumqttc over TLS (rustls) and over ws/wss
+//! (its `websocket` feature), a hand-written WebSocket client (so the test
+//! decides how MQTT packets fall into frames), PROXY protocol headers
+//! written by the test. What the broker learned about each client is read
+//! from the `client.connected` event.
 #![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed unwrap is a failed assertion
 
 mod client;
 mod pki;
 mod proxy;
+mod rumqttc_ws;
 mod tls;
 mod ws;
 
