@@ -5,7 +5,8 @@
 //! and the zeros of the space the writer made ahead (after the last
 //! record) taken as the end, not as damage.
 //!
-//! Runs once, before the writer thread starts. A file that cannot be read,
+//! Runs once, before the writer thread starts, reading the file a chunk
+//! at a time (never whole). A file that cannot be read,
 //! or is not a state log, stops the start with an error naming it: never
 //! an empty start over data that is there.
 
@@ -16,6 +17,7 @@ use crate::message::{Delivery, Message};
 use bytes::Bytes;
 use herald_codec::ByteStr;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
 
@@ -162,25 +164,40 @@ fn lengths() -> std::ops::RangeInclusive<usize> {
     1..=MAX_RECORD
 }
 
-/// Reads the log at `path`; `Ok(None)` when there is none yet.
+/// Bytes read from the log at a time: what reading it holds in memory
+/// besides the state (plus one record larger than this, if any).
+const CHUNK: usize = 8 * 1024 * 1024;
+
+/// Reads the log at `path`; `Ok(None)` when there is none yet. The log is
+/// read in [`CHUNK`]s, record by record, never whole: at start the memory
+/// is the state's, not the state's plus the file's. At the first record
+/// that does not read well (damage, a torn tail, the zeros of the space
+/// made ahead) the rest of the file is read and handled by [`replay`].
 pub(crate) fn recover(path: &Path) -> Result<Option<Recovered>, StoreError> {
-    let data = match std::fs::read(path) {
-        Ok(data) => data,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => {
-            return Err(StoreError::Unreadable {
-                path: path.to_owned(),
-                reason: e.to_string(),
-            });
-        }
+    let unreadable = |reason: String| StoreError::Unreadable {
+        path: path.to_owned(),
+        reason,
     };
-    if data.get(..MAGIC.len()) != Some(&MAGIC[..]) {
-        return Err(StoreError::Unreadable {
-            path: path.to_owned(),
-            reason: "not a Herald state log (wrong first bytes)".into(),
-        });
+    let mut file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(unreadable(e.to_string())),
+    };
+    let mut magic = [0u8; MAGIC.len()];
+    if let Err(e) = file.read_exact(&mut magic) {
+        return Err(unreadable(
+            if e.kind() == std::io::ErrorKind::UnexpectedEof {
+                "not a Herald state log (wrong first bytes)".into()
+            } else {
+                e.to_string()
+            },
+        ));
     }
-    let decodable = |d: &[u8]| entry::decode(Bytes::copy_from_slice(d)).ok();
+    if &magic != MAGIC {
+        return Err(unreadable(
+            "not a Herald state log (wrong first bytes)".into(),
+        ));
+    }
     let mut out = Recovered {
         live: Live::default(),
         records: 0,
@@ -188,15 +205,83 @@ pub(crate) fn recover(path: &Path) -> Result<Option<Recovered>, StoreError> {
         good_end: MAGIC.len() as u64,
         damaged_inside: false,
     };
-    let mut pos = MAGIC.len();
+    // `buf[pos..]`: bytes read and not yet taken; `base`: the file offset
+    // of `buf[0]`.
+    let mut buf: Vec<u8> = Vec::new();
+    let (mut base, mut pos) = (MAGIC.len() as u64, 0usize);
+    let mut at_end = false;
+    loop {
+        // A whole record at `pos`, if the bytes read hold one.
+        let need = buf
+            .get(pos..pos + frame::HEAD)
+            .map(|h| frame::HEAD + u32::from_be_bytes([h[0], h[1], h[2], h[3]]) as usize);
+        let whole =
+            need.is_some_and(|n| lengths().contains(&(n - frame::HEAD)) && buf.len() - pos >= n);
+        if whole {
+            match frame::at(&buf, pos, lengths()).and_then(|d| decodable(d).map(|c| (c, d.len()))) {
+                Some((change, len)) => {
+                    out.live.apply(&change);
+                    out.records += 1;
+                    pos += frame::HEAD + len;
+                    out.good_end = base + pos as u64;
+                    continue;
+                }
+                None => break,
+            }
+        }
+        if need.is_some_and(|n| !lengths().contains(&(n - frame::HEAD))) || at_end {
+            break;
+        }
+        // More bytes: keep what is not taken, read the next chunk (or what
+        // the record at `pos` needs).
+        buf.drain(..pos);
+        base += pos as u64;
+        pos = 0;
+        let want = need.unwrap_or(0).max(CHUNK);
+        let start = buf.len();
+        buf.resize(start + want, 0);
+        let mut got = 0;
+        while got < want {
+            match file.read(&mut buf[start + got..]) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(unreadable(e.to_string())),
+            }
+        }
+        buf.truncate(start + got);
+        at_end = got < want;
+        if buf.is_empty() {
+            return Ok(Some(out));
+        }
+    }
+    // The rest, whole: damage to skip, a tail to cut, or zeros.
+    if let Err(e) = file.read_to_end(&mut buf) {
+        return Err(unreadable(e.to_string()));
+    }
+    replay(path, &buf, pos, base, &mut out);
+    Ok(Some(out))
+}
+
+/// The change a record's data holds, if it decodes.
+fn decodable(d: &[u8]) -> Option<Change> {
+    entry::decode(Bytes::copy_from_slice(d)).ok()
+}
+
+/// Reads the records of `data` (the file from offset `base` on) from
+/// `pos` to its end into `out`: a damaged record is skipped (the scan
+/// resynchronises on the next valid one) and counted, a torn or damaged
+/// tail is cut, and zeros after the last record (the space the writer
+/// made ahead) end the log.
+fn replay(path: &Path, data: &[u8], mut pos: usize, base: u64, out: &mut Recovered) {
     while pos < data.len() {
-        if let Some(d) = frame::at(&data, pos, lengths())
+        if let Some(d) = frame::at(data, pos, lengths())
             && let Some(change) = decodable(d)
         {
             out.live.apply(&change);
             out.records += 1;
             pos += frame::HEAD + d.len();
-            out.good_end = pos as u64;
+            out.good_end = base + pos as u64;
             continue;
         }
         // The space the writer made ahead and had not used yet: the end.
@@ -207,17 +292,17 @@ pub(crate) fn recover(path: &Path) -> Result<Option<Recovered>, StoreError> {
             break;
         }
         out.damaged += 1;
-        match frame::resync(&data, pos, lengths(), |_, d| decodable(d).is_some()) {
+        let offset = base + pos as u64;
+        match frame::resync(data, pos, lengths(), |_, d| decodable(d).is_some()) {
             Some(next) => {
-                tracing::warn!(path = %path.display(), offset = pos, skipped_bytes = next - pos, "state log: skipping a damaged record");
+                tracing::warn!(path = %path.display(), offset, skipped_bytes = next - pos, "state log: skipping a damaged record");
                 out.damaged_inside = true;
                 pos = next;
             }
             None => {
-                tracing::warn!(path = %path.display(), offset = pos, cut_bytes = data.len() - pos, "state log: cutting a torn or damaged tail");
+                tracing::warn!(path = %path.display(), offset, cut_bytes = data.len() - pos, "state log: cutting a torn or damaged tail");
                 break;
             }
         }
     }
-    Ok(Some(out))
 }

@@ -179,6 +179,44 @@ async fn the_space_made_ahead_is_not_damage_and_is_cut_at_start() {
     let _ = std::fs::remove_dir_all(&d);
 }
 
+#[tokio::test]
+async fn records_across_the_reading_chunks_are_read_whole() {
+    // 20 records of 1 MiB and some small ones between them: records span
+    // the 8 MiB chunks the log is read in, one is larger than what is left
+    // of a chunk, and a damaged one lies past the first chunk.
+    let d = dir("chunks");
+    let (store, _) = open(&d, &ack());
+    let mut last = 0;
+    for i in 0..20 {
+        let big = format!("{i:02}").repeat(512 * 1024);
+        store
+            .record(Change::Retain(message(&format!("big/{i}"), &big, None)))
+            .unwrap();
+        last = store
+            .record(Change::Retain(message(&format!("small/{i}"), "s", None)))
+            .unwrap();
+    }
+    written(&store, last).await;
+    std::mem::forget(store);
+    let path = Store::dir(&d).join("state.log");
+    let mut data = std::fs::read(&path).unwrap();
+    let at = data.windows(7).rposition(|w| w == b"small/9").unwrap();
+    data[at + 2] ^= 0x20;
+    std::fs::write(&path, &data).unwrap();
+    let (store, found) = open(&d, &ack());
+    assert_eq!(found.len(), 39, "all but the damaged one");
+    assert!(!found.iter().any(|(t, _)| t == "small/9"));
+    for (topic, payload) in &found {
+        if let Some(i) = topic.strip_prefix("big/") {
+            assert_eq!(payload.len(), 1024 * 1024, "{topic}");
+            assert_eq!(&payload[..2], format!("{:02}", i.parse::<u32>().unwrap()));
+        }
+    }
+    assert_eq!(store.metrics().corrupt_records.load(Ordering::Relaxed), 1);
+    drop(store);
+    let _ = std::fs::remove_dir_all(&d);
+}
+
 #[test]
 fn a_file_that_is_not_a_state_log_stops_the_start_naming_it() {
     let d = dir("not-a-log");
