@@ -257,6 +257,15 @@ async fn connect_persistent(
     }
 }
 
+/// A persistent 5.0 session `id` (expiry `expiry` s) subscribed to
+/// `filter` at `qos`; its connection is dropped on return (the caller waits
+/// with [`disconnected`] where the broker must have seen it go).
+async fn subscribe_persistent(mqtt: SocketAddr, id: &str, expiry: u32, filter: &str, qos: QoS) {
+    let (client, mut events, _) = connect_persistent(mqtt, id, expiry).await;
+    client.subscribe(filter, qos).await.unwrap();
+    while !matches!(next(&mut events).await, Event::Incoming(Packet::SubAck(_))) {}
+}
+
 /// A persistent 3.1.1 subscriber (Clean Session = 0).
 async fn connect_v4_persistent(
     mqtt: SocketAddr,
@@ -475,9 +484,7 @@ async fn session_expiry_is_real_time_across_a_restart() {
     let data = temp_dir("sessions-expiry");
     let (mut herald, mqtt) = start(&data, "ack");
     for (id, expiry) in [("short", 2), ("long", 3600)] {
-        let (client, mut events, _) = connect_persistent(mqtt, id, expiry).await;
-        client.subscribe("e/#", QoS::AtLeastOnce).await.unwrap();
-        while !matches!(next(&mut events).await, Event::Incoming(Packet::SubAck(_))) {}
+        subscribe_persistent(mqtt, id, expiry, "e/#", QoS::AtLeastOnce).await;
     }
     // Both disconnected (sockets closed): "short" expires 2 s from now.
     disconnected(&mut herald, &["short", "long"]);
@@ -533,14 +540,7 @@ async fn sigkill_mid_flood_loses_no_message_acknowledged_for_a_persistent_sessio
         ("HERALD_MQTT__MAX_QUEUED_BYTES", "1000000000"),
     ];
     let (mut herald, mut mqtt) = start_with(&data, "ack", &env);
-    {
-        let (client, mut events, _) = connect_persistent(mqtt, "flood-sub", 3600).await;
-        client
-            .subscribe("sensors/#", QoS::AtLeastOnce)
-            .await
-            .unwrap();
-        while !matches!(next(&mut events).await, Event::Incoming(Packet::SubAck(_))) {}
-    }
+    subscribe_persistent(mqtt, "flood-sub", 3600, "sensors/#", QoS::AtLeastOnce).await;
     disconnected(&mut herald, &["flood-sub"]);
     let kill_points = [1_000u64, 3_000, 6_000];
     let mut acked_by: HashMap<String, u64> = HashMap::new();
@@ -648,11 +648,7 @@ async fn connect_with_will(
 async fn wills_of_persistent_sessions_survive_sigkill() {
     let data = temp_dir("wills-sigkill");
     let (mut herald, mqtt) = start(&data, "ack");
-    {
-        let (client, mut events, _) = connect_persistent(mqtt, "will-sub", 3600).await;
-        client.subscribe("will/#", QoS::AtLeastOnce).await.unwrap();
-        while !matches!(next(&mut events).await, Event::Incoming(Packet::SubAck(_))) {}
-    }
+    subscribe_persistent(mqtt, "will-sub", 3600, "will/#", QoS::AtLeastOnce).await;
     // Disconnected before the kill: "waiting" waits 3 s for its will,
     // "expiring" 2 s (its session's expiry, below its delay).
     let waiting_due = Instant::now() + Duration::from_secs(3);
@@ -907,11 +903,7 @@ fn payloads(got: &[RawPublish]) -> Vec<(&str, bool)> {
 async fn resumed_sessions_honour_the_new_receive_maximum_and_maximum_packet_size() {
     let data = temp_dir("sessions-limits");
     let (mut herald, mqtt) = start(&data, "ack");
-    {
-        let (client, mut events, _) = connect_persistent(mqtt, "limits", 3600).await;
-        client.subscribe("l/#", QoS::AtLeastOnce).await.unwrap();
-        while !matches!(next(&mut events).await, Event::Incoming(Packet::SubAck(_))) {}
-    }
+    subscribe_persistent(mqtt, "limits", 3600, "l/#", QoS::AtLeastOnce).await;
     disconnected(&mut herald, &["limits"]);
     let big = "b".repeat(2000);
     let messages: Vec<String> = (0..6)
@@ -991,11 +983,7 @@ async fn a_restored_session_keeps_its_access_rights() {
     );
     let env = [("HERALD_ACL__FILE", acl.to_str().unwrap())];
     let (mut herald, mqtt) = start_with(&data, "ack", &env);
-    {
-        let (client, mut events, _) = connect_persistent(mqtt, "acl-sub", 3600).await;
-        client.subscribe("acl/#", QoS::AtLeastOnce).await.unwrap();
-        while !matches!(next(&mut events).await, Event::Incoming(Packet::SubAck(_))) {}
-    }
+    subscribe_persistent(mqtt, "acl-sub", 3600, "acl/#", QoS::AtLeastOnce).await;
     disconnected(&mut herald, &["acl-sub"]);
     barrier(mqtt).await;
     herald.child.kill().unwrap();
@@ -1167,11 +1155,7 @@ fn kill_while_writes_fail(
 async fn qos2_is_exactly_once_when_kill_9_comes_before_the_store_has_written() {
     let data = temp_dir("qos2-once");
     let (mut herald, mqtt, metrics) = start_limitable(&data);
-    {
-        let (client, mut events, _) = connect_persistent(mqtt, "once", 3600).await;
-        client.subscribe("once/#", QoS::ExactlyOnce).await.unwrap();
-        while !matches!(next(&mut events).await, Event::Incoming(Packet::SubAck(_))) {}
-    }
+    subscribe_persistent(mqtt, "once", 3600, "once/#", QoS::ExactlyOnce).await;
     disconnected(&mut herald, &["once"]);
     let mut rx = Qos2Receiver::default();
     publish_qos2(mqtt, "m0").await;
@@ -1231,11 +1215,7 @@ async fn qos2_is_exactly_once_when_kill_9_comes_before_the_store_has_written() {
 async fn a_publishers_released_qos2_packet_id_is_written_before_pubcomp() {
     let data = temp_dir("qos2-in");
     let (mut herald, mqtt, metrics) = start_limitable(&data);
-    {
-        let (client, mut events, _) = connect_persistent(mqtt, "in-sub", 3600).await;
-        client.subscribe("in/#", QoS::AtLeastOnce).await.unwrap();
-        while !matches!(next(&mut events).await, Event::Incoming(Packet::SubAck(_))) {}
-    }
+    subscribe_persistent(mqtt, "in-sub", 3600, "in/#", QoS::AtLeastOnce).await;
     disconnected(&mut herald, &["in-sub"]);
     // A persistent publisher: its incoming QoS 2 packet ids are stored.
     let (mut publisher, _) = Raw::connect(mqtt, "in-pub", 100, 1 << 20);
@@ -1390,11 +1370,7 @@ async fn disk_full(full: Full) {
     };
     let metrics = logged_addr(&herald.stderr_line("serving Prometheus metrics"));
     let mqtt = logged_addr(&herald.stderr_line("listening for MQTT"));
-    {
-        let (client, mut events, _) = connect_persistent(mqtt, "full-sub", 3600).await;
-        client.subscribe("full/#", QoS::AtLeastOnce).await.unwrap();
-        while !matches!(next(&mut events).await, Event::Incoming(Packet::SubAck(_))) {}
-    }
+    subscribe_persistent(mqtt, "full-sub", 3600, "full/#", QoS::AtLeastOnce).await;
     disconnected(&mut herald, &["full-sub"]);
     let (free_sub, mut free_events) = connect(mqtt, "free-sub").await;
     free_sub
