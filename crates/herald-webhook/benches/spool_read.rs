@@ -36,6 +36,7 @@ fn options(dir: PathBuf, lanes: usize) -> SpoolOptions {
         // Every record read back from its segment file.
         cache_bytes: 0,
         memory_limit: 1 << 30,
+        group_commit: herald_webhook::spool::GROUP_COMMIT,
     }
 }
 

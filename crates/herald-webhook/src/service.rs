@@ -273,6 +273,7 @@ fn spool_options(config: &WebhookConfig, data_dir: &Path) -> SpoolOptions {
         },
         cache_bytes: spool::CACHE_BYTES.min(config.spool.max_bytes / 4),
         memory_limit: spool::MEMORY_LIMIT.min(config.spool.max_bytes),
+        group_commit: spool::GROUP_COMMIT,
     }
 }
 

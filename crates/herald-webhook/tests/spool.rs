@@ -36,6 +36,7 @@ fn options(dir: Option<PathBuf>, lanes: usize) -> SpoolOptions {
         fsync: Fsync::Always,
         cache_bytes: 16 << 20,
         memory_limit: 64 << 20,
+        group_commit: herald_webhook::spool::GROUP_COMMIT,
     }
 }
 
@@ -431,4 +432,25 @@ async fn spool_files_and_folders_are_private() {
     assert!(files >= 2, "a segment and the cursor");
     let id = spool_dir.join("spool.id");
     assert_eq!(mode(&id), 0o600, "{}", id.display());
+}
+
+/// A publisher waiting for its event does not wait for the group commit
+/// interval: with an interval of an hour, the second event (pushed while
+/// the writer lets a group gather after the first) is written as soon as
+/// someone waits for it.
+#[tokio::test]
+async fn a_waiting_publisher_cuts_the_gathering_short() {
+    for dir in [None, Some(TempDir::new("hurry"))] {
+        let mut opts = options(dir.as_ref().map(|d| d.0.clone()), 2);
+        opts.group_commit = Duration::from_secs(3600);
+        let (spool, _readers) = Spool::open(opts).unwrap();
+        for i in 0..3 {
+            let ticket = spool.push_held(1, 1, 0, body(1, i)).unwrap();
+            tokio::time::timeout(Duration::from_secs(10), spool.wait_written(ticket))
+                .await
+                .expect("written while the writer gathers, because someone waits");
+            assert!(spool.written(ticket));
+        }
+        spool.close();
+    }
 }

@@ -83,6 +83,7 @@ async fn full_disk_holds_refuses_and_recovers() {
         fsync: Fsync::Always,
         cache_bytes: 1 << 20,
         memory_limit: 1 << 20,
+        group_commit: herald_webhook::spool::GROUP_COMMIT,
     })
     .unwrap_or_else(|e| panic!("{e}"));
     let body = Bytes::from(vec![b'x'; 4000]);
@@ -176,6 +177,7 @@ async fn full_disk_holds_refuses_and_recovers() {
         fsync: Fsync::Always,
         cache_bytes: 1 << 20,
         memory_limit: 1 << 20,
+        group_commit: herald_webhook::spool::GROUP_COMMIT,
     })
     .unwrap_or_else(|e| panic!("{e}"));
     for i in 0..100u32 {

@@ -181,6 +181,7 @@ fn options(dir: &Path) -> SpoolOptions {
         cache_bytes: 0,
         // Room for about 60 of the events below while the disk fails.
         memory_limit: 64 * 1024,
+        group_commit: super::GROUP_COMMIT,
     }
 }
 

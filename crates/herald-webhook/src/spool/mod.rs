@@ -70,6 +70,10 @@ pub const MEMORY_LIMIT: u64 = 64 << 20;
 /// The default for [`SpoolOptions::cache_bytes`].
 pub const CACHE_BYTES: u64 = 16 << 20;
 
+/// The default for [`SpoolOptions::group_commit`]: at most about a
+/// thousand commits per second under load, each carrying many events.
+pub const GROUP_COMMIT: Duration = Duration::from_millis(1);
+
 /// When the writer calls fsync.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Fsync {
@@ -105,6 +109,10 @@ pub struct SpoolOptions {
     /// for are dropped and, while writes fail, those a publisher waits for
     /// are refused ([`MEMORY_LIMIT`] by default).
     pub memory_limit: u64,
+    /// How long the writer lets events gather after a commit before it
+    /// takes the next group ([`GROUP_COMMIT`] by default), unless a
+    /// publisher waits for an event already pushed: then at once.
+    pub group_commit: Duration,
 }
 
 /// Why the spool could not open.
@@ -241,6 +249,8 @@ impl Spool {
             written_wake: (0..lanes_n).map(|_| Notify::new()).collect(),
             writer_idle: AtomicBool::new(false),
             writer_thread: OnceLock::new(),
+            writer_gathering: AtomicBool::new(false),
+            hurry: AtomicBool::new(false),
             degraded: AtomicBool::new(false),
             closing: AtomicBool::new(false),
             stopped: AtomicBool::new(false),
@@ -372,6 +382,7 @@ impl Spool {
             if self.written(ticket) || self.stopped() {
                 return;
             }
+            self.shared.hurry();
             notified.await;
         }
     }

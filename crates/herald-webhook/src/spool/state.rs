@@ -94,6 +94,12 @@ pub(super) struct Shared {
     pub(super) writer_idle: AtomicBool,
     /// The writer thread, to wake it.
     pub(super) writer_thread: OnceLock<std::thread::Thread>,
+    /// The writer lets a group gather (see [`super::SpoolOptions::group_commit`]):
+    /// a waiting publisher's [`Shared::hurry`] must wake it.
+    pub(super) writer_gathering: AtomicBool,
+    /// A publisher waits for an event pushed before the writer's next
+    /// take: that take is committed without letting the group gather.
+    pub(super) hurry: AtomicBool,
     /// Writes are failing: events are held in memory and retried.
     pub(super) degraded: AtomicBool,
     /// Set when the spool is closing: the writer writes what is pending and
@@ -124,6 +130,19 @@ impl Shared {
     /// Wakes the writer if it sleeps.
     pub(super) fn wake_writer(&self) {
         if self.writer_idle.swap(false, Ordering::SeqCst)
+            && let Some(t) = self.writer_thread.get()
+        {
+            t.unpark();
+        }
+    }
+
+    /// Someone waits for what was pushed: commit it without letting more
+    /// gather. Wakes the writer only if it is gathering (an idle writer is
+    /// woken by the push itself; a busy one sees the flag when it would
+    /// gather next).
+    pub(super) fn hurry(&self) {
+        if !self.hurry.swap(true, Ordering::SeqCst)
+            && self.writer_gathering.load(Ordering::SeqCst)
             && let Some(t) = self.writer_thread.get()
         {
             t.unpark();

@@ -21,11 +21,6 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-/// How long the writer lets events gather after a commit before it takes
-/// the next group: a bound on the commits per second, so each carries many
-/// events under load.
-pub(super) const GROUP_COMMIT: Duration = Duration::from_millis(1);
-
 /// How often the writer trims delivered segments at the latest.
 pub(super) const HOUSEKEEPING: Duration = Duration::from_millis(100);
 
@@ -122,6 +117,9 @@ impl Writer {
         loop {
             self.sleep();
             let closing = self.shared.closing.load(Ordering::Acquire);
+            // Whoever waits from here on waits for events this take may
+            // miss: their hurry must count for the next gather.
+            self.shared.hurry.store(false, Ordering::SeqCst);
             let took = self.take_pending();
             let retry_due = self
                 .failing
@@ -158,12 +156,29 @@ impl Writer {
                 return;
             }
             if (worked || took) && !closing && self.failing.is_none() {
-                // Let the next group gather (pushes meanwhile do not wake
-                // us): under load, one write and one wake-up per lane per
-                // interval instead of per event.
-                std::thread::sleep(GROUP_COMMIT);
+                self.gather();
             }
         }
+    }
+
+    /// Lets the next group gather (pushes meanwhile do not wake us): under
+    /// load, one write and one wake-up per lane per interval instead of
+    /// per event. Cut short when a publisher waits for an event already
+    /// pushed ([`Shared::hurry`]): a publisher whose acknowledgements all
+    /// wait for us sends nothing more, so gathering would only add the
+    /// interval to its every round trip.
+    fn gather(&self) {
+        let shared = &self.shared;
+        let until = Instant::now() + shared.options.group_commit;
+        shared.writer_gathering.store(true, Ordering::SeqCst);
+        while !shared.hurry.load(Ordering::SeqCst) && !shared.closing.load(Ordering::Acquire) {
+            let now = Instant::now();
+            if now >= until {
+                break;
+            }
+            std::thread::park_timeout(until - now);
+        }
+        shared.writer_gathering.store(false, Ordering::SeqCst);
     }
 
     /// Sleeps until a push wakes us, a retry is due, or housekeeping is.
