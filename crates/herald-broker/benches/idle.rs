@@ -185,18 +185,18 @@ fn main() {
         std::mem::size_of::<herald_broker::protocol::Client<tokio::net::TcpStream>>()
     );
     println!("  ClientInfo: {}", std::mem::size_of::<ClientInfo>());
-    // What the packet loop keeps from one wait to the next (the timer, the
-    // queue's wake-up, which also brings a takeover or shutdown); the wait
-    // for a congested subscriber is boxed, and only while paused.
-    let (sleep, notified, drained) = runtime.block_on(async {
+    // What the packet loop keeps from one wait to the next (the timer; the
+    // queue's wake-up, which also brings a takeover or shutdown, is the
+    // session's waker slot); the wait for a congested subscriber is boxed,
+    // and only while paused.
+    let (sleep, drained) = runtime.block_on(async {
         let session = server.broker.new_session("sizes".into());
         let sleep = std::mem::size_of_val(&tokio::time::sleep(Duration::from_secs(1)));
-        let notified = std::mem::size_of_val(&session.wake.notified());
         let drained = std::mem::size_of_val(&session.until_drained());
-        (sleep, notified, drained)
+        (sleep, drained)
     });
     println!(
-        "  kept by the packet loop while it waits: Sleep {sleep}, Notified {notified}; \
+        "  kept by the packet loop while it waits: Sleep {sleep}; \
          boxed while paused: Session::until_drained() {drained}"
     );
     println!(

@@ -11,10 +11,12 @@ use crate::ack::Refused;
 use crate::hooks::{AclAction, ClientInfo, DropReason};
 use crate::message::Delivery;
 use crate::store::{Change, Store};
+use futures_util::task::AtomicWaker;
 use herald_codec::{ByteStr, QoS, SubOptions, Will};
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
 use tokio::sync::Notify;
 
 /// A subscription as the session remembers it.
@@ -194,14 +196,20 @@ pub struct Session {
     pub client_id: ByteStr,
     /// Mutable state behind this session's own lock.
     state: Mutex<SessionState>,
-    /// Wakes the owning connection when something was queued.
-    pub wake: Notify,
+    /// The owning connection's task, woken when something was queued (or
+    /// it was kicked): the connection is the only one who waits for that,
+    /// so a waker slot does, with `woken`, what a `Notify` would, without
+    /// the 64-B `Notified` every idle connection's task would keep.
+    waker: AtomicWaker,
+    /// Set by [`Session::wake`], taken by [`Session::poll_woken`]: a
+    /// wake-up that came while the connection was busy is not lost.
+    woken: AtomicBool,
     /// Set while an online session's queue is above its high-water mark;
     /// publishers feeding it pause reading until it drains (backpressure).
     congested: AtomicBool,
     /// Why the owning connection must close ([`Kick`] as `u8`; 0: it need
     /// not). Set with [`Session::kick`], which also wakes it through
-    /// `wake`: a takeover or a shutdown costs a connection no channel of
+    /// `waker`: a takeover or a shutdown costs a connection no channel of
     /// its own (every byte of that is paid by every idle connection).
     kicked: AtomicU8,
     /// Messages taken from the queue so far (see [`Session::taken`]).
@@ -253,7 +261,8 @@ impl Session {
                 will: None,
                 expires_ms: 0,
             }),
-            wake: Notify::new(),
+            waker: AtomicWaker::new(),
+            woken: AtomicBool::new(false),
             congested: AtomicBool::new(false),
             kicked: AtomicU8::new(0),
             taken: AtomicU64::new(0),
@@ -348,8 +357,34 @@ impl Session {
         if congested {
             self.congested.store(true, Ordering::Release);
         }
-        self.wake.notify_one();
+        self.wake();
         Ok((congested, ticket))
+    }
+
+    /// Wakes the owning connection (if none is attached, the one that
+    /// attaches next finds the wake-up waiting, as it would a `Notify`'s
+    /// permit, and looks at the queue once more).
+    pub fn wake(&self) {
+        // Already set: the waker was woken when it was, and the
+        // connection has not looked since.
+        if !self.woken.swap(true, Ordering::AcqRel) {
+            self.waker.wake();
+        }
+    }
+
+    /// Ready once [`Session::wake`] was called since the last time this was
+    /// ready; registers the calling task to be woken otherwise. For the
+    /// owning connection only (one waker is kept).
+    pub fn poll_woken(&self, cx: &mut Context<'_>) -> Poll<()> {
+        if self.woken.swap(false, Ordering::AcqRel) {
+            return Poll::Ready(());
+        }
+        self.waker.register(cx.waker());
+        // A wake between the check and the registration found no waker.
+        if self.woken.swap(false, Ordering::AcqRel) {
+            return Poll::Ready(());
+        }
+        Poll::Pending
     }
 
     /// Queue length from which publishers are asked to pause.
@@ -402,7 +437,7 @@ impl Session {
         let _ = self
             .kicked
             .compare_exchange(0, why as u8, Ordering::AcqRel, Ordering::Acquire);
-        self.wake.notify_one();
+        self.wake();
     }
 
     /// Why the owning connection was told to close, if it was.
@@ -452,11 +487,17 @@ impl std::ops::Deref for Attachment {
 
 impl Drop for Attachment {
     fn drop(&mut self) {
-        {
+        let waker = {
             let mut st = self.0.lock();
+            // A waker keeps its task's memory alive: an offline session
+            // must not keep the finished connection's. Taken before the
+            // session is released, so it is never the next owner's.
+            let waker = self.0.waker.take();
             st.owned = false;
             self.0.kicked.store(0, Ordering::Release);
-        }
+            waker
+        };
+        drop(waker);
         self.0.drained.notify_waiters();
     }
 }
@@ -544,5 +585,65 @@ impl SessionState {
         self.ids_in_use.clear();
         self.unsent = 0;
         std::mem::take(&mut self.inflight)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::task::{Wake, Waker};
+
+    /// A waker that counts its wake-ups; its `Arc` count tells whether a
+    /// copy of it is still kept somewhere.
+    #[derive(Default)]
+    struct Counting(AtomicU64);
+
+    impl Wake for Counting {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn a_wake_up_is_kept_until_the_connection_looks_and_reaches_its_task() {
+        let session = Session::new("c".into(), 10, 1 << 20, false);
+        let counting = Arc::new(Counting::default());
+        let waker = Waker::from(counting.clone());
+        let mut cx = Context::from_waker(&waker);
+        // A wake-up before the connection waits is not lost.
+        session.wake();
+        assert!(session.poll_woken(&mut cx).is_ready());
+        assert!(session.poll_woken(&mut cx).is_pending(), "taken once");
+        // One while it waits wakes its task, once however many come.
+        session.wake();
+        session.wake();
+        assert_eq!(counting.0.load(Ordering::SeqCst), 1);
+        assert!(session.poll_woken(&mut cx).is_ready());
+        // A kick comes the same way.
+        assert!(session.poll_woken(&mut cx).is_pending());
+        session.kick(Kick::Shutdown);
+        assert_eq!(counting.0.load(Ordering::SeqCst), 2);
+        assert!(session.poll_woken(&mut cx).is_ready());
+    }
+
+    #[test]
+    fn a_finished_connection_leaves_no_waker_behind() {
+        let session = Session::new("c".into(), 10, 1 << 20, false);
+        let counting = Arc::new(Counting::default());
+        let attachment = {
+            let mut st = session.lock();
+            session.attach(&mut st)
+        };
+        {
+            let waker = Waker::from(counting.clone());
+            let mut cx = Context::from_waker(&waker);
+            assert!(session.poll_woken(&mut cx).is_pending());
+        }
+        assert_eq!(Arc::strong_count(&counting), 2, "registered");
+        // The waker would keep the connection's task (its memory) alive
+        // for as long as the session lives offline.
+        drop(attachment);
+        assert_eq!(Arc::strong_count(&counting), 1, "released with the session");
+        assert!(!session.lock().owned);
     }
 }

@@ -453,7 +453,7 @@ impl Broker {
                 self.dropped(&p.delivery.message, DropReason::NotAuthorized);
             } else if p.retained {
                 p.session.lock().retained_backlog.push_back(p.delivery);
-                p.session.wake.notify_one();
+                p.session.wake();
             } else {
                 match p
                     .session
@@ -715,7 +715,7 @@ impl Broker {
         for message in denied {
             self.dropped(&message, DropReason::NotAuthorized);
         }
-        session.wake.notify_one();
+        session.wake();
         pending
     }
 

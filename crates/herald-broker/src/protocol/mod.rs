@@ -113,6 +113,39 @@ enum Woken {
     Other,
 }
 
+/// What one turn of the packet loop waits for besides the session's
+/// wake-up and a kick (a byte: it is kept in every waiting connection's
+/// task).
+#[derive(Clone, Copy)]
+struct Wants(u8);
+
+impl Wants {
+    /// Bytes to write or flush.
+    const WRITE: u8 = 1;
+    /// Reading is allowed (not paused, buffers below their limits).
+    const READ: u8 = 2;
+    /// Acknowledgements waiting for what hooks hold them on.
+    const ACKS: u8 = 4;
+    /// Written bytes held back for the store.
+    const HELD: u8 = 8;
+    /// The keep-alive or pause timer.
+    const TIMER: u8 = 16;
+
+    fn empty() -> Wants {
+        Wants(0)
+    }
+
+    fn set(&mut self, what: u8, on: bool) {
+        if on {
+            self.0 |= what;
+        }
+    }
+
+    fn has(self, what: u8) -> bool {
+        self.0 & what != 0
+    }
+}
+
 /// Most acknowledgements a connection keeps waiting before it stops reading
 /// (paces a publisher whose messages cannot be stored as fast as it sends).
 const MAX_HELD_ACKS: usize = 4096;
@@ -121,17 +154,13 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
     /// The packet loop: reads and handles packets, sends queued messages,
     /// enforces keep alive, until something closes the connection.
     async fn run(&mut self) -> Close {
-        // 1.5 × keep alive, as both 3.1.1 and 5.0 say.
-        let grace = self.keep_alive + self.keep_alive / 2;
-        let mut deadline = Instant::now() + grace;
+        let mut deadline = Instant::now() + self.grace();
         // What the loop waits on, kept from one turn to the next (an idle
         // connection's task is mostly this and the client): the queue's
-        // wake-up stays registered (a takeover or shutdown comes through
-        // it too, see `Session::kick`), the timer is moved rather than
-        // made anew, and the rarely needed wait for a congested subscriber
-        // is boxed.
-        let session = Arc::clone(&self.session);
-        let mut wake = pin!(session.wake.notified());
+        // wake-up is the session's waker slot (a takeover or shutdown
+        // comes through it too, see `Session::kick`), the timer is moved
+        // rather than made anew, and the rarely needed wait for a
+        // congested subscriber is boxed.
         let mut timer = pin!(sleep_until(deadline));
         let mut drained: Option<Pin<Box<dyn Future<Output = ()> + Send>>>;
         loop {
@@ -171,57 +200,47 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
             }
             self.drain_queue();
             self.io.prepare_read();
-            let paused_on = self.paused_on();
-            let reading = self.io.wbuf.len() < WRITE_HIGH_WATER
-                && self.acks.len() < MAX_HELD_ACKS
-                && paused_on.is_none();
-            let holding = !self.acks.is_empty();
-            let held = self.io.holding();
-            let wake_at = match self.pressure.as_deref() {
-                Some((_, until, _)) if paused_on.is_some() && self.keep_alive.is_zero() => *until,
-                Some((_, until, _)) if paused_on.is_some() => (*until).min(deadline),
-                _ => deadline,
+            // Everything this turn's wait needs is worked out inside this
+            // block and moved into the wait's closure: what is declared
+            // here ends with the block, so none of it is kept in the
+            // connection's task across the await (only the closure is,
+            // with one reference to the client and the flags in a byte).
+            let (wait, paused) = {
+                let paused_on = self.paused_on();
+                let paused = paused_on.is_some();
+                let mut wants = Wants::empty();
+                wants.set(
+                    Wants::READ,
+                    self.io.wbuf.len() < WRITE_HIGH_WATER
+                        && self.acks.len() < MAX_HELD_ACKS
+                        && !paused,
+                );
+                wants.set(Wants::ACKS, !self.acks.is_empty());
+                wants.set(Wants::HELD, self.io.holding());
+                wants.set(Wants::WRITE, self.io.wants_write());
+                wants.set(Wants::TIMER, !self.keep_alive.is_zero() || paused);
+                let wake_at = match self.pressure.as_deref() {
+                    Some((_, until, _)) if paused && self.keep_alive.is_zero() => *until,
+                    Some((_, until, _)) if paused => (*until).min(deadline),
+                    _ => deadline,
+                };
+                // The timer is moved only when it would fire too late (or
+                // has fired): firing early costs a turn of this loop,
+                // re-arming it on every read would cost a timer-wheel
+                // update per read.
+                if wants.has(Wants::TIMER) && (timer.is_elapsed() || timer.deadline() > wake_at) {
+                    timer.as_mut().reset(wake_at);
+                }
+                drained = paused_on.map(|s| Box::pin(async move { s.until_drained().await }) as _);
+                let this = &mut *self;
+                let mut timer = timer.as_mut();
+                let drained = &mut drained;
+                let wait = std::future::poll_fn(move |cx| {
+                    this.poll_turn(cx, wants, timer.as_mut(), drained)
+                });
+                (wait, paused)
             };
-            let paused = paused_on.is_some();
-            let timers = !self.keep_alive.is_zero() || paused;
-            // The timer is moved only when it would fire too late (or has
-            // fired): firing early costs a turn of this loop, re-arming it
-            // on every read would cost a timer-wheel update per read.
-            if timers && (timer.is_elapsed() || timer.deadline() > wake_at) {
-                timer.as_mut().reset(wake_at);
-            }
-            drained = paused_on.map(|s| Box::pin(async move { s.until_drained().await }) as _);
-            let writing = self.io.wants_write();
-            let woken = std::future::poll_fn(|cx| {
-                if let Some(k) = session.kicked() {
-                    return Poll::Ready(Woken::Kick(k));
-                }
-                if writing && let Poll::Ready(w) = self.io.poll_write(cx) {
-                    return Poll::Ready(Woken::Written(w));
-                }
-                if reading && let Poll::Ready(r) = self.io.poll_read(cx) {
-                    return Poll::Ready(Woken::Read(r));
-                }
-                if wake.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(Woken::Queue);
-                }
-                if holding && self.acks.poll_changed(cx).is_ready() {
-                    return Poll::Ready(Woken::Other);
-                }
-                if held && self.io.poll_held(cx).is_ready() {
-                    return Poll::Ready(Woken::Other);
-                }
-                if let Some(d) = drained.as_mut()
-                    && d.as_mut().poll(cx).is_ready()
-                {
-                    return Poll::Ready(Woken::Drained);
-                }
-                if timers && timer.as_mut().poll(cx).is_ready() {
-                    return Poll::Ready(Woken::Timer);
-                }
-                Poll::Pending
-            })
-            .await;
+            let woken = wait.await;
             match woken {
                 Woken::Kick(Kick::TakenOver) => return Close::TakenOver,
                 Woken::Kick(Kick::Shutdown) => return Close::ServerShutdown,
@@ -229,17 +248,16 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
                 Woken::Written(Ok(n)) => Metrics::add(&self.broker.metrics.bytes_sent, n as u64),
                 Woken::Read(Ok(n)) => {
                     Metrics::add(&self.broker.metrics.bytes_received, n as u64);
-                    deadline = Instant::now() + grace;
+                    deadline = Instant::now() + self.grace();
                 }
-                Woken::Queue => wake.set(session.wake.notified()),
-                Woken::Other => {}
+                Woken::Queue | Woken::Other => {}
                 Woken::Drained => self.pressure = None,
                 Woken::Timer => {
                     let now = Instant::now();
                     if paused {
                         // Not reading was our doing, not the client's
                         // silence: the keep alive starts again.
-                        deadline = deadline.max(now + grace);
+                        deadline = deadline.max(now + self.grace());
                     } else if !self.keep_alive.is_zero() && now >= deadline {
                         return Close::KeepAliveTimeout;
                     }
@@ -253,6 +271,54 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
                 }
             }
         }
+    }
+
+    /// How long the client may stay silent: 1.5 × keep alive, as both
+    /// 3.1.1 and 5.0 say.
+    fn grace(&self) -> Duration {
+        self.keep_alive + self.keep_alive / 2
+    }
+
+    /// One poll of a turn's wait: the first of what `wants` asks for that
+    /// is ready, in the order of [`Woken`].
+    fn poll_turn(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+        wants: Wants,
+        mut timer: Pin<&mut tokio::time::Sleep>,
+        drained: &mut Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+    ) -> Poll<Woken> {
+        if let Some(k) = self.session.kicked() {
+            return Poll::Ready(Woken::Kick(k));
+        }
+        if wants.has(Wants::WRITE)
+            && let Poll::Ready(w) = self.io.poll_write(cx)
+        {
+            return Poll::Ready(Woken::Written(w));
+        }
+        if wants.has(Wants::READ)
+            && let Poll::Ready(r) = self.io.poll_read(cx)
+        {
+            return Poll::Ready(Woken::Read(r));
+        }
+        if self.session.poll_woken(cx).is_ready() {
+            return Poll::Ready(Woken::Queue);
+        }
+        if wants.has(Wants::ACKS) && self.acks.poll_changed(cx).is_ready() {
+            return Poll::Ready(Woken::Other);
+        }
+        if wants.has(Wants::HELD) && self.io.poll_held(cx).is_ready() {
+            return Poll::Ready(Woken::Other);
+        }
+        if let Some(d) = drained.as_mut()
+            && d.as_mut().poll(cx).is_ready()
+        {
+            return Poll::Ready(Woken::Drained);
+        }
+        if wants.has(Wants::TIMER) && timer.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Woken::Timer);
+        }
+        Poll::Pending
     }
 
     /// The session this connection is paused on, if the pause still holds.

@@ -368,7 +368,7 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
         };
         if let Some(done) = done {
             self.acked(&done.delivery);
-            self.session.wake.notify_one();
+            self.session.wake();
         }
     }
 
@@ -395,7 +395,7 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
                     st.take_inflight(id);
                     self.stored_done(seq);
                     drop(st);
-                    self.session.wake.notify_one();
+                    self.session.wake();
                     return Ok(());
                 }
                 Some(m) => {
