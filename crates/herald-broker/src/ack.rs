@@ -167,8 +167,17 @@ pub enum Released {
 
 /// A connection's acknowledgements in PUBLISH order, each sent once its
 /// holds (and those of all before it) have settled.
+///
+/// Boxed, and only once an acknowledgement had to wait: most connections
+/// never hold one, and every byte inline is paid by every idle
+/// connection's task. Kept once made (a connection that held one is
+/// likely to again).
 #[derive(Default)]
-pub struct PendingAcks {
+pub struct PendingAcks(Option<Box<Waiting>>);
+
+/// What [`PendingAcks`] keeps once used.
+#[derive(Default)]
+struct Waiting {
     queue: VecDeque<PendingAck>,
     /// A wake-up for the head's first unsettled hold.
     waiting: Option<Changed>,
@@ -177,7 +186,7 @@ pub struct PendingAcks {
 impl std::fmt::Debug for PendingAcks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PendingAcks")
-            .field("len", &self.queue.len())
+            .field("len", &self.len())
             .finish_non_exhaustive()
     }
 }
@@ -186,27 +195,31 @@ impl PendingAcks {
     /// Whether nothing waits: an acknowledgement without holds can then be
     /// sent at once.
     pub fn is_empty(&self) -> bool {
-        self.queue.is_empty()
+        self.len() == 0
     }
 
     /// How many acknowledgements wait.
     pub fn len(&self) -> usize {
-        self.queue.len()
+        self.0.as_ref().map_or(0, |w| w.queue.len())
     }
 
     /// Queues an acknowledgement behind those already waiting.
     pub fn push(&mut self, packet: Packet, holds: AckHolds) {
-        self.queue.push_back(PendingAck { packet, holds });
+        self.0
+            .get_or_insert_default()
+            .queue
+            .push_back(PendingAck { packet, holds });
     }
 
     /// Takes the next acknowledgement whose holds (and those before it)
     /// have settled, in order; `None` when the head still waits or the
     /// queue is empty.
     pub fn next_released(&mut self) -> Option<Released> {
-        let head = self.queue.front_mut()?;
+        let w = self.0.as_deref_mut()?;
+        let head = w.queue.front_mut()?;
         let settled = head.holds.settle()?;
-        self.waiting = None;
-        let head = self.queue.pop_front()?;
+        w.waiting = None;
+        let head = w.queue.pop_front()?;
         Some(match settled {
             Ok(()) => Released::Send(head.packet),
             Err(Refused) => Released::Refused(head.packet),
@@ -216,13 +229,16 @@ impl PendingAcks {
     /// Ready when the head's holds may have settled; pending for ever
     /// when nothing waits (the packet loop polls it among its wake-ups).
     pub fn poll_changed(&mut self, cx: &mut std::task::Context<'_>) -> std::task::Poll<()> {
-        if self.waiting.is_none() {
-            self.waiting = self.queue.front().and_then(|h| h.holds.changed());
+        let Some(w) = self.0.as_deref_mut() else {
+            return std::task::Poll::Pending;
+        };
+        if w.waiting.is_none() {
+            w.waiting = w.queue.front().and_then(|h| h.holds.changed());
         }
-        match self.waiting.as_mut() {
-            Some(w) => {
-                std::task::ready!(w.as_mut().poll(cx));
-                self.waiting = None;
+        match w.waiting.as_mut() {
+            Some(changed) => {
+                std::task::ready!(changed.as_mut().poll(cx));
+                w.waiting = None;
                 std::task::Poll::Ready(())
             }
             None => std::task::Poll::Pending,

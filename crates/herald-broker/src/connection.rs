@@ -80,7 +80,8 @@ pub struct Io<S> {
     /// How much to read next: doubles while reads fill the buffer, halves
     /// while they come back small, so an idle connection holds no read
     /// buffer and a busy one reads in large chunks.
-    read_hint: usize,
+    /// (At most [`READ_MAX`]: a `u16`, which shares a word with `flush`.)
+    read_hint: u16,
     /// Bytes of `wbuf` not to be written yet (boxed: most connections
     /// never hold any).
     held: Option<Box<Held>>,
@@ -114,7 +115,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
                 protocol: Protocol::V5,
                 max_packet_size,
             },
-            read_hint: READ_LAZY,
+            read_hint: READ_LAZY as u16,
             flush: Flush {
                 needed: S::BUFFERS_WRITES,
                 pending: false,
@@ -215,28 +216,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
     pub fn prepare_read(&mut self) {
         // Also when its capacity is 0: a buffer all of whose bytes were
         // decoded still holds the allocation they came in.
-        if self.rbuf.is_empty()
-            && (self.read_hint <= READ_LAZY || self.rbuf.capacity() > 2 * self.read_hint)
-        {
+        let hint = usize::from(self.read_hint);
+        if self.rbuf.is_empty() && (hint <= READ_LAZY || self.rbuf.capacity() > 2 * hint) {
             self.rbuf = BytesMut::new();
         }
         if self.wbuf.is_empty() && self.wbuf.capacity() > READ_MAX {
             self.wbuf = BytesMut::new();
         }
-        let lazy = self.rbuf.is_empty() && self.read_hint <= READ_LAZY;
-        if !lazy && self.rbuf.capacity() - self.rbuf.len() < self.read_hint / 2 {
-            self.rbuf.reserve(self.read_hint);
+        let lazy = self.rbuf.is_empty() && hint <= READ_LAZY;
+        if !lazy && self.rbuf.capacity() - self.rbuf.len() < hint / 2 {
+            self.rbuf.reserve(hint);
         }
     }
 
     /// Adapts the next read size to a read of `n` bytes into a buffer that
     /// had `spare` bytes free.
     fn record_read(&mut self, n: usize, spare: usize) {
-        if n >= spare {
-            self.read_hint = (self.read_hint * 2).min(READ_MAX);
-        } else if n < self.read_hint / 4 {
-            self.read_hint = (self.read_hint / 2).max(READ_MIN);
-        }
+        let hint = usize::from(self.read_hint);
+        let hint = if n >= spare {
+            (hint * 2).min(READ_MAX)
+        } else if n < hint / 4 {
+            (hint / 2).max(READ_MIN)
+        } else {
+            return;
+        };
+        self.read_hint = u16::try_from(hint).unwrap_or(u16::MAX);
     }
 
     /// Reads what the socket has into the read buffer (call

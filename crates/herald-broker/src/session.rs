@@ -179,6 +179,9 @@ pub struct SessionState {
     /// Wall-clock expiry last stored for it ([`crate::store::CONNECTED`]
     /// while connected).
     pub expires_ms: u64,
+    /// Set when the session ended ([`crate::broker::Broker::discard_session`];
+    /// `Session::drained` wakes those waiting for that).
+    pub ended: bool,
 }
 
 /// Why a session did not queue a delivery.
@@ -215,15 +218,16 @@ pub struct Session {
     /// Messages taken from the queue so far (see [`Session::taken`]).
     taken: AtomicU64,
     /// Wakes paused publishers when the queue drained below low water, or
-    /// the session went offline (offline sessions never push back); and
+    /// the session went offline (offline sessions never push back);
     /// connections waiting to take the session over once its owner has
-    /// released it. Waiters check their condition again when woken.
+    /// released it; and a delayed will's task when the session ends
+    /// ([`SessionState::ended`]), so the will is published then rather
+    /// than after its full delay. Waiters check their condition again when
+    /// woken. (One `Notify` for all three: every session pays for each.)
     pub drained: Notify,
-    /// Notified (all waiters) when the session ends, so a delayed will is
-    /// published then rather than after its full delay.
-    pub ended: Notify,
-    /// Limit on `queue`, in messages.
-    max_queued: usize,
+    /// Limit on `queue`, in messages (`u32`, as its setting: it shares a
+    /// word with the flags).
+    max_queued: u32,
     /// Limit on `queue`, in bytes.
     max_queued_bytes: usize,
     /// Whether QoS 0 messages are queued while offline.
@@ -234,7 +238,7 @@ impl Session {
     /// A fresh, empty session.
     pub fn new(
         client_id: ByteStr,
-        max_queued: usize,
+        max_queued: u32,
         max_queued_bytes: usize,
         queue_qos0: bool,
     ) -> Arc<Session> {
@@ -260,6 +264,7 @@ impl Session {
                 owner: None,
                 will: None,
                 expires_ms: 0,
+                ended: false,
             }),
             waker: AtomicWaker::new(),
             woken: AtomicBool::new(false),
@@ -267,7 +272,6 @@ impl Session {
             kicked: AtomicU8::new(0),
             taken: AtomicU64::new(0),
             drained: Notify::new(),
-            ended: Notify::new(),
             max_queued,
             max_queued_bytes,
             queue_qos0,
@@ -328,7 +332,7 @@ impl Session {
                 }
             }
             let size = delivery.message.size();
-            if st.queue.len() >= self.max_queued
+            if st.queue.len() >= self.max_queued as usize
                 || st.queued_bytes.saturating_add(size) > self.max_queued_bytes
             {
                 return Err(NotQueued::Dropped(DropReason::QueueFull));
@@ -389,7 +393,7 @@ impl Session {
 
     /// Queue length from which publishers are asked to pause.
     fn high_water(&self) -> usize {
-        (self.max_queued - self.max_queued / 4).max(1)
+        (self.max_queued - self.max_queued / 4).max(1) as usize
     }
 
     /// Messages taken from the queue so far: a paused publisher tells a
@@ -410,7 +414,8 @@ impl Session {
         if taken > 0 {
             self.taken.fetch_add(taken, Ordering::Relaxed);
         }
-        if queued <= self.max_queued / 4 && self.congested.swap(false, Ordering::AcqRel) {
+        if queued <= (self.max_queued / 4) as usize && self.congested.swap(false, Ordering::AcqRel)
+        {
             self.drained.notify_waiters();
         }
     }

@@ -260,7 +260,7 @@ impl Broker {
         let mqtt = &self.config.mqtt;
         Session::new(
             client_id,
-            mqtt.max_queued_messages as usize,
+            mqtt.max_queued_messages,
             usize::try_from(mqtt.max_queued_bytes).unwrap_or(usize::MAX),
             mqtt.queue_qos0,
         )
@@ -629,6 +629,7 @@ impl Broker {
         }
         let (queued, inflight, username) = {
             let mut st = session.lock();
+            st.ended = true;
             if std::mem::take(&mut st.stored) {
                 self.persist(Change::SessionGone(session.client_id.clone()));
             }
@@ -640,7 +641,7 @@ impl Broker {
         for d in queued.iter().chain(inflight.iter().map(|i| &i.delivery)) {
             self.dropped(&d.message, DropReason::SessionEnded);
         }
-        session.ended.notify_waiters();
+        session.drained.notify_waiters();
         self.hooks.fire(Event::SessionTerminated {
             client_id: &session.client_id,
             username: username.as_deref(),

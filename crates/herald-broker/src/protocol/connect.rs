@@ -24,7 +24,6 @@ use herald_codec::{
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite};
 
 /// What a successful handshake hands the packet loop: the client, owning
@@ -316,12 +315,12 @@ where
         protocol: connect.protocol,
         session: attached.session,
         owner,
-        keep_alive: Duration::from_secs(a.keep_alive.into()),
+        keep_alive: a.keep_alive,
         will,
         session_expiry: a.session_expiry,
         connect_expiry_zero: a.session_expiry == 0,
-        send_window: usize::from(p.receive_maximum.unwrap_or(u16::MAX).min(cfg.max_inflight)),
-        client_max_packet: p.maximum_packet_size.map_or(usize::MAX, |m| m as usize),
+        send_window: p.receive_maximum.unwrap_or(u16::MAX).min(cfg.max_inflight),
+        client_max_packet: p.maximum_packet_size.unwrap_or(u32::MAX),
         client_alias_max: p.topic_alias_maximum.unwrap_or(0),
         aliases: None,
         generation: attached.generation,

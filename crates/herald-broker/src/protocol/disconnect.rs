@@ -231,17 +231,25 @@ pub(crate) fn spawn_will(
     wait: Duration,
 ) {
     tokio::spawn(async move {
-        let ended = session.ended.notified();
-        tokio::pin!(ended);
-        ended.as_mut().enable();
         let registered = broker
             .sessions()
             .get(&session.client_id)
             .is_some_and(|s| Arc::ptr_eq(s, &session));
         if registered {
-            tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
-                _ = ended => {}
+            let delay = tokio::time::sleep(wait);
+            tokio::pin!(delay);
+            loop {
+                // `drained` wakes for other reasons too: look again.
+                let woken = session.drained.notified();
+                tokio::pin!(woken);
+                woken.as_mut().enable();
+                if session.lock().ended {
+                    break;
+                }
+                tokio::select! {
+                    _ = &mut delay => break,
+                    _ = woken => {}
+                }
             }
         }
         // Not if the client came back meanwhile.

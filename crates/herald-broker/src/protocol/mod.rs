@@ -49,8 +49,10 @@ pub struct Client<S> {
     /// Who the client is (assigned client id, user name, peer, ...), as
     /// events report it: the same `Owner` its session keeps, shared.
     pub(crate) owner: Arc<Owner>,
-    /// Keep alive in force (after any Server Keep Alive); zero: none.
-    pub(crate) keep_alive: Duration,
+    /// Keep alive in force (after any Server Keep Alive), seconds; zero:
+    /// none. (Small integers here rather than `Duration`s and `usize`s:
+    /// every byte of a `Client` is paid by every idle connection.)
+    pub(crate) keep_alive: u16,
     /// The will message, cleared by a normal DISCONNECT.
     pub(crate) will: Option<Arc<Will>>,
     /// Session Expiry Interval in force (seconds).
@@ -59,9 +61,9 @@ pub struct Client<S> {
     pub(crate) connect_expiry_zero: bool,
     /// Client's Receive Maximum: our outbound QoS 1/2 window is the lower of
     /// this and `mqtt.max_inflight`.
-    pub(crate) send_window: usize,
+    pub(crate) send_window: u16,
     /// Client's Maximum Packet Size: larger messages are not sent to it.
-    pub(crate) client_max_packet: usize,
+    pub(crate) client_max_packet: u32,
     /// Client's Topic Alias Maximum (server → client aliases).
     pub(crate) client_alias_max: u16,
     /// Topic aliases of this connection, boxed when first used: most
@@ -70,12 +72,10 @@ pub struct Client<S> {
     pub(crate) aliases: Option<Box<Aliases>>,
     /// The session generation this connection owns.
     pub(crate) generation: u64,
-    /// Backpressure: a congested session this client feeds, and until when
-    /// to wait for it (see `push_back` in publish.rs).
-    /// Also the count of messages it had taken when the pause began.
-    /// Boxed: set only while paused, and an idle connection's task pays
-    /// for every byte kept inline.
-    pub(crate) pressure: Option<Box<(Arc<Session>, Instant, u64)>>,
+    /// Backpressure: the pause for a congested session this client feeds
+    /// (see `push_back` in publish.rs). Boxed: set only while paused, and
+    /// an idle connection's task pays for every byte kept inline.
+    pub(crate) pressure: Option<Box<Pause>>,
     /// A congested session waited on in vain; not waited on again until it
     /// has drained.
     pub(crate) ignored: Option<std::sync::Weak<Session>>,
@@ -83,6 +83,30 @@ pub struct Client<S> {
     pub(crate) acks: PendingAcks,
     /// What this client may do (`None`: no rules apply to it).
     pub(crate) rights: Option<Arc<dyn Rights>>,
+}
+
+/// A connection's pause for a congested subscriber it feeds.
+pub(crate) struct Pause {
+    /// The congested session.
+    session: Arc<Session>,
+    /// Until when to wait for it (renewed while it takes messages).
+    until: Instant,
+    /// Messages it had taken when the pause (or its renewal) began.
+    taken: u64,
+    /// The wait for it to drain, made when the packet loop first waits.
+    drained: Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
+}
+
+impl Pause {
+    /// A pause of [`PRESSURE_MAX`] for `session`.
+    pub(crate) fn new(session: Arc<Session>) -> Box<Pause> {
+        Box::new(Pause {
+            taken: session.taken(),
+            session,
+            until: Instant::now() + PRESSURE_MAX,
+            drained: None,
+        })
+    }
 }
 
 /// The topic aliases of a connection (5.0).
@@ -162,11 +186,10 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
         // rather than made anew, and the rarely needed wait for a
         // congested subscriber is boxed.
         let mut timer = pin!(sleep_until(deadline));
-        let mut drained: Option<Pin<Box<dyn Future<Output = ()> + Send>>>;
         loop {
             while self.io.wbuf.len() < WRITE_HIGH_WATER
                 && self.acks.len() < MAX_HELD_ACKS
-                && self.paused_on().is_none()
+                && !self.paused()
             {
                 // Taken out of the decode result before anything is
                 // awaited: a `match` keeps its scrutinee until its end, and
@@ -206,8 +229,7 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
             // connection's task across the await (only the closure is,
             // with one reference to the client and the flags in a byte).
             let (wait, paused) = {
-                let paused_on = self.paused_on();
-                let paused = paused_on.is_some();
+                let paused = self.paused();
                 let mut wants = Wants::empty();
                 wants.set(
                     Wants::READ,
@@ -218,11 +240,20 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
                 wants.set(Wants::ACKS, !self.acks.is_empty());
                 wants.set(Wants::HELD, self.io.holding());
                 wants.set(Wants::WRITE, self.io.wants_write());
-                wants.set(Wants::TIMER, !self.keep_alive.is_zero() || paused);
-                let wake_at = match self.pressure.as_deref() {
-                    Some((_, until, _)) if paused && self.keep_alive.is_zero() => *until,
-                    Some((_, until, _)) if paused => (*until).min(deadline),
-                    _ => deadline,
+                wants.set(Wants::TIMER, self.keep_alive != 0 || paused);
+                let wake_at = match self.pressure.as_deref_mut() {
+                    Some(pause) => {
+                        if pause.drained.is_none() {
+                            let s = pause.session.clone();
+                            pause.drained = Some(Box::pin(async move { s.until_drained().await }));
+                        }
+                        if self.keep_alive == 0 {
+                            pause.until
+                        } else {
+                            pause.until.min(deadline)
+                        }
+                    }
+                    None => deadline,
                 };
                 // The timer is moved only when it would fire too late (or
                 // has fired): firing early costs a turn of this loop,
@@ -231,13 +262,10 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
                 if wants.has(Wants::TIMER) && (timer.is_elapsed() || timer.deadline() > wake_at) {
                     timer.as_mut().reset(wake_at);
                 }
-                drained = paused_on.map(|s| Box::pin(async move { s.until_drained().await }) as _);
                 let this = &mut *self;
                 let mut timer = timer.as_mut();
-                let drained = &mut drained;
-                let wait = std::future::poll_fn(move |cx| {
-                    this.poll_turn(cx, wants, timer.as_mut(), drained)
-                });
+                let wait =
+                    std::future::poll_fn(move |cx| this.poll_turn(cx, wants, timer.as_mut()));
                 (wait, paused)
             };
             let woken = wait.await;
@@ -258,14 +286,10 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
                         // Not reading was our doing, not the client's
                         // silence: the keep alive starts again.
                         deadline = deadline.max(now + self.grace());
-                    } else if !self.keep_alive.is_zero() && now >= deadline {
+                    } else if self.keep_alive != 0 && now >= deadline {
                         return Close::KeepAliveTimeout;
                     }
-                    if self
-                        .pressure
-                        .as_deref()
-                        .is_some_and(|(_, until, _)| now >= *until)
-                    {
+                    if self.pressure.as_deref().is_some_and(|p| now >= p.until) {
                         self.pause_expired();
                     }
                 }
@@ -276,7 +300,7 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
     /// How long the client may stay silent: 1.5 × keep alive, as both
     /// 3.1.1 and 5.0 say.
     fn grace(&self) -> Duration {
-        self.keep_alive + self.keep_alive / 2
+        Duration::from_millis(u64::from(self.keep_alive) * 1500)
     }
 
     /// One poll of a turn's wait: the first of what `wants` asks for that
@@ -286,7 +310,6 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
         cx: &mut std::task::Context<'_>,
         wants: Wants,
         mut timer: Pin<&mut tokio::time::Sleep>,
-        drained: &mut Option<Pin<Box<dyn Future<Output = ()> + Send>>>,
     ) -> Poll<Woken> {
         if let Some(k) = self.session.kicked() {
             return Poll::Ready(Woken::Kick(k));
@@ -310,7 +333,10 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
         if wants.has(Wants::HELD) && self.io.poll_held(cx).is_ready() {
             return Poll::Ready(Woken::Other);
         }
-        if let Some(d) = drained.as_mut()
+        if let Some(d) = self
+            .pressure
+            .as_deref_mut()
+            .and_then(|p| p.drained.as_mut())
             && d.as_mut().poll(cx).is_ready()
         {
             return Poll::Ready(Woken::Drained);
@@ -321,32 +347,36 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
         Poll::Pending
     }
 
-    /// The session this connection is paused on, if the pause still holds.
-    fn paused_on(&mut self) -> Option<Arc<Session>> {
-        let (s, until, _) = self.pressure.as_deref()?;
-        if !s.is_congested() {
+    /// Whether this connection is paused for a congested subscriber (a
+    /// pause whose subscriber drained or whose time ran out ends here).
+    fn paused(&mut self) -> bool {
+        let Some(pause) = self.pressure.as_deref() else {
+            return false;
+        };
+        if !pause.session.is_congested() {
             self.pressure = None;
-            return None;
+            return false;
         }
-        if Instant::now() >= *until {
+        if Instant::now() >= pause.until {
             self.pause_expired();
         }
-        self.pressure.as_deref().map(|(s, _, _)| s.clone())
+        self.pressure.is_some()
     }
 
     /// A pause ran its time: a subscriber that took messages meanwhile is
     /// slow but alive, so the pause goes on; one that took none is stuck,
     /// and is not waited on again until it drains.
     fn pause_expired(&mut self) {
-        let Some(paused) = self.pressure.take() else {
+        let Some(mut pause) = self.pressure.take() else {
             return;
         };
-        let (s, _, taken) = *paused;
-        let now_taken = s.taken();
-        if now_taken > taken {
-            self.pressure = Some(Box::new((s, Instant::now() + PRESSURE_MAX, now_taken)));
+        let now_taken = pause.session.taken();
+        if now_taken > pause.taken {
+            pause.until = Instant::now() + PRESSURE_MAX;
+            pause.taken = now_taken;
+            self.pressure = Some(pause);
         } else {
-            self.ignored = Some(Arc::downgrade(&s));
+            self.ignored = Some(Arc::downgrade(&pause.session));
         }
     }
 

@@ -7,8 +7,8 @@
 //! window, message expiry, topic aliases, the client's Maximum Packet Size,
 //! and the QoS 1/2 acknowledgement state machines.
 
-use super::Client;
 use super::disconnect::Close;
+use super::{Client, Pause};
 use crate::ack::{AckHolds, REFUSED_REASON, Released};
 use crate::broker::Pending;
 use crate::config::DenyAction;
@@ -495,7 +495,10 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
             let mut st = session.lock();
             let mut outstanding = st.inflight.len() - st.unsent;
             let mut i = 0;
-            while st.unsent > 0 && outstanding < self.send_window && i < st.inflight.len() {
+            while st.unsent > 0
+                && outstanding < usize::from(self.send_window)
+                && i < st.inflight.len()
+            {
                 let Some(m) = st.inflight.get_mut(i) else {
                     break;
                 };
@@ -529,7 +532,7 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
                 let packet = Packet::Publish(publish);
                 let fits = packet
                     .encoded_len(self.protocol)
-                    .is_ok_and(|n| n <= self.client_max_packet);
+                    .is_ok_and(|n| n <= self.client_max_packet as usize);
                 if fits {
                     self.send(&packet);
                     self.hold_from(start, m.ticket);
@@ -568,7 +571,7 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
             let Some(front) = st.next_queued() else {
                 break;
             };
-            if front.qos != QoS::AtMostOnce && st.inflight.len() >= self.send_window {
+            if front.qos != QoS::AtMostOnce && st.inflight.len() >= usize::from(self.send_window) {
                 break;
             }
             let Some(delivery) = st.pop_next() else {
@@ -602,7 +605,7 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
             let packet = Packet::Publish(publish);
             let fits = packet
                 .encoded_len(self.protocol)
-                .is_ok_and(|n| n <= self.client_max_packet);
+                .is_ok_and(|n| n <= self.client_max_packet as usize);
             if !fits {
                 self.stored_done(delivery.seq);
                 broker.dropped(&delivery.message, DropReason::PacketTooLarge);
@@ -679,8 +682,7 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
         }
         self.ignored = None;
         if self.pressure.is_none() {
-            let taken = congested.taken();
-            self.pressure = Some(Box::new((congested, Instant::now() + PRESSURE_MAX, taken)));
+            self.pressure = Some(Pause::new(congested));
         }
     }
 
