@@ -30,6 +30,7 @@ use crate::dead_letter::{DeadLetters, Letter};
 use crate::http::{Connection, Target};
 use crate::metrics::WebhookMetrics;
 use crate::spool::{LaneReader, Record, Spool};
+use crate::threads::DeliveryThreads;
 use bytes::{BufMut, Bytes, BytesMut};
 use herald_broker::support::{LogThrottle, lock, now_ms};
 use hyper::header::{HeaderName, HeaderValue};
@@ -95,6 +96,8 @@ pub struct Delivery {
 
 /// What a set of lanes starts with.
 pub struct Start {
+    /// The threads the lanes run on.
+    pub threads: Arc<DeliveryThreads>,
     /// The current settings (and their later replacements).
     pub settings: watch::Receiver<Settings>,
     /// The counters.
@@ -133,7 +136,7 @@ pub fn start(spool: &Spool, readers: Vec<LaneReader>, start: Start) -> Delivery 
             let dead_letters = start.dead_letters.clone();
             let (spool_id, outage) = (spool_id.clone(), outage.clone());
             let (stop, after, finished) = (stop_rx.clone(), start.after.clone(), finished.clone());
-            tokio::spawn(async move {
+            start.threads.spawn(async move {
                 if let Some(mut after) = after {
                     // Stopping wins over a gate that opens at the same time.
                     let mut stop_wait = stop.clone();

@@ -22,6 +22,7 @@ use crate::deliver::{self, Delivery, Settings, Start};
 use crate::metrics::WebhookMetrics;
 use crate::spool::generations::{self as on_disk};
 use crate::spool::{Spool, SpoolError, SpoolOptions, SpoolStats};
+use crate::threads::DeliveryThreads;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,6 +50,8 @@ pub(crate) struct Generations {
     metrics: Arc<WebhookMetrics>,
     /// Where events given up on are kept.
     dead_letters: Arc<DeadLetters>,
+    /// The threads every generation's lanes run on.
+    threads: Arc<DeliveryThreads>,
     /// Where new events go.
     current: Generation,
     /// Older generations, oldest first, delivered before `current`.
@@ -63,6 +66,7 @@ impl Generations {
         settings: watch::Receiver<Settings>,
         metrics: Arc<WebhookMetrics>,
         dead_letters: Arc<DeadLetters>,
+        threads: Arc<DeliveryThreads>,
     ) -> Result<Generations, SpoolError> {
         let stats = Arc::<SpoolStats>::default();
         let root = options.dir.clone();
@@ -102,6 +106,7 @@ impl Generations {
                 "webhook spool: a generation with another lane count (pool_size changed) is delivered before newer events"
             );
             let start = Start {
+                threads: threads.clone(),
                 settings: settings.clone(),
                 metrics: metrics.clone(),
                 dead_letters: dead_letters.clone(),
@@ -139,6 +144,7 @@ impl Generations {
         };
         let (spool, readers) = Spool::open_sharing(opts, stats.clone())?;
         let start = Start {
+            threads: threads.clone(),
             settings: settings.clone(),
             metrics: metrics.clone(),
             dead_letters: dead_letters.clone(),
@@ -153,6 +159,7 @@ impl Generations {
             settings,
             metrics,
             dead_letters,
+            threads,
             current: Generation {
                 number,
                 spool,
@@ -203,6 +210,7 @@ impl Generations {
             old.delivery.drained(),
         );
         let start = Start {
+            threads: self.threads.clone(),
             settings: self.settings.clone(),
             metrics: self.metrics.clone(),
             dead_letters: self.dead_letters.clone(),

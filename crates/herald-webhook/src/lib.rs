@@ -51,6 +51,7 @@ pub mod reason;
 pub mod rules;
 pub mod service;
 pub mod spool;
+pub mod threads;
 
 pub use body::{BodyBuilder, Profile};
 pub use conf::{ConfError, Origin, WebhookConfig};

@@ -16,6 +16,7 @@ use crate::http::{SetupError, Target};
 use crate::metrics::WebhookMetrics;
 use crate::rules::Rules;
 use crate::spool::{self, Fsync, Spool, SpoolError, SpoolOptions, Ticket};
+use crate::threads::DeliveryThreads;
 use bytes::Bytes;
 use herald_broker::ack::{AckGate, AckHolds, Changed, Refused};
 use herald_broker::broker::Broker;
@@ -43,6 +44,9 @@ pub enum StartError {
     /// The spool could not be opened.
     #[error(transparent)]
     Spool(#[from] SpoolError),
+    /// The delivery threads could not be started.
+    #[error("cannot start the webhook delivery threads: {0}")]
+    Threads(std::io::Error),
     /// TLS files or headers are unusable.
     #[error(transparent)]
     Http(#[from] SetupError),
@@ -295,6 +299,7 @@ impl WebHook {
             settings_rx,
             metrics.clone(),
             Arc::new(DeadLetters::new(dead_letter::path(data_dir))),
+            Arc::new(DeliveryThreads::start(config.delivery_threads).map_err(StartError::Threads)?),
         )?;
         let spool = generations.current().clone();
         let handler = Arc::new(Enqueue::new(config, spool.clone(), metrics.clone()));
@@ -302,6 +307,7 @@ impl WebHook {
         tracing::info!(
             url = %config.url.as_ref().map(|u| u.to_string()).unwrap_or_default(),
             lanes = spool.lanes(),
+            delivery_threads = config.delivery_threads,
             rules = config.rules.len(),
             spool = %spool.id(),
             "webhook started"
@@ -345,6 +351,11 @@ impl WebHook {
         {
             tracing::warn!(
                 "webhook reload: web.hook.spool.* settings changed; they take effect at the next start"
+            );
+        }
+        if config.delivery_threads != running.delivery_threads {
+            tracing::warn!(
+                "webhook reload: web.hook.delivery_threads changed; it takes effect at the next start"
             );
         }
         let retired = if config.pool_size == running.pool_size {

@@ -316,6 +316,20 @@ fn pool_and_pipelining() {
 }
 
 #[test]
+fn delivery_threads() {
+    assert_eq!(with_url("").delivery_threads, 1);
+    assert_eq!(
+        with_url("web.hook.delivery_threads = 4\n").delivery_threads,
+        4
+    );
+    assert_eq!(
+        error("web.hook.delivery_threads = 0\n"),
+        "emqx_web_hook.conf:1: web.hook.delivery_threads: `0` is not an integer from 1 to 256"
+    );
+    assert!(error("web.hook.delivery_threads = 257\n").contains("not an integer from 1 to 256"));
+}
+
+#[test]
 fn body_profile_and_node() {
     let c = with_url("");
     assert_eq!(c.body_profile, Profile::V4_0);

@@ -151,6 +151,7 @@ impl Draft {
             payload_encoding: value_of(&self.encoding, PayloadEncoding::Plain),
             tls,
             pool_size: value_of(&self.pool_size, DEFAULT_POOL_SIZE),
+            delivery_threads: value_of(&self.delivery_threads, 1),
             enable_pipelining: value_of(&self.pipelining, true),
             rules,
             body_profile: value_of(&self.profile, Profile::V4_0),

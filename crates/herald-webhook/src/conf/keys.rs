@@ -9,8 +9,8 @@
 use super::tokenizer::{self, Entry};
 use super::values::{bad, boolean, duration, header_name, integer, path, size};
 use super::{
-    ConfError, ConfWarning, FsyncPolicy, Header, MAX_BATCH_SIZE, MAX_POOL_SIZE, Origin, Problem,
-    Secret, ServerName, SpoolMode,
+    ConfError, ConfWarning, FsyncPolicy, Header, MAX_BATCH_SIZE, MAX_DELIVERY_THREADS,
+    MAX_POOL_SIZE, Origin, Problem, Secret, ServerName, SpoolMode,
 };
 use crate::body::Profile;
 use crate::endpoint::{Endpoint, valid_host_name};
@@ -58,6 +58,7 @@ pub(super) struct Draft {
     pub(super) verify: Option<Set<bool>>,
     pub(super) server_name: Option<Set<ServerName>>,
     pub(super) pool_size: Option<Set<usize>>,
+    pub(super) delivery_threads: Option<Set<usize>>,
     pub(super) pipelining: Option<Set<bool>>,
     pub(super) rules: Vec<RuleEntry>,
     pub(super) profile: Option<Set<Profile>>,
@@ -165,6 +166,10 @@ impl Draft {
             "web.hook.pool_size" => {
                 let n = integer(value, 1, MAX_POOL_SIZE as u64).map_err(err)?;
                 put(&mut self.pool_size, w, n as usize, origin, key);
+            }
+            "web.hook.delivery_threads" => {
+                let n = integer(value, 1, MAX_DELIVERY_THREADS as u64).map_err(err)?;
+                put(&mut self.delivery_threads, w, n as usize, origin, key);
             }
             "web.hook.enable_pipelining" => {
                 let v = boolean(value).map_err(err)?;
