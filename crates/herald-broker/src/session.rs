@@ -131,12 +131,10 @@ pub struct SessionState {
     pub queue: VecDeque<Delivery>,
     /// [`Message::size`](crate::message::Message::size) summed over `queue`.
     queued_bytes: usize,
-    /// Retained messages for new subscriptions, not yet sent: served before
-    /// `queue`, as the inflight window and the socket allow, however many
-    /// there are. They count against no queue limit: the retained store
-    /// holds the messages anyway, and a subscriber gets every one of them
-    /// (a slow consumer of them, not a full queue).
-    pub retained_backlog: VecDeque<Delivery>,
+    /// What few sessions have at any time (retained messages not yet
+    /// sent, inbound QoS 2 exchanges), boxed when first needed: every
+    /// byte inline is paid by every idle session. `None`: both empty.
+    rare: Option<Box<Rare>>,
     /// Sent QoS 1/2 messages awaiting acknowledgement, in send order.
     /// Read freely; change only through `push_inflight`, `take_inflight`
     /// and `take_all_inflight`, which keep `ids_in_use` in step.
@@ -151,8 +149,6 @@ pub struct SessionState {
     pub stored: bool,
     /// Number of the last delivery stored for it.
     pub next_seq: u64,
-    /// Inbound QoS 2 packet ids PUBREC'd and awaiting PUBREL.
-    pub incoming_qos2: HashSet<u16, foldhash::fast::RandomState>,
     /// Next packet identifier to try.
     next_packet_id: u16,
     /// Whether a connection's task owns the session: set when one
@@ -182,6 +178,19 @@ pub struct SessionState {
     /// Set when the session ended ([`crate::broker::Broker::discard_session`];
     /// `Session::drained` wakes those waiting for that).
     pub ended: bool,
+}
+
+/// The part of a session's state few sessions have at a time.
+#[derive(Default)]
+pub struct Rare {
+    /// Retained messages for new subscriptions, not yet sent: served before
+    /// the queue, as the inflight window and the socket allow, however many
+    /// there are. They count against no queue limit: the retained store
+    /// holds the messages anyway, and a subscriber gets every one of them
+    /// (a slow consumer of them, not a full queue).
+    pub retained_backlog: VecDeque<Delivery>,
+    /// Inbound QoS 2 packet ids PUBREC'd and awaiting PUBREL.
+    pub incoming_qos2: HashSet<u16, foldhash::fast::RandomState>,
 }
 
 /// Why a session did not queue a delivery.
@@ -248,13 +257,12 @@ impl Session {
                 subscriptions: HashMap::default(),
                 queue: VecDeque::new(),
                 queued_bytes: 0,
-                retained_backlog: VecDeque::new(),
+                rare: None,
                 inflight: VecDeque::new(),
                 ids_in_use: HashSet::default(),
                 unsent: 0,
                 stored: false,
                 next_seq: 0,
-                incoming_qos2: HashSet::default(),
                 next_packet_id: 1,
                 owned: false,
                 generation: 0,
@@ -513,15 +521,47 @@ impl SessionState {
         self.owner.as_ref().and_then(|o| o.info.username.clone())
     }
 
+    /// Retained messages not yet sent and inbound QoS 2 exchanges, if any.
+    pub fn rare(&self) -> Option<&Rare> {
+        self.rare.as_deref()
+    }
+
+    /// [`SessionState::rare`], made if there was none, to add to.
+    pub fn rare_mut(&mut self) -> &mut Rare {
+        self.rare.get_or_insert_default()
+    }
+
+    /// Forgets an inbound QoS 2 exchange; whether it was known.
+    pub fn forget_incoming_qos2(&mut self, packet_id: u16) -> bool {
+        self.rare
+            .as_deref_mut()
+            .is_some_and(|r| r.incoming_qos2.remove(&packet_id))
+    }
+
+    /// Empties the retained backlog and forgets inbound QoS 2 exchanges.
+    pub fn clear_rare(&mut self) {
+        self.rare = None;
+    }
+
     /// The next delivery to send: retained messages for new subscriptions
     /// first, then the queue.
     pub fn next_queued(&self) -> Option<&Delivery> {
-        self.retained_backlog.front().or_else(|| self.queue.front())
+        self.rare
+            .as_ref()
+            .and_then(|r| r.retained_backlog.front())
+            .or_else(|| self.queue.front())
     }
 
     /// Takes the delivery [`SessionState::next_queued`] shows.
     pub fn pop_next(&mut self) -> Option<Delivery> {
-        if let Some(d) = self.retained_backlog.pop_front() {
+        if let Some(rare) = self.rare.as_deref_mut()
+            && let Some(d) = rare.retained_backlog.pop_front()
+        {
+            // The last retained one sent: the box goes if nothing else
+            // needs it.
+            if rare.retained_backlog.is_empty() && rare.incoming_qos2.is_empty() {
+                self.rare = None;
+            }
             return Some(d);
         }
         let d = self.queue.pop_front()?;

@@ -452,7 +452,11 @@ impl Broker {
             if !allowed {
                 self.dropped(&p.delivery.message, DropReason::NotAuthorized);
             } else if p.retained {
-                p.session.lock().retained_backlog.push_back(p.delivery);
+                p.session
+                    .lock()
+                    .rare_mut()
+                    .retained_backlog
+                    .push_back(p.delivery);
                 p.session.wake();
             } else {
                 match p
@@ -633,9 +637,9 @@ impl Broker {
             if std::mem::take(&mut st.stored) {
                 self.persist(Change::SessionGone(session.client_id.clone()));
             }
-            st.incoming_qos2.clear();
-            // Still in the retained store: nothing of them is lost.
-            st.retained_backlog.clear();
+            // The retained backlog: still in the retained store, nothing of
+            // it is lost.
+            st.clear_rare();
             (st.take_queued(), st.take_all_inflight(), st.username())
         };
         for d in queued.iter().chain(inflight.iter().map(|i| &i.delivery)) {
@@ -711,7 +715,9 @@ impl Broker {
             // Every allowed one, paced by the connection like any backlog;
             // the queue's limits are for messages the store does not hold
             // anyway.
-            st.retained_backlog.extend(allowed);
+            if !allowed.is_empty() {
+                st.rare_mut().retained_backlog.extend(allowed);
+            }
         }
         for message in denied {
             self.dropped(&message, DropReason::NotAuthorized);

@@ -187,7 +187,9 @@ impl Broker {
                         });
                     }
                 }
-                st.incoming_qos2 = stored.qos2_in.into_iter().collect();
+                if !stored.qos2_in.is_empty() {
+                    st.rare_mut().incoming_qos2 = stored.qos2_in.into_iter().collect();
+                }
                 // Connected at the crash: due its delay from now.
                 if let Some(w) = &mut st.will
                     && w.due_ms == CONNECTED

@@ -144,10 +144,11 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
         };
         let duplicate_or_full = if p.qos == QoS::ExactlyOnce && broken.is_none() {
             let st = self.session.lock();
-            if st.incoming_qos2.contains(&p.packet_id) {
+            let awaiting = st.rare().map(|r| &r.incoming_qos2);
+            if awaiting.is_some_and(|a| a.contains(&p.packet_id)) {
                 Some(true)
             } else {
-                (st.incoming_qos2.len() >= awaiting_max).then_some(false)
+                (awaiting.map_or(0, |a| a.len()) >= awaiting_max).then_some(false)
             }
         } else {
             None
@@ -258,7 +259,7 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
             QoS::ExactlyOnce => {
                 if !reason.is_error() {
                     let mut st = self.session.lock();
-                    st.incoming_qos2.insert(packet_id);
+                    st.rare_mut().incoming_qos2.insert(packet_id);
                     if st.stored {
                         let change =
                             Change::Qos2In(self.session.client_id.clone(), packet_id, true);
@@ -441,7 +442,7 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
     /// none).
     fn forget_incoming_qos2(&self, packet_id: u16) -> (bool, u64) {
         let mut st = self.session.lock();
-        let known = st.incoming_qos2.remove(&packet_id);
+        let known = st.forget_incoming_qos2(packet_id);
         let mut ticket = 0;
         if known && st.stored {
             let change = Change::Qos2In(self.session.client_id.clone(), packet_id, false);
