@@ -36,9 +36,10 @@
 # BENCH_LOCK=/work/bench.lock takes that lock for each round and each outage
 # run (the builds and the report run outside it).
 
-PEER_NGINX_PORT=18844
-PEER_RMQTT_PORT=18845
-PEER_RMQTT_RPC_PORT=18846
+# Ports no other script in bench/ uses (memory.sh takes 18844).
+PEER_NGINX_PORT=18861
+PEER_RMQTT_PORT=18862
+PEER_RMQTT_RPC_PORT=18863
 PEER_VARIANTS=${BENCH_PEER_VARIANTS:-herald-off herald-on herald-batch rmqtt-off rmqtt-on}
 PEER_PUBS=${BENCH_PEER_PUBLISHERS:-2 20}
 PEER_MSGS=${BENCH_PEER_MESSAGES:-100000}
@@ -125,7 +126,11 @@ http {
 EOF
   nginx -c "$dir/nginx.conf" -p "$dir" 2>>"$dir/error.log" &
   NGINX_PID=$!
-  wait_port "$PEER_NGINX_PORT" "$NGINX_PID" || { log "nginx did not start; see $dir/error.log"; return 1; }
+  wait_port "$PEER_NGINX_PORT" "$NGINX_PID" || {
+    cp "$dir/error.log" "$OUT/peers/nginx-error.log" 2>/dev/null
+    log "nginx did not start: $(tail -n 2 "$dir/error.log" 2>/dev/null | tr '\n' ' ')(kept in $OUT/peers/nginx-error.log)"
+    return 1
+  }
 }
 
 # Graceful stop (QUIT: answers what it has, writes its log buffer).
@@ -317,10 +322,10 @@ peers_part() {
   for f in peer-on peer-batch rmqtt-on; do
     local src=$WORK/$f.conf
     [[ $f == rmqtt-on ]] && src=$WORK/rmqtt-on.toml
-    [[ -f $src ]] && sed "s#$WORK#<tmp>#g" "$src" >"$OUT/peers/$(basename "$src")"
+    [[ -f $src ]] && sed "s#$WORK#<tmp>#g; s#$OUT#<out>#g" "$src" >"$OUT/peers/$(basename "$src")"
   done
   [[ -f $WORK/rmqtt-plugins/rmqtt-web-hook.toml ]] && cp "$WORK/rmqtt-plugins/rmqtt-web-hook.toml" "$OUT/peers/"
-  sed "s#$WORK#<tmp>#g" "$WORK/nginx/nginx.conf" >"$OUT/peers/nginx.conf" 2>/dev/null || true
+  sed "s#$WORK#<tmp>#g; s#$OUT#<out>#g" "$WORK/nginx/nginx.conf" >"$OUT/peers/nginx.conf" 2>/dev/null || true
   {
     echo "peer_variants=${variants[*]}"
     echo "peer_publishers=$PEER_PUBS"
@@ -342,5 +347,5 @@ peers_part() {
     peers_outage "$OUT/peers/outage" "$v"
     peers_unlock
   done
-  sed "s#$WORK#<tmp>#g" "$WORK/nginx/nginx.conf" >"$OUT/peers/nginx.conf" 2>/dev/null || true
+  sed "s#$WORK#<tmp>#g; s#$OUT#<out>#g" "$WORK/nginx/nginx.conf" >"$OUT/peers/nginx.conf" 2>/dev/null || true
 }
