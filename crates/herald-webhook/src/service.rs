@@ -299,7 +299,10 @@ impl WebHook {
             settings_rx,
             metrics.clone(),
             Arc::new(DeadLetters::new(dead_letter::path(data_dir))),
-            Arc::new(DeliveryThreads::start(config.delivery_threads).map_err(StartError::Threads)?),
+            Arc::new(
+                DeliveryThreads::start(config.delivery_threads, config.delivery_nice)
+                    .map_err(StartError::Threads)?,
+            ),
         )?;
         let spool = generations.current().clone();
         let handler = Arc::new(Enqueue::new(config, spool.clone(), metrics.clone()));
@@ -353,9 +356,11 @@ impl WebHook {
                 "webhook reload: web.hook.spool.* settings changed; they take effect at the next start"
             );
         }
-        if config.delivery_threads != running.delivery_threads {
+        if (config.delivery_threads, config.delivery_nice)
+            != (running.delivery_threads, running.delivery_nice)
+        {
             tracing::warn!(
-                "webhook reload: web.hook.delivery_threads changed; it takes effect at the next start"
+                "webhook reload: web.hook.delivery_threads or delivery_nice changed; they take effect at the next start"
             );
         }
         let retired = if config.pool_size == running.pool_size {

@@ -327,6 +327,12 @@ fn delivery_threads() {
         "emqx_web_hook.conf:1: web.hook.delivery_threads: `0` is not an integer from 1 to 256"
     );
     assert!(error("web.hook.delivery_threads = 257\n").contains("not an integer from 1 to 256"));
+    assert_eq!(with_url("").delivery_nice, 10);
+    assert_eq!(with_url("web.hook.delivery_nice = 0\n").delivery_nice, 0);
+    assert_eq!(
+        error("web.hook.delivery_nice = 20\n"),
+        "emqx_web_hook.conf:1: web.hook.delivery_nice: `20` is not an integer from 0 to 19"
+    );
 }
 
 #[test]

@@ -8,10 +8,10 @@
 
 use super::keys::{Draft, RuleEntry, Set};
 use super::{
-    BatchSettings, ConfError, ConfWarning, DEFAULT_BATCH_INTERVAL, DEFAULT_EVENT_ID_HEADER,
-    DEFAULT_INITIAL_BACKOFF, DEFAULT_MAX_BACKOFF, DEFAULT_NODE_NAME, DEFAULT_POOL_SIZE,
-    DEFAULT_SIGN_HEADER, DEFAULT_SPOOL_MAX_BYTES, DEFAULT_TIMEOUT, FsyncPolicy, Problem,
-    RequestSettings, RetrySettings, ServerName, SignSettings, SpoolMode, SpoolSettings,
+    BatchSettings, ConfError, ConfWarning, DEFAULT_BATCH_INTERVAL, DEFAULT_DELIVERY_NICE,
+    DEFAULT_EVENT_ID_HEADER, DEFAULT_INITIAL_BACKOFF, DEFAULT_MAX_BACKOFF, DEFAULT_NODE_NAME,
+    DEFAULT_POOL_SIZE, DEFAULT_SIGN_HEADER, DEFAULT_SPOOL_MAX_BYTES, DEFAULT_TIMEOUT, FsyncPolicy,
+    Problem, RequestSettings, RetrySettings, ServerName, SignSettings, SpoolMode, SpoolSettings,
     TlsSettings, WebhookConfig,
 };
 use crate::body::Profile;
@@ -152,6 +152,7 @@ impl Draft {
             tls,
             pool_size: value_of(&self.pool_size, DEFAULT_POOL_SIZE),
             delivery_threads: value_of(&self.delivery_threads, 1),
+            delivery_nice: value_of(&self.delivery_nice, DEFAULT_DELIVERY_NICE),
             enable_pipelining: value_of(&self.pipelining, true),
             rules,
             body_profile: value_of(&self.profile, Profile::V4_0),

@@ -59,6 +59,7 @@ pub(super) struct Draft {
     pub(super) server_name: Option<Set<ServerName>>,
     pub(super) pool_size: Option<Set<usize>>,
     pub(super) delivery_threads: Option<Set<usize>>,
+    pub(super) delivery_nice: Option<Set<u8>>,
     pub(super) pipelining: Option<Set<bool>>,
     pub(super) rules: Vec<RuleEntry>,
     pub(super) profile: Option<Set<Profile>>,
@@ -170,6 +171,10 @@ impl Draft {
             "web.hook.delivery_threads" => {
                 let n = integer(value, 1, MAX_DELIVERY_THREADS as u64).map_err(err)?;
                 put(&mut self.delivery_threads, w, n as usize, origin, key);
+            }
+            "web.hook.delivery_nice" => {
+                let n = integer(value, 0, 19).map_err(err)?;
+                put(&mut self.delivery_nice, w, n as u8, origin, key);
             }
             "web.hook.enable_pipelining" => {
                 let v = boolean(value).map_err(err)?;

@@ -57,6 +57,7 @@
 //! | `web.hook.body.profile` | `v4.0` \| `v4.4` | `v4.0` |
 //! | `web.hook.node` | node name for v4.4's `node` field | `herald@127.0.0.1` |
 //! | `web.hook.delivery_threads` | 1 … 256 | `1` |
+//! | `web.hook.delivery_nice` | 0 … 19 | `10` |
 //! | `web.hook.spool.dir` | path; empty = default | `<data_dir>/webhook` |
 //! | `web.hook.spool.max_bytes` | size ≥ 1 | `1GB` |
 //! | `web.hook.spool.fsync` | `always` \| `interval` \| `never` | `interval` |
@@ -99,6 +100,8 @@ pub const DEFAULT_POOL_SIZE: usize = 32;
 pub const MAX_POOL_SIZE: usize = 4096;
 /// Largest `web.hook.delivery_threads`.
 pub const MAX_DELIVERY_THREADS: usize = 256;
+/// Default `web.hook.delivery_nice`.
+pub const DEFAULT_DELIVERY_NICE: u8 = 10;
 /// Default `web.hook.node`.
 pub const DEFAULT_NODE_NAME: &str = "herald@127.0.0.1";
 /// Default `web.hook.spool.max_bytes`: 1 GiB.
@@ -318,6 +321,8 @@ pub struct WebhookConfig {
     pub pool_size: usize,
     /// Threads the lanes run on (apart from the broker's).
     pub delivery_threads: usize,
+    /// How many nice steps below MQTT's the delivery threads run.
+    pub delivery_nice: u8,
     /// `web.hook.enable_pipelining`: accepted for EMQX files and ignored
     /// (a lane has one request in flight at a time).
     pub enable_pipelining: bool,
@@ -354,6 +359,7 @@ impl Default for WebhookConfig {
             tls: TlsSettings::default(),
             pool_size: DEFAULT_POOL_SIZE,
             delivery_threads: 1,
+            delivery_nice: DEFAULT_DELIVERY_NICE,
             enable_pipelining: true,
             rules: Rules::new(),
             body_profile: Profile::V4_0,
