@@ -55,6 +55,23 @@ struct Subscriptions {
     direct: Trie<SessionKey, SubEntry>,
     /// `$share/{group}/{filter}` subscriptions.
     shared: SharedGroups<SessionKey, SubEntry>,
+    /// Topics with many direct subscribers → their targets as the trie
+    /// walk and [`merge_per_session`] give them (see [`Broker::route`]).
+    /// Emptied by every change of `direct` or `shared`.
+    wide: HashMap<ByteStr, Arc<[Target]>, foldhash::fast::RandomState>,
+    /// Bumped by every change: a target list built under the read lock
+    /// is kept only if nothing changed before the write lock was taken.
+    generation: u64,
+}
+
+impl Subscriptions {
+    /// Called on every change of the subscriptions.
+    fn changed(&mut self) {
+        self.generation += 1;
+        if !self.wide.is_empty() {
+            self.wide = HashMap::default();
+        }
+    }
 }
 
 /// What routing one message did.
@@ -104,6 +121,17 @@ thread_local! {
 /// Most targets a thread's kept list may hold room for (about 4 MB); a
 /// list grown beyond that by a rare huge fan-out is freed after use.
 const ROUTE_TARGETS_KEPT: usize = 100_000;
+
+/// A topic's direct targets are kept ([`Subscriptions::wide`]) from this
+/// many on: building the list (a trie walk, an `Arc` clone and a sort per
+/// subscriber) was a quarter of the broker's CPU in a 1 → 10,000 fan-out
+/// (perf, BENCHMARKS.md, issue 13); a short one is cheaper to build than
+/// to keep.
+const WIDE_TARGETS: usize = 64;
+
+/// At most this many topics' targets are kept (all are dropped when one
+/// more would be added).
+const WIDE_TOPICS: usize = 64;
 
 /// Merges the matches of one session's overlapping subscriptions into one
 /// target (5.0 §3.3.4: one delivery, highest QoS, every identifier).
@@ -320,26 +348,42 @@ impl Broker {
             }
         }
         let mut targets = ROUTE_TARGETS.with(|t| std::mem::take(&mut *t.borrow_mut()));
+        // A wide topic's direct targets, as kept (see `WIDE_TARGETS`).
+        let mut wide: Option<Arc<[Target]>> = None;
         {
             let subs = read(&self.subs);
             let from = &message.from_client_id;
-            subs.direct.for_each_match(&message.topic, |_, key, entry| {
-                if entry.options.no_local && key.0.client_id == *from {
-                    return;
+            if !subs.wide.is_empty() {
+                wide = subs.wide.get(&*message.topic).cloned();
+            }
+            let mut keep = None;
+            if wide.is_none() {
+                // A list with a no-local subscription depends on the
+                // publisher: not kept.
+                let mut no_local = false;
+                subs.direct.for_each_match(&message.topic, |_, key, entry| {
+                    no_local |= entry.options.no_local;
+                    if entry.options.no_local && key.0.client_id == *from {
+                        return;
+                    }
+                    targets.push((
+                        key.clone(),
+                        entry.options.qos,
+                        entry.options.retain_as_published,
+                        entry.id.into_iter().collect(),
+                    ));
+                });
+                // Always, even when one filter matched (its sessions are
+                // distinct): the sort puts the sessions in address order,
+                // and queueing to 10,000 of them in that order cost 13%
+                // less CPU per delivery than in the trie's hash order
+                // (bench/compare.sh, fan-out 1 → 10,000, QoS 1).
+                merge_per_session(&mut targets);
+                if targets.len() >= WIDE_TARGETS && !no_local {
+                    keep = Some(subs.generation);
                 }
-                targets.push((
-                    key.clone(),
-                    entry.options.qos,
-                    entry.options.retain_as_published,
-                    entry.id.into_iter().collect(),
-                ));
-            });
-            // Always, even when one filter matched (its sessions are
-            // distinct): the sort puts the sessions in address order, and
-            // queueing to 10,000 of them in that order cost 13% less CPU per
-            // delivery than in the trie's hash order (bench/compare.sh,
-            // fan-out 1 → 10,000, QoS 1).
-            merge_per_session(&mut targets);
+            }
+            let direct = targets.len();
             if !subs.shared.is_empty() {
                 subs.shared.for_each_match(
                     &message.topic,
@@ -354,24 +398,37 @@ impl Broker {
                     },
                 );
             }
+            drop(subs);
+            if let Some(generation) = keep {
+                let list: Arc<[Target]> = targets.drain(..direct).collect();
+                let mut subs = write(&self.subs);
+                if subs.generation == generation {
+                    if subs.wide.len() >= WIDE_TOPICS {
+                        subs.wide = HashMap::default();
+                    }
+                    subs.wide.insert(message.topic.detached(), list.clone());
+                }
+                wide = Some(list);
+            }
         }
+        let wide_targets = wide.as_deref().unwrap_or_default();
         let mut outcome = RouteOutcome {
-            matched: !targets.is_empty(),
+            matched: !targets.is_empty() || !wide_targets.is_empty(),
             ..RouteOutcome::default()
         };
         // `authz.deny_subscribe` holds for every subscriber.
-        let denied_to_all = !targets.is_empty()
-            && Broker::denied(&self.config.authz.deny_subscribe, &message.topic);
-        for (key, qos, rap, ids) in targets.drain(..) {
+        let denied_to_all =
+            outcome.matched && Broker::denied(&self.config.authz.deny_subscribe, &message.topic);
+        for (key, qos, rap, ids) in wide_targets.iter().chain(targets.iter()) {
             if denied_to_all {
                 outcome.dropped += 1;
                 self.dropped(&message, DropReason::NotAuthorized);
                 continue;
             }
             let delivery = Delivery {
-                qos: message.qos.min(qos),
-                retain: message.retain && rap,
-                subscription_ids: ids,
+                qos: message.qos.min(*qos),
+                retain: message.retain && *rap,
+                subscription_ids: ids.clone(),
                 message: message.clone(),
                 seq: 0,
             };
@@ -394,13 +451,14 @@ impl Broker {
                     self.dropped(&message, reason);
                 }
                 Err(NotQueued::Ask(delivery, rights)) => outcome.pending.push(Pending {
-                    session: key.0,
+                    session: key.0.clone(),
                     delivery,
                     rights,
                     retained: false,
                 }),
             }
         }
+        targets.clear();
         if targets.capacity() <= ROUTE_TARGETS_KEPT {
             ROUTE_TARGETS.with(|t| *t.borrow_mut() = targets);
         }
@@ -586,6 +644,7 @@ impl Broker {
         let key = SessionKey(session.clone());
         let is_new = {
             let mut subs = write(&self.subs);
+            subs.changed();
             match parse_shared(filter) {
                 Ok(Some((group, f))) => subs.shared.insert(group, f, key, entry).is_none(),
                 _ => subs.direct.insert(filter, key, entry).is_none(),
@@ -605,6 +664,7 @@ impl Broker {
         let key = SessionKey(session.clone());
         {
             let mut subs = write(&self.subs);
+            subs.changed();
             match parse_shared(filter) {
                 Ok(Some((group, f))) => subs.shared.remove(group, f, &key),
                 _ => subs.direct.remove(filter, &key),
@@ -789,5 +849,90 @@ impl Broker {
     /// Whether `topic` is matched by one of the filters in `denied`.
     pub fn denied(denied: &[String], topic: &str) -> bool {
         denied.iter().any(|f| matches(f, topic))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use herald_codec::{Properties, SubOptions};
+
+    fn message(from: &str) -> Arc<Message> {
+        Arc::new(Message::new(
+            ByteStr::from("wide/topic"),
+            bytes::Bytes::from_static(b"x"),
+            QoS::AtLeastOnce,
+            false,
+            Properties::default(),
+            ByteStr::from(from.to_owned()),
+            None,
+        ))
+    }
+
+    fn entry(no_local: bool) -> SubEntry {
+        SubEntry {
+            options: SubOptions {
+                qos: QoS::AtLeastOnce,
+                no_local,
+                ..SubOptions::default()
+            },
+            id: None,
+        }
+    }
+
+    /// One more session than makes a topic wide, `s0`, `s1`, …, each
+    /// subscribed to `filter` (with no local where `no_local` says).
+    fn subscribed(
+        broker: &Broker,
+        filter: &ByteStr,
+        no_local: impl Fn(usize) -> bool,
+    ) -> Vec<Arc<Session>> {
+        (0..WIDE_TARGETS + 1)
+            .map(|i| {
+                let s = broker.new_session(ByteStr::from(format!("s{i}")));
+                broker.subscribe(&s, filter, entry(no_local(i)));
+                s
+            })
+            .collect()
+    }
+
+    fn queued(s: &Session) -> usize {
+        s.lock().queue.len()
+    }
+
+    #[test]
+    fn a_wide_topics_kept_targets_follow_every_subscription_change() {
+        let broker = Broker::new(Config::default());
+        let filter = ByteStr::from("wide/#");
+        let sessions = subscribed(&broker, &filter, |_| false);
+        assert_eq!(broker.publish(message("p")).delivered, WIDE_TARGETS + 1);
+        assert_eq!(read(&broker.subs).wide.len(), 1, "kept");
+        // Routed from the kept list.
+        assert_eq!(broker.publish(message("p")).delivered, WIDE_TARGETS + 1);
+        // One leaves: the next message follows.
+        assert!(broker.unsubscribe(&sessions[0], &filter));
+        assert_eq!(broker.publish(message("p")).delivered, WIDE_TARGETS);
+        assert_eq!(queued(&sessions[0]), 2);
+        // One comes: likewise.
+        let late = broker.new_session(ByteStr::from("late"));
+        broker.subscribe(&late, &ByteStr::from("wide/topic"), entry(false));
+        assert_eq!(broker.publish(message("p")).delivered, WIDE_TARGETS + 1);
+        assert_eq!(queued(&sessions[1]), 4);
+        assert_eq!(queued(&late), 1);
+        // A second filter of one session matching too: still one delivery.
+        broker.subscribe(&sessions[1], &ByteStr::from("wide/+"), entry(false));
+        assert_eq!(broker.publish(message("p")).delivered, WIDE_TARGETS + 1);
+        assert_eq!(queued(&sessions[1]), 5);
+    }
+
+    #[test]
+    fn a_wide_topic_with_a_no_local_subscriber_is_not_kept() {
+        let broker = Broker::new(Config::default());
+        let sessions = subscribed(&broker, &ByteStr::from("wide/topic"), |i| i == 0);
+        // s0's own message does not come back to it; another's does.
+        assert_eq!(broker.publish(message("s0")).delivered, WIDE_TARGETS);
+        assert_eq!(broker.publish(message("s1")).delivered, WIDE_TARGETS + 1);
+        assert_eq!(queued(&sessions[0]), 1);
+        assert!(read(&broker.subs).wide.is_empty());
     }
 }
