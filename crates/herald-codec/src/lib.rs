@@ -32,9 +32,11 @@ pub use bytestr::ByteStr;
 pub use connect::{ConnAck, Connect, Will};
 pub use control::{Auth, Disconnect};
 pub use error::{DecodeError, EncodeError};
-pub use packet::{DecodeOptions, MAX_PACKET_SIZE, Packet, PacketType, Protocol, QoS, decode};
+pub use packet::{
+    DecodeOptions, MAX_PACKET_SIZE, Packet, PacketType, Protocol, QoS, decode, take_short_ack,
+};
 pub use properties::Properties;
-pub use publish::{PubResp, Publish};
+pub use publish::{PubResp, Publish, PublishRef};
 pub use reason::ReasonCode;
 pub use subscribe::{
     RetainHandling, SubAck, SubOptions, Subscribe, Subscription, UnsubAck, Unsubscribe,

@@ -52,8 +52,17 @@ pub(crate) fn check_topic_name(topic: &str) -> Result<(), DecodeError> {
 }
 
 impl Publish {
-    pub(crate) fn header_flags(&self) -> u8 {
-        (u8::from(self.dup) << 3) | ((self.qos as u8) << 1) | u8::from(self.retain)
+    /// The packet as a [`PublishRef`], which encodes it.
+    pub fn view(&self) -> PublishRef<'_> {
+        PublishRef {
+            dup: self.dup,
+            qos: self.qos,
+            retain: self.retain,
+            topic: &self.topic,
+            packet_id: self.packet_id,
+            properties: Some(&self.properties),
+            payload: &self.payload,
+        }
     }
 
     /// Decodes a PUBLISH body into a whole [`decode`](crate::decode) result.
@@ -110,6 +119,34 @@ impl Publish {
             payload: r.into_rest(),
         })))
     }
+}
+
+/// A PUBLISH to encode, made of borrowed parts: what a broker sends each
+/// delivery of a stored message with, without building a [`Publish`] (472
+/// bytes with its properties) and cloning the message's topic and payload
+/// into it for every subscriber.
+#[derive(Debug, Clone, Copy)]
+pub struct PublishRef<'a> {
+    /// DUP: this may be a redelivery.
+    pub dup: bool,
+    /// QoS of this delivery.
+    pub qos: QoS,
+    /// RETAIN flag.
+    pub retain: bool,
+    /// Topic name; empty only in 5.0 with a topic alias.
+    pub topic: &'a str,
+    /// Packet identifier; non-zero for QoS 1 and 2, ignored for QoS 0.
+    pub packet_id: u16,
+    /// PUBLISH properties (5.0 only); `None` is the same as empty ones.
+    pub properties: Option<&'a Properties>,
+    /// Application payload.
+    pub payload: &'a [u8],
+}
+
+impl PublishRef<'_> {
+    pub(crate) fn header_flags(&self) -> u8 {
+        (u8::from(self.dup) << 3) | ((self.qos as u8) << 1) | u8::from(self.retain)
+    }
 
     pub(crate) fn remaining_len(&self, protocol: Protocol) -> Result<usize, EncodeError> {
         check_len("topic name", self.topic.len())?;
@@ -121,7 +158,11 @@ impl Publish {
             n += 2;
         }
         if protocol.is_v5() {
-            n += self.properties.encoded_len_prefixed()?;
+            n += match self.properties {
+                Some(p) => p.encoded_len_prefixed()?,
+                // The length prefix of no properties.
+                None => 1,
+            };
         }
         Ok(n)
     }
@@ -132,10 +173,28 @@ impl Publish {
             buf.put_u16(self.packet_id);
         }
         if protocol.is_v5() {
-            self.properties.write(buf, self.properties.encoded_len()?)?;
+            match self.properties {
+                Some(p) => p.write(buf, p.encoded_len()?)?,
+                None => buf.put_u8(0),
+            }
         }
-        buf.put_slice(&self.payload);
+        buf.put_slice(self.payload);
         Ok(())
+    }
+
+    /// The whole packet's size on the wire at `protocol`, to compare with
+    /// a peer's Maximum Packet Size before sending.
+    pub fn encoded_len(&self, protocol: Protocol) -> Result<usize, EncodeError> {
+        crate::packet::framed_len(self.remaining_len(protocol)?)
+    }
+
+    /// Appends the packet to `buf` at protocol level `protocol`; returns
+    /// the number of bytes written. On error nothing is appended.
+    pub fn encode(&self, protocol: Protocol, buf: &mut BytesMut) -> Result<usize, EncodeError> {
+        let first = ((PacketType::Publish as u8) << 4) | self.header_flags();
+        crate::packet::frame(buf, first, self.remaining_len(protocol)?, |buf| {
+            self.write(buf, protocol)
+        })
     }
 }
 

@@ -8,7 +8,10 @@ mod common;
 
 use bytes::BytesMut;
 use common::*;
-use herald_codec::{DecodeError, DecodeOptions, Packet, PacketType, Protocol, decode};
+use herald_codec::{
+    DecodeError, DecodeOptions, Packet, PacketType, Protocol, PubResp, PublishRef, decode,
+    take_short_ack,
+};
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
 
@@ -41,6 +44,45 @@ fn check_round_trip(protocol: Protocol, packet: &Packet) -> Result<(), TestCaseE
             k
         );
         prop_assert_eq!(&prefix[..], &wire[..k], "prefix of {} bytes was changed", k);
+        prop_assert_eq!(take_short_ack(&mut prefix), None, "prefix of {} bytes", k);
+        prop_assert_eq!(&prefix[..], &wire[..k], "prefix of {} bytes was taken", k);
+    }
+
+    // The acknowledgement fast path takes exactly the 4-byte
+    // acknowledgements, as decode reads them, and leaves anything else.
+    let mut fast = BytesMut::from(&wire[..]);
+    let ack = match packet {
+        Packet::PubAck(r) | Packet::PubRec(r) | Packet::PubRel(r) | Packet::PubComp(r) => Some(r),
+        _ => None,
+    };
+    match take_short_ack(&mut fast) {
+        Some((kind, id)) => {
+            prop_assert!(fast.is_empty(), "bytes left after the fast path");
+            prop_assert_eq!(kind, packet.packet_type());
+            prop_assert_eq!(Some(&PubResp::new(id)), ack);
+        }
+        None => {
+            prop_assert_eq!(&fast[..], &wire[..], "the fast path changed the buffer");
+            prop_assert!(
+                ack.is_none() || wire.len() != 4,
+                "a short acknowledgement was left for decode"
+            );
+        }
+    }
+
+    // A PUBLISH without properties encodes the same from a view that has
+    // none (what the broker sends 3.x deliveries with).
+    if let Packet::Publish(p) = packet
+        && p.properties.is_empty()
+    {
+        let mut bare = BytesMut::new();
+        let view = PublishRef {
+            properties: None,
+            ..p.view()
+        };
+        prop_assert_eq!(view.encode(protocol, &mut bare), Ok(wire.len()));
+        prop_assert_eq!(view.encoded_len(protocol), Ok(wire.len()));
+        prop_assert_eq!(&bare[..], &wire[..]);
     }
 
     // The maximum packet size is inclusive: exactly the size passes, one
