@@ -136,8 +136,9 @@ pub struct SessionState {
     /// byte inline is paid by every idle session. `None`: both empty.
     rare: Option<Box<Rare>>,
     /// Sent QoS 1/2 messages awaiting acknowledgement, in send order.
-    /// Read freely; change only through `push_inflight`, `take_inflight`
-    /// and `take_all_inflight`, which keep `ids_in_use` in step.
+    /// Read freely; change only through `push_inflight`, `take_inflight`,
+    /// `take_inflight_at` and `take_all_inflight`, which keep `ids_in_use`
+    /// in step.
     pub inflight: VecDeque<Inflight>,
     /// Packet ids of `inflight`, so finding a free id does not scan a
     /// window that may hold tens of thousands of messages.
@@ -611,14 +612,20 @@ impl SessionState {
     /// Removes the inflight entry for `packet_id` (acknowledgements come
     /// mostly in order, so the search from the front is short).
     pub fn take_inflight(&mut self, packet_id: u16) -> Option<Inflight> {
-        if !self.ids_in_use.remove(&packet_id) {
+        if !self.ids_in_use.contains(&packet_id) {
             return None;
         }
         let pos = self
             .inflight
             .iter()
             .position(|m| m.packet_id == packet_id)?;
+        self.take_inflight_at(pos)
+    }
+
+    /// Removes the inflight entry at `pos` (a position in `inflight`).
+    pub fn take_inflight_at(&mut self, pos: usize) -> Option<Inflight> {
         let taken = self.inflight.remove(pos)?;
+        self.ids_in_use.remove(&taken.packet_id);
         if taken.unsent {
             self.unsent = self.unsent.saturating_sub(1);
         }

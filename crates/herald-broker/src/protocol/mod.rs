@@ -20,7 +20,7 @@ use crate::metrics::Metrics;
 use crate::session::{Attachment, Kick, Owner, Session};
 use crate::transport::Peer;
 use disconnect::Close;
-use herald_codec::{ByteStr, Packet, Protocol, ReasonCode, Will};
+use herald_codec::{ByteStr, Packet, PacketType, Protocol, ReasonCode, Will, take_short_ack};
 use publish::PRESSURE_MAX;
 use std::collections::HashMap;
 use std::future::Future;
@@ -191,18 +191,25 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
                 && self.acks.len() < MAX_HELD_ACKS
                 && !self.paused()
             {
-                // Taken out of the decode result before anything is
-                // awaited: a `match` keeps its scrutinee until its end, and
-                // one held across an await is stored in the connection's
-                // task (a whole `Packet`, for every idle connection).
-                let packet = match self.io.next_packet() {
-                    Ok(Some(packet)) => packet,
-                    Ok(None) => break,
-                    Err(e) => return Close::Decode(e),
-                };
-                let done = match self.handle(packet) {
-                    Ok(Some(waiting)) => waiting.await,
-                    other => other.map(|_| ()),
+                // Most packets of a subscriber are short acknowledgements:
+                // handled without building a whole `Packet` for each.
+                let done = if let Some((kind, id)) = take_short_ack(&mut self.io.rbuf) {
+                    self.handle_ack(kind, id, ReasonCode::SUCCESS)
+                } else {
+                    // Taken out of the decode result before anything is
+                    // awaited: a `match` keeps its scrutinee until its end,
+                    // and one held across an await is stored in the
+                    // connection's task (a whole `Packet`, for every idle
+                    // connection).
+                    let packet = match self.io.next_packet() {
+                        Ok(Some(packet)) => packet,
+                        Ok(None) => break,
+                        Err(e) => return Close::Decode(e),
+                    };
+                    match self.handle(packet) {
+                        Ok(Some(waiting)) => waiting.await,
+                        other => other.map(|_| ()),
+                    }
                 };
                 if let Err(close) = done {
                     return close;
@@ -389,15 +396,15 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
     /// idle connection costs.
     #[allow(clippy::type_complexity)]
     fn handle(&mut self, packet: Packet) -> Result<Option<Waiting<'_>>, Close> {
+        let kind = packet.packet_type();
         match packet {
             Packet::Publish(p) if self.broker.authorization_may_wait() => {
                 return Ok(Some(Box::pin(self.handle_publish(p))));
             }
             Packet::Publish(p) => self.handle_publish_now(p),
-            Packet::PubAck(p) => self.handle_puback(p),
-            Packet::PubRec(p) => self.handle_pubrec(p),
-            Packet::PubRel(p) => self.handle_pubrel(p),
-            Packet::PubComp(p) => self.handle_pubcomp(p),
+            Packet::PubAck(p) | Packet::PubRec(p) | Packet::PubRel(p) | Packet::PubComp(p) => {
+                self.handle_ack(kind, p.packet_id, p.reason)
+            }
             Packet::Subscribe(p) => return Ok(Some(Box::pin(self.handle_subscribe(p)))),
             Packet::Unsubscribe(p) => self.handle_unsubscribe(p),
             Packet::PingReq => self.handle_pingreq(),
@@ -408,6 +415,23 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
             )),
         }
         .map(|()| None)
+    }
+
+    /// Handles an acknowledgement (PUBACK, PUBREC, PUBREL or PUBCOMP) of
+    /// `packet_id` with `reason`; other packet types are not given here.
+    fn handle_ack(
+        &mut self,
+        kind: PacketType,
+        packet_id: u16,
+        reason: ReasonCode,
+    ) -> Result<(), Close> {
+        match kind {
+            PacketType::PubAck => self.handle_puback(packet_id),
+            PacketType::PubRec => self.handle_pubrec(packet_id, reason),
+            PacketType::PubRel => self.handle_pubrel(packet_id),
+            PacketType::PubComp => self.handle_pubcomp(packet_id),
+            _ => Ok(()),
+        }
     }
 
     /// Queues a packet for sending. Encoding only fails for values the broker

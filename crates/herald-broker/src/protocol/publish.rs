@@ -18,7 +18,7 @@ use crate::message::{Delivery, Message};
 use crate::metrics::Metrics;
 use crate::session::{Inflight, Session};
 use crate::store::Change;
-use herald_codec::{ByteStr, Packet, Properties, PubResp, Publish, QoS, ReasonCode};
+use herald_codec::{ByteStr, Packet, Properties, PubResp, Publish, PublishRef, QoS, ReasonCode};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::Weak;
@@ -316,14 +316,12 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
         Ok(())
     }
 
-    pub(crate) fn handle_puback(&mut self, p: PubResp) -> Result<(), Close> {
+    pub(crate) fn handle_puback(&mut self, packet_id: u16) -> Result<(), Close> {
         // PUBACK for a QoS 2 delivery: a protocol error in every version
         // (5.0 gives no reason code to answer it with).
-        self.wrong_ack(p.packet_id, "PUBACK", |m| {
-            m.delivery.qos == QoS::ExactlyOnce
-        })?;
-        self.complete(p.packet_id, |m| m.delivery.qos == QoS::AtLeastOnce);
-        Ok(())
+        self.complete(packet_id, "PUBACK", true, |m| {
+            m.delivery.qos == QoS::AtLeastOnce
+        })
     }
 
     /// A protocol error if inflight message `packet_id` is one `wrong` says
@@ -337,66 +335,68 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
     ) -> Result<(), Close> {
         let st = self.session.lock();
         match st.inflight.iter().find(|m| m.packet_id == packet_id) {
-            Some(m) if wrong(m) => Err(protocol_error(&format!(
-                "{ack} for packet id {packet_id}, a QoS {} delivery{}",
-                m.delivery.qos as u8,
-                if m.released { " already released" } else { "" }
-            ))),
+            Some(m) if wrong(m) => Err(wrong_ack_error(ack, m)),
             _ => Ok(()),
         }
     }
 
     /// Ends the exchange of inflight message `packet_id` if `expected` holds
     /// for it (right QoS, right step), firing `message.acked` and freeing
-    /// its window slot. An unknown or mismatched id is ignored, as other
-    /// brokers do.
-    fn complete(&mut self, packet_id: u16, expected: impl Fn(&Inflight) -> bool) {
+    /// its window slot (the packet loop sends what waited for it next). An
+    /// unknown id is ignored, as other brokers do; so is a mismatched one
+    /// unless `strict`, when it is a protocol error ([MQTT-4.8.0-1]: the
+    /// connection closes).
+    fn complete(
+        &mut self,
+        packet_id: u16,
+        ack: &str,
+        strict: bool,
+        expected: impl Fn(&Inflight) -> bool,
+    ) -> Result<(), Close> {
         let done = {
             let mut st = self.session.lock();
-            let matches = st
-                .inflight
-                .iter()
-                .any(|m| m.packet_id == packet_id && expected(m));
-            if matches {
-                let done = st.take_inflight(packet_id);
-                if let Some(d) = &done {
-                    self.stored_done(d.delivery.seq);
-                }
-                done
-            } else {
-                None
+            let Some(pos) = st.inflight.iter().position(|m| m.packet_id == packet_id) else {
+                return Ok(());
+            };
+            match st.inflight.get(pos) {
+                Some(m) if expected(m) => {}
+                Some(m) if strict => return Err(wrong_ack_error(ack, m)),
+                _ => return Ok(()),
             }
+            let Some(done) = st.take_inflight_at(pos) else {
+                return Ok(());
+            };
+            self.stored_done(done.delivery.seq);
+            done
         };
-        if let Some(done) = done {
-            self.acked(&done.delivery);
-            self.session.wake();
-        }
+        self.acked(&done.delivery);
+        Ok(())
     }
 
-    pub(crate) fn handle_pubrec(&mut self, p: PubResp) -> Result<(), Close> {
+    pub(crate) fn handle_pubrec(
+        &mut self,
+        packet_id: u16,
+        reason: ReasonCode,
+    ) -> Result<(), Close> {
         // A PUBREC for a QoS 1 delivery: 3.x closes; 5.0 answers PUBREL
         // 0x92 (Packet Identifier not found), below.
         if !self.protocol.is_v5() {
-            self.wrong_ack(p.packet_id, "PUBREC", |m| {
-                m.delivery.qos == QoS::AtLeastOnce
-            })?;
+            self.wrong_ack(packet_id, "PUBREC", |m| m.delivery.qos == QoS::AtLeastOnce)?;
         }
-        let mut rel = PubResp::new(p.packet_id);
+        let mut rel = PubResp::new(packet_id);
         let mut ticket = 0;
         {
             let mut st = self.session.lock();
             let found = st
                 .inflight
                 .iter_mut()
-                .find(|m| m.packet_id == p.packet_id && m.delivery.qos == QoS::ExactlyOnce);
+                .find(|m| m.packet_id == packet_id && m.delivery.qos == QoS::ExactlyOnce);
             match found {
-                Some(m) if p.reason.is_error() => {
+                Some(m) if reason.is_error() => {
                     // 5.0: a PUBREC with an error ends the exchange.
                     let (id, seq) = (m.packet_id, m.delivery.seq);
                     st.take_inflight(id);
                     self.stored_done(seq);
-                    drop(st);
-                    self.session.wake();
                     return Ok(());
                 }
                 Some(m) => {
@@ -451,9 +451,9 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
         (known, ticket)
     }
 
-    pub(crate) fn handle_pubrel(&mut self, p: PubResp) -> Result<(), Close> {
-        let (known, ticket) = self.forget_incoming_qos2(p.packet_id);
-        let mut comp = PubResp::new(p.packet_id);
+    pub(crate) fn handle_pubrel(&mut self, packet_id: u16) -> Result<(), Close> {
+        let (known, ticket) = self.forget_incoming_qos2(packet_id);
+        let mut comp = PubResp::new(packet_id);
         if !known && self.protocol.is_v5() {
             comp.reason = ReasonCode::PACKET_IDENTIFIER_NOT_FOUND;
         }
@@ -466,13 +466,10 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
         Ok(())
     }
 
-    pub(crate) fn handle_pubcomp(&mut self, p: PubResp) -> Result<(), Close> {
-        // PUBCOMP before PUBREC, or for a QoS 1 delivery.
-        if !self.protocol.is_v5() {
-            self.wrong_ack(p.packet_id, "PUBCOMP", |m| !m.released)?;
-        }
-        self.complete(p.packet_id, |m| m.released);
-        Ok(())
+    pub(crate) fn handle_pubcomp(&mut self, packet_id: u16) -> Result<(), Close> {
+        // PUBCOMP before PUBREC, or for a QoS 1 delivery: 3.x closes.
+        let strict = !self.protocol.is_v5();
+        self.complete(packet_id, "PUBCOMP", strict, |m| m.released)
     }
 
     /// Records that stored delivery `seq` is done (acknowledged or
@@ -517,25 +514,7 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
                     self.hold_from(start, m.ticket);
                     continue;
                 }
-                let d = &m.delivery;
-                let mut publish = Publish {
-                    dup: true,
-                    qos: d.qos,
-                    retain: d.retain,
-                    topic: d.message.topic.clone(),
-                    packet_id: m.packet_id,
-                    properties: Properties::default(),
-                    payload: d.message.payload.clone(),
-                };
-                if self.protocol.is_v5() {
-                    publish.properties = self.outgoing_properties(d);
-                }
-                let packet = Packet::Publish(publish);
-                let fits = packet
-                    .encoded_len(self.protocol)
-                    .is_ok_and(|n| n <= self.client_max_packet as usize);
-                if fits {
-                    self.send(&packet);
+                if self.put_delivery(&m.delivery, m.packet_id, true, false, Instant::now()) {
                     self.hold_from(start, m.ticket);
                 } else {
                     too_large.push(m.packet_id);
@@ -589,25 +568,8 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
             } else {
                 st.next_packet_id()
             };
-            let mut publish = Publish {
-                dup: false,
-                qos: delivery.qos,
-                retain: delivery.retain,
-                topic: delivery.message.topic.clone(),
-                packet_id,
-                properties: Properties::default(),
-                payload: delivery.message.payload.clone(),
-            };
-            let mut new_alias = None;
-            if self.protocol.is_v5() {
-                publish.properties = outgoing_properties(&delivery, now);
-                new_alias = self.apply_alias(&mut publish);
-            }
-            let packet = Packet::Publish(publish);
-            let fits = packet
-                .encoded_len(self.protocol)
-                .is_ok_and(|n| n <= self.client_max_packet as usize);
-            if !fits {
+            let start = self.io.wbuf.len();
+            if !self.put_delivery(&delivery, packet_id, false, true, now) {
                 self.stored_done(delivery.seq);
                 broker.dropped(&delivery.message, DropReason::PacketTooLarge);
                 continue;
@@ -618,18 +580,6 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
                 qos: delivery.qos,
                 retain: delivery.retain,
             });
-            let start = self.io.wbuf.len();
-            if let Err(e) = self.io.send(&packet) {
-                tracing::warn!(client_id = %self.session.client_id, error = %e, "cannot encode message");
-                continue;
-            }
-            // Only a sent PUBLISH tells the client an alias.
-            if let Some((topic, alias)) = new_alias {
-                self.aliases
-                    .get_or_insert_default()
-                    .outgoing
-                    .insert(topic, alias);
-            }
             sent += 1;
             if packet_id != 0 {
                 let mut ticket = 0;
@@ -697,29 +647,87 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
         });
     }
 
-    /// Properties of a message for this (5.0) client.
-    pub(crate) fn outgoing_properties(&self, delivery: &Delivery) -> Properties {
-        outgoing_properties(delivery, Instant::now())
+    /// Encodes delivery `d` under `packet_id` into the write buffer as a
+    /// PUBLISH, borrowing the stored message's topic and payload (for 3.x
+    /// nothing is built per delivery). 5.0 adds the delivery's properties
+    /// and, with `alias`, a topic alias where the client takes them.
+    /// Returns false, writing nothing, for a message larger than the
+    /// client's Maximum Packet Size (or one that cannot be encoded).
+    fn put_delivery(
+        &mut self,
+        d: &Delivery,
+        packet_id: u16,
+        dup: bool,
+        alias: bool,
+        now: Instant,
+    ) -> bool {
+        let mut properties = None;
+        let mut new_alias = None;
+        let mut topic: &str = &d.message.topic;
+        if self.protocol.is_v5() {
+            let props = properties.insert(outgoing_properties(d, now));
+            if alias {
+                let (omit, new) = self.apply_alias(props, &d.message.topic);
+                if omit {
+                    topic = "";
+                }
+                new_alias = new;
+            }
+        }
+        let publish = PublishRef {
+            dup,
+            qos: d.qos,
+            retain: d.retain,
+            topic,
+            packet_id,
+            properties: properties.as_ref(),
+            payload: &d.message.payload,
+        };
+        let fits = publish
+            .encoded_len(self.protocol)
+            .is_ok_and(|n| n <= self.client_max_packet as usize);
+        if !fits {
+            return false;
+        }
+        if let Err(e) = publish.encode(self.protocol, &mut self.io.wbuf) {
+            tracing::warn!(client_id = %self.session.client_id, error = %e, "cannot encode message");
+            return false;
+        }
+        // Only a sent PUBLISH tells the client an alias.
+        if let Some((topic, alias)) = new_alias {
+            self.aliases
+                .get_or_insert_default()
+                .outgoing
+                .insert(topic, alias);
+        }
+        true
     }
 
-    /// Server → client topic alias: reuse the topic's alias (sending an
-    /// empty topic) or give it a new one while the client's maximum allows.
-    /// A new alias is returned, to be recorded once the PUBLISH that
-    /// announces it is actually sent (it may yet be dropped as too large).
-    fn apply_alias(&mut self, publish: &mut Publish) -> Option<(ByteStr, u16)> {
+    /// Server → client topic alias for `topic`: reuse the topic's alias
+    /// (the PUBLISH then omits the topic: the first value returned) or give
+    /// it a new one while the client's maximum allows. A new alias is
+    /// returned, to be recorded once the PUBLISH that announces it is
+    /// actually sent (it may yet be dropped as too large).
+    fn apply_alias(
+        &self,
+        properties: &mut Properties,
+        topic: &ByteStr,
+    ) -> (bool, Option<(ByteStr, u16)>) {
         if self.client_alias_max == 0 {
-            return None;
+            return (false, None);
         }
         let given = self.aliases.as_deref().map(|a| &a.outgoing);
-        if let Some(&alias) = given.and_then(|a| a.get(&publish.topic)) {
-            publish.properties.topic_alias = Some(alias);
-            publish.topic = ByteStr::new();
-        } else if given.map_or(0, HashMap::len) < usize::from(self.client_alias_max) {
-            let alias = given.map_or(0, HashMap::len) as u16 + 1;
-            publish.properties.topic_alias = Some(alias);
-            return Some((publish.topic.clone(), alias));
+        if let Some(&alias) = given.and_then(|a| a.get(topic)) {
+            properties.topic_alias = Some(alias);
+            return (true, None);
         }
-        None
+        let count = given.map_or(0, HashMap::len);
+        if count < usize::from(self.client_alias_max) {
+            let alias = count as u16 + 1;
+            properties.topic_alias = Some(alias);
+            return (false, Some((topic.clone(), alias)));
+        }
+        (false, None)
     }
 }
 
@@ -735,6 +743,17 @@ fn outgoing_properties(delivery: &Delivery, now: Instant) -> Properties {
     props.message_expiry_interval = delivery.message.remaining_expiry(now);
     props.subscription_identifiers = delivery.subscription_ids.clone();
     props
+}
+
+/// The protocol error of acknowledgement `ack` for inflight message `m`,
+/// which it cannot be for.
+fn wrong_ack_error(ack: &str, m: &Inflight) -> Close {
+    protocol_error(&format!(
+        "{ack} for packet id {}, a QoS {} delivery{}",
+        m.packet_id,
+        m.delivery.qos as u8,
+        if m.released { " already released" } else { "" }
+    ))
 }
 
 fn protocol_error(why: &str) -> Close {
