@@ -33,7 +33,8 @@ pub use connect::{ConnAck, Connect, Will};
 pub use control::{Auth, Disconnect};
 pub use error::{DecodeError, EncodeError};
 pub use packet::{
-    DecodeOptions, MAX_PACKET_SIZE, Packet, PacketType, Protocol, QoS, decode, take_short_ack,
+    DecodeOptions, MAX_PACKET_SIZE, Packet, PacketType, Protocol, QoS, decode, peek_publish,
+    take_short_ack,
 };
 pub use properties::Properties;
 pub use publish::{PubResp, Publish, PublishRef};

@@ -272,6 +272,24 @@ pub fn take_short_ack(buf: &mut BytesMut) -> Option<(PacketType, u16)> {
     Some((packet_type, packet_id))
 }
 
+/// The QoS bits and the topic name of the packet at the front of `buf` if
+/// it is a whole PUBLISH (`None` for anything else, or a packet not all
+/// there yet), without decoding it: lets a broker see which of the packets
+/// read next publish to the same topic, to handle them together. Nothing
+/// is checked beyond what finding the topic needs; [`decode`] still
+/// decodes (and checks) the packet.
+pub fn peek_publish(buf: &[u8]) -> Option<(u8, &[u8])> {
+    let (&first, rest) = buf.split_first()?;
+    if first >> 4 != PacketType::Publish as u8 {
+        return None;
+    }
+    let (remaining, len_bytes) = read_varint(rest).ok()??;
+    let body = rest.get(len_bytes..len_bytes + remaining as usize)?;
+    let (&[hi, lo], body) = body.split_first_chunk::<2>()?;
+    let topic = body.get(..usize::from(u16::from_be_bytes([hi, lo])))?;
+    Some(((first >> 1) & 0x03, topic))
+}
+
 /// Decodes one packet's content. Every decoder returns (or is wrapped into)
 /// the caller's `Result<Option<Packet>>` directly; PUBLISH, the hot path,
 /// builds its packet in place (see `Publish::decode_packet`).

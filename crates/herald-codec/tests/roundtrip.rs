@@ -10,7 +10,7 @@ use bytes::BytesMut;
 use common::*;
 use herald_codec::{
     DecodeError, DecodeOptions, Packet, PacketType, Protocol, PubResp, PublishRef, decode,
-    take_short_ack,
+    peek_publish, take_short_ack,
 };
 use proptest::prelude::*;
 use proptest::test_runner::TestCaseError;
@@ -69,6 +69,16 @@ fn check_round_trip(protocol: Protocol, packet: &Packet) -> Result<(), TestCaseE
             );
         }
     }
+
+    // Peeking finds a whole PUBLISH's QoS and topic, and nothing else.
+    let peeked = peek_publish(&wire);
+    match packet {
+        Packet::Publish(p) => {
+            prop_assert_eq!(peeked, Some((p.qos as u8, &p.topic.as_bytes()[..])));
+        }
+        _ => prop_assert_eq!(peeked, None),
+    }
+    prop_assert_eq!(peek_publish(&wire[..wire.len() - 1]), None);
 
     // A PUBLISH without properties encodes the same from a view that has
     // none (what the broker sends 3.x deliveries with).
