@@ -254,7 +254,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
             let n = buf.filled().len();
             self.rbuf.extend_from_slice(buf.filled());
             self.record_read(n, READ_STACK);
-            return Poll::Ready(Ok(n));
+            if n < READ_STACK {
+                return Poll::Ready(Ok(n));
+            }
+            // The stack buffer filled: a burst after a quiet spell (a
+            // publisher's first messages). The rest of what came is read
+            // now, so the burst is handled as one batch and its messages
+            // reach each subscriber together, not in a few writes; the
+            // buffer is let go again once drained (`prepare_read`).
+            self.rbuf.reserve(READ_MAX);
+            let more = match pin!(self.stream.read_buf(&mut self.rbuf)).poll(cx) {
+                // The end of the stream or an error shows again on the
+                // next read.
+                Poll::Ready(Ok(m)) => m,
+                Poll::Ready(Err(_)) | Poll::Pending => 0,
+            };
+            return Poll::Ready(Ok(n + more));
         }
         let spare = self.rbuf.capacity() - self.rbuf.len();
         let n = ready!(pin!(self.stream.read_buf(&mut self.rbuf)).poll(cx))?;

@@ -125,7 +125,7 @@ pub struct SessionState {
     /// size classes around it are 512 and 640 bytes.)
     pub subscriptions: HashMap<ByteStr, SubEntry, foldhash::fast::RandomState>,
     /// Messages waiting for the connection (or for a window slot). Read
-    /// freely; change only through [`Session::enqueue`],
+    /// freely; change only through [`Session::enqueue_each`],
     /// [`SessionState::pop_next`] and [`SessionState::take_queued`], which
     /// keep `queued_bytes` in step.
     pub queue: VecDeque<Delivery>,
@@ -294,22 +294,8 @@ impl Session {
         crate::support::lock(&self.state)
     }
 
-    /// Queues a delivery the session's client may receive and wakes the
-    /// connection; refuses when its rights deny the topic
-    /// ([`DropReason::NotAuthorized`]) or must be asked ([`NotQueued::Ask`]),
-    /// when full ([`DropReason::QueueFull`]) or for QoS 0 while offline
-    /// ([`DropReason::Qos0Offline`]). For a stored session, a QoS 1/2
-    /// delivery is also queued to `store`, under this session's lock (so
-    /// its records keep their order). Returns whether the session is
-    /// online with its queue above high water (the publisher should
-    /// pause) and, if stored, the store's ticket for it (`Err`: the store
-    /// refused it; it is queued in memory only and the publisher should be
-    /// refused, to send it again).
-    pub fn enqueue(&self, delivery: Delivery, store: Option<&Store>) -> Result<Queued, NotQueued> {
-        self.push(delivery, true, store)
-    }
-
-    /// [`Session::enqueue`] for a delivery its rights already allowed.
+    /// Queues one delivery its rights already allowed (see
+    /// [`Session::enqueue_each`]).
     pub fn enqueue_allowed(
         &self,
         delivery: Delivery,
@@ -324,54 +310,111 @@ impl Session {
 
     fn push(
         &self,
+        delivery: Delivery,
+        check: bool,
+        store: Option<&Store>,
+    ) -> Result<Queued, NotQueued> {
+        let queued = self.push_locked(&mut self.lock(), delivery, check, store)?;
+        self.pushed(queued.0);
+        Ok(queued)
+    }
+
+    /// Queues deliveries the session's client may receive, in order, under
+    /// one lock, and wakes the connection once: `delivery(i)` makes the
+    /// `i`th of `count` (`None`: none for this one), and `each(i, result)`
+    /// is told what became of it, under the session's lock (it must not
+    /// lock sessions or fire hooks). A delivery is refused when the
+    /// session's rights deny the topic ([`DropReason::NotAuthorized`]) or
+    /// must be asked ([`NotQueued::Ask`]), when the queue is full
+    /// ([`DropReason::QueueFull`]) or for QoS 0 while offline
+    /// ([`DropReason::Qos0Offline`]). For a stored session, a QoS 1/2
+    /// delivery is also queued to `store`, under this session's lock (so
+    /// its records keep their order). A queued one's result says whether
+    /// the session is online with its queue above high water (the
+    /// publisher should pause) and, if stored, the store's ticket for it
+    /// (`Err`: the store refused it; it is queued in memory only and the
+    /// publisher should be refused, to send it again).
+    pub fn enqueue_each(
+        &self,
+        count: usize,
+        store: Option<&Store>,
+        mut delivery: impl FnMut(usize) -> Option<Delivery>,
+        mut each: impl FnMut(usize, Result<Queued, NotQueued>),
+    ) {
+        let mut queued = false;
+        let mut congested = false;
+        {
+            let mut st = self.lock();
+            for i in 0..count {
+                let Some(d) = delivery(i) else {
+                    continue;
+                };
+                let result = self.push_locked(&mut st, d, true, store);
+                if let Ok((c, _)) = &result {
+                    queued = true;
+                    congested |= c;
+                }
+                each(i, result);
+            }
+        }
+        if queued {
+            self.pushed(congested);
+        }
+    }
+
+    /// The part of [`Session::push`] done under the session's lock.
+    fn push_locked(
+        &self,
+        st: &mut SessionState,
         mut delivery: Delivery,
         check: bool,
         store: Option<&Store>,
     ) -> Result<Queued, NotQueued> {
-        let (congested, ticket) = {
-            let mut st = self.lock();
-            if !st.online && delivery.qos == QoS::AtMostOnce && !self.queue_qos0 {
-                return Err(NotQueued::Dropped(DropReason::Qos0Offline));
+        if !st.online && delivery.qos == QoS::AtMostOnce && !self.queue_qos0 {
+            return Err(NotQueued::Dropped(DropReason::Qos0Offline));
+        }
+        if check && let Some(rights) = &st.rights {
+            match rights.check(AclAction::Deliver, &delivery.message.topic) {
+                Verdict::Allow => {}
+                Verdict::Deny => return Err(NotQueued::Dropped(DropReason::NotAuthorized)),
+                Verdict::Ask => return Err(NotQueued::Ask(delivery, rights.clone())),
             }
-            if check && let Some(rights) = &st.rights {
-                match rights.check(AclAction::Deliver, &delivery.message.topic) {
-                    Verdict::Allow => {}
-                    Verdict::Deny => return Err(NotQueued::Dropped(DropReason::NotAuthorized)),
-                    Verdict::Ask => return Err(NotQueued::Ask(delivery, rights.clone())),
+        }
+        let size = delivery.message.size();
+        if st.queue.len() >= self.max_queued as usize
+            || st.queued_bytes.saturating_add(size) > self.max_queued_bytes
+        {
+            return Err(NotQueued::Dropped(DropReason::QueueFull));
+        }
+        let ticket = match store {
+            Some(store) if st.stored && delivery.qos != QoS::AtMostOnce => {
+                let seq = st.next_seq + 1;
+                delivery.seq = seq;
+                let ticket = store.record(Change::Queued(
+                    self.client_id.clone(),
+                    seq,
+                    delivery.clone(),
+                ));
+                match ticket {
+                    Ok(_) => st.next_seq = seq,
+                    Err(_) => delivery.seq = 0,
                 }
+                Some(ticket)
             }
-            let size = delivery.message.size();
-            if st.queue.len() >= self.max_queued as usize
-                || st.queued_bytes.saturating_add(size) > self.max_queued_bytes
-            {
-                return Err(NotQueued::Dropped(DropReason::QueueFull));
-            }
-            let ticket = match store {
-                Some(store) if st.stored && delivery.qos != QoS::AtMostOnce => {
-                    let seq = st.next_seq + 1;
-                    delivery.seq = seq;
-                    let ticket = store.record(Change::Queued(
-                        self.client_id.clone(),
-                        seq,
-                        delivery.clone(),
-                    ));
-                    match ticket {
-                        Ok(_) => st.next_seq = seq,
-                        Err(_) => delivery.seq = 0,
-                    }
-                    Some(ticket)
-                }
-                _ => None,
-            };
-            st.queued_bytes += size;
-            st.queue.push_back(delivery);
-            (st.online && st.queue.len() >= self.high_water(), ticket)
+            _ => None,
         };
+        st.queued_bytes += size;
+        st.queue.push_back(delivery);
+        Ok((st.online && st.queue.len() >= self.high_water(), ticket))
+    }
+
+    /// After queueing (outside the lock): marks the session congested if
+    /// a push took it above high water, and wakes the connection.
+    fn pushed(&self, congested: bool) {
         if congested {
             self.congested.store(true, Ordering::Release);
         }
         self.wake();
-        Ok((congested, ticket))
     }
 
     /// Wakes the owning connection (if none is attached, the one that

@@ -91,6 +91,32 @@ pub struct RouteOutcome {
     pub pending: Vec<Pending>,
 }
 
+/// Most messages [`Broker::publish_all`] routes together.
+pub const MAX_ROUTED_TOGETHER: usize = 128;
+
+/// One message's part in routing several together
+/// ([`Broker::publish_all`]).
+pub struct Route {
+    /// What its acknowledgement waits for (refused, or held for the store).
+    pub holds: AckHolds,
+    /// What routing it did.
+    pub outcome: RouteOutcome,
+    /// The last store ticket its changes got (0: none).
+    held: u64,
+}
+
+impl Route {
+    /// A message about to be routed, with the holds of its
+    /// acknowledgement.
+    pub fn new(holds: AckHolds) -> Route {
+        Route {
+            holds,
+            outcome: RouteOutcome::default(),
+            held: 0,
+        }
+    }
+}
+
 /// A delivery waiting for its subscriber's rights to be asked.
 pub struct Pending {
     /// The subscriber's session.
@@ -320,6 +346,16 @@ impl Broker {
         self.route(message, false, &mut AckHolds::unwanted())
     }
 
+    /// Routes consecutive messages of one publisher to one topic together
+    /// (see [`Broker::route_all`]), each with its own acknowledgement's
+    /// holds and outcome (`routes[i]` for `messages[i]`).
+    pub fn publish_all(&self, messages: &[Arc<Message>], routes: &mut [Route]) {
+        let together = messages.chunks(MAX_ROUTED_TOGETHER);
+        for (messages, routes) in together.zip(routes.chunks_mut(MAX_ROUTED_TOGETHER)) {
+            self.route_all(messages, routes, true);
+        }
+    }
+
     /// Routes `message`; `count_unrouted`: a message nobody is subscribed
     /// to counts as dropped (no subscribers).
     fn route(
@@ -328,40 +364,68 @@ impl Broker {
         count_unrouted: bool,
         holds: &mut AckHolds,
     ) -> RouteOutcome {
-        self.hooks.fire_publish(&message, holds);
-        if holds.is_refused() {
-            return RouteOutcome::default();
-        }
-        // The last store ticket this message's changes got: the store
-        // writes in ticket order, so one hold on it covers them all.
-        let mut held = 0;
-        if message.retain {
-            match self.retain(&message) {
-                Ok(Some(ticket)) => held = ticket,
-                Ok(None) => {}
-                Err(Refused) if holds.is_wanted() => {
-                    holds.refuse();
-                    return RouteOutcome::default();
-                }
-                // Nobody to tell: delivered, not retained.
-                Err(Refused) => {}
+        let mut route = [Route::new(std::mem::replace(holds, AckHolds::unwanted()))];
+        self.route_all(&[message], &mut route, count_unrouted);
+        let [route] = route;
+        *holds = route.holds;
+        route.outcome
+    }
+
+    /// Routes `messages`, all from one publisher to one topic, so they
+    /// share their targets: each target session is locked once and woken
+    /// once for all of them, in order, and its connection finds them all
+    /// queued when it runs (one write, not one per message).
+    /// `count_unrouted`: a message nobody is subscribed to counts as
+    /// dropped (no subscribers).
+    fn route_all(&self, messages: &[Arc<Message>], routes: &mut [Route], count_unrouted: bool) {
+        debug_assert_eq!(messages.len(), routes.len());
+        debug_assert!(messages.iter().all(
+            |m| m.topic == messages[0].topic && m.from_client_id == messages[0].from_client_id
+        ));
+        // Which messages go on to their subscribers (hooks and the
+        // retained store may refuse them), as a mask of positions
+        // ([`MAX_ROUTED_TOGETHER`] at most).
+        let mut live = 0u128;
+        for (i, (message, route)) in messages.iter().zip(routes.iter_mut()).enumerate() {
+            let holds = &mut route.holds;
+            self.hooks.fire_publish(message, holds);
+            if holds.is_refused() {
+                continue;
             }
+            if message.retain {
+                match self.retain(message) {
+                    // The store writes in ticket order: one hold on this
+                    // message's last ticket covers all its changes.
+                    Ok(Some(ticket)) => route.held = ticket,
+                    Ok(None) => {}
+                    Err(Refused) if holds.is_wanted() => {
+                        holds.refuse();
+                        continue;
+                    }
+                    // Nobody to tell: delivered, not retained.
+                    Err(Refused) => {}
+                }
+            }
+            live |= 1 << i;
         }
+        let Some(first) = messages.get(live.trailing_zeros() as usize) else {
+            return;
+        };
         let mut targets = ROUTE_TARGETS.with(|t| std::mem::take(&mut *t.borrow_mut()));
         // A wide topic's direct targets, as kept (see `WIDE_TARGETS`).
         let mut wide: Option<Arc<[Target]>> = None;
         {
             let subs = read(&self.subs);
-            let from = &message.from_client_id;
+            let from = &first.from_client_id;
             if !subs.wide.is_empty() {
-                wide = subs.wide.get(&*message.topic).cloned();
+                wide = subs.wide.get(&*first.topic).cloned();
             }
             let mut keep = None;
             if wide.is_none() {
                 // A list with a no-local subscription depends on the
                 // publisher: not kept.
                 let mut no_local = false;
-                subs.direct.for_each_match(&message.topic, |_, key, entry| {
+                subs.direct.for_each_match(&first.topic, |_, key, entry| {
                     no_local |= entry.options.no_local;
                     if entry.options.no_local && key.0.client_id == *from {
                         return;
@@ -386,7 +450,7 @@ impl Broker {
             let direct = targets.len();
             if !subs.shared.is_empty() {
                 subs.shared.for_each_match(
-                    &message.topic,
+                    &first.topic,
                     |key| key.0.lock().online,
                     |_, _, key, entry| {
                         targets.push((
@@ -394,7 +458,7 @@ impl Broker {
                             entry.options.qos,
                             entry.options.retain_as_published,
                             entry.id.into_iter().collect(),
-                        ))
+                        ));
                     },
                 );
             }
@@ -406,71 +470,99 @@ impl Broker {
                     if subs.wide.len() >= WIDE_TOPICS {
                         subs.wide = HashMap::default();
                     }
-                    subs.wide.insert(message.topic.detached(), list.clone());
+                    subs.wide.insert(first.topic.detached(), list.clone());
                 }
                 wide = Some(list);
             }
         }
         let wide_targets = wide.as_deref().unwrap_or_default();
-        let mut outcome = RouteOutcome {
-            matched: !targets.is_empty() || !wide_targets.is_empty(),
-            ..RouteOutcome::default()
-        };
+        let matched = !targets.is_empty() || !wide_targets.is_empty();
         // `authz.deny_subscribe` holds for every subscriber.
         let denied_to_all =
-            outcome.matched && Broker::denied(&self.config.authz.deny_subscribe, &message.topic);
+            matched && Broker::denied(&self.config.authz.deny_subscribe, &first.topic);
+        let is_live = |i: usize| live & (1 << i) != 0;
+        // Drops are counted (and their hooks fired) outside the session
+        // locks.
+        let mut drops: Vec<(usize, DropReason)> = Vec::new();
         for (key, qos, rap, ids) in wide_targets.iter().chain(targets.iter()) {
             if denied_to_all {
-                outcome.dropped += 1;
-                self.dropped(&message, DropReason::NotAuthorized);
-                continue;
+                drops.extend(
+                    (0..messages.len())
+                        .filter(|&i| is_live(i))
+                        .map(|i| (i, DropReason::NotAuthorized)),
+                );
+            } else {
+                key.0.enqueue_each(
+                    messages.len(),
+                    self.store.as_ref(),
+                    |i| {
+                        let message = messages.get(i).filter(|_| is_live(i))?;
+                        Some(Delivery {
+                            qos: message.qos.min(*qos),
+                            retain: message.retain && *rap,
+                            subscription_ids: ids.clone(),
+                            message: message.clone(),
+                            seq: 0,
+                        })
+                    },
+                    |i, result| {
+                        let Some(route) = routes.get_mut(i) else {
+                            return;
+                        };
+                        let outcome = &mut route.outcome;
+                        match result {
+                            Ok((congested, ticket)) => {
+                                match ticket {
+                                    Some(Ok(ticket)) => route.held = route.held.max(ticket),
+                                    // In memory only: the publisher is
+                                    // refused and sends it again.
+                                    Some(Err(Refused)) => route.holds.refuse(),
+                                    None => {}
+                                }
+                                outcome.delivered += 1;
+                                if congested && outcome.congested.is_none() {
+                                    outcome.congested = Some(key.0.clone());
+                                }
+                            }
+                            Err(NotQueued::Dropped(reason)) => drops.push((i, reason)),
+                            Err(NotQueued::Ask(delivery, rights)) => {
+                                outcome.pending.push(Pending {
+                                    session: key.0.clone(),
+                                    delivery,
+                                    rights,
+                                    retained: false,
+                                })
+                            }
+                        }
+                    },
+                );
             }
-            let delivery = Delivery {
-                qos: message.qos.min(*qos),
-                retain: message.retain && *rap,
-                subscription_ids: ids.clone(),
-                message: message.clone(),
-                seq: 0,
-            };
-            match key.0.enqueue(delivery, self.store.as_ref()) {
-                Ok((congested, ticket)) => {
-                    match ticket {
-                        Some(Ok(ticket)) => held = held.max(ticket),
-                        // In memory only: the publisher is refused and
-                        // sends it again.
-                        Some(Err(Refused)) => holds.refuse(),
-                        None => {}
-                    }
-                    outcome.delivered += 1;
-                    if congested && outcome.congested.is_none() {
-                        outcome.congested = Some(key.0.clone());
-                    }
+            for (i, reason) in drops.drain(..) {
+                if let (Some(message), Some(route)) = (messages.get(i), routes.get_mut(i)) {
+                    route.outcome.dropped += 1;
+                    self.dropped(message, reason);
                 }
-                Err(NotQueued::Dropped(reason)) => {
-                    outcome.dropped += 1;
-                    self.dropped(&message, reason);
-                }
-                Err(NotQueued::Ask(delivery, rights)) => outcome.pending.push(Pending {
-                    session: key.0.clone(),
-                    delivery,
-                    rights,
-                    retained: false,
-                }),
             }
         }
         targets.clear();
         if targets.capacity() <= ROUTE_TARGETS_KEPT {
             ROUTE_TARGETS.with(|t| *t.borrow_mut() = targets);
         }
-        if !outcome.matched && count_unrouted {
-            self.dropped(&message, DropReason::NoSubscribers);
+        let gate = self.store.as_ref().and_then(Store::ack_gate);
+        for (i, (message, route)) in messages.iter().zip(routes.iter_mut()).enumerate() {
+            if !is_live(i) {
+                continue;
+            }
+            route.outcome.matched = matched;
+            if !matched && count_unrouted {
+                self.dropped(message, DropReason::NoSubscribers);
+            }
+            if route.held > 0
+                && let Some(gate) = gate
+            {
+                route.holds.hold(gate.clone(), route.held);
+            }
         }
-        if held > 0
-            && let Some(gate) = self.store.as_ref().and_then(Store::ack_gate)
-        {
-            holds.hold(gate.clone(), held);
-        }
-        outcome
     }
 
     /// Queues deliveries held for a remote decision, in order, once their

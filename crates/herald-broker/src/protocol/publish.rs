@@ -10,7 +10,7 @@
 use super::disconnect::Close;
 use super::{Client, Pause};
 use crate::ack::{AckHolds, REFUSED_REASON, Released};
-use crate::broker::Pending;
+use crate::broker::{MAX_ROUTED_TOGETHER, Pending, Route, RouteOutcome};
 use crate::config::DenyAction;
 use crate::connection::WRITE_HIGH_WATER;
 use crate::hooks::{AclAction, DropReason, Event};
@@ -18,7 +18,9 @@ use crate::message::{Delivery, Message};
 use crate::metrics::Metrics;
 use crate::session::{Inflight, Session};
 use crate::store::Change;
-use herald_codec::{ByteStr, Packet, Properties, PubResp, Publish, PublishRef, QoS, ReasonCode};
+use herald_codec::{
+    ByteStr, Packet, Properties, PubResp, Publish, PublishRef, QoS, ReasonCode, peek_publish,
+};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::Weak;
@@ -72,6 +74,9 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
     /// [`Client::handle_publish`] when nothing can wait (no
     /// `client.check_acl` handler, no rights that ask remotely).
     pub(crate) fn handle_publish_now(&mut self, p: Publish) -> Result<(), Close> {
+        if self.publishes_follow(&p) {
+            return self.handle_publishes(p);
+        }
         let Some((message, packet_id, qos)) = self.accept_publish(p)? else {
             return Ok(());
         };
@@ -205,11 +210,7 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
         qos: QoS,
         allowed: bool,
     ) -> Result<(Vec<Pending>, Routed), Close> {
-        let mut holds = if qos == QoS::AtMostOnce {
-            AckHolds::unwanted()
-        } else {
-            AckHolds::wanted()
-        };
+        let mut holds = holds_for(qos);
         let mut pending = Vec::new();
         let reason = if !allowed {
             self.broker.dropped(&message, DropReason::NotAuthorized);
@@ -219,17 +220,8 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
             ReasonCode::NOT_AUTHORIZED
         } else {
             let mut outcome = self.broker.publish_held(message, &mut holds);
-            if let Some(congested) = outcome.congested.take() {
-                self.push_back(congested);
-            }
             pending = std::mem::take(&mut outcome.pending);
-            if holds.is_refused() {
-                REFUSED_REASON
-            } else if outcome.matched {
-                ReasonCode::SUCCESS
-            } else {
-                ReasonCode::NO_MATCHING_SUBSCRIBERS
-            }
+            self.routed_reason(&holds, &mut outcome)
         };
         let routed = Routed {
             packet_id,
@@ -238,6 +230,105 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
             holds,
         };
         Ok((pending, routed))
+    }
+
+    /// The reason to answer a routed message with; a subscriber it took
+    /// above high water pauses this publisher.
+    fn routed_reason(&mut self, holds: &AckHolds, outcome: &mut RouteOutcome) -> ReasonCode {
+        if let Some(congested) = outcome.congested.take()
+            && self.pressure.is_none()
+        {
+            self.push_back(congested);
+        }
+        if holds.is_refused() {
+            REFUSED_REASON
+        } else if outcome.matched {
+            ReasonCode::SUCCESS
+        } else {
+            ReasonCode::NO_MATCHING_SUBSCRIBERS
+        }
+    }
+
+    /// Whether the next packet read is a PUBLISH to the topic `p` names,
+    /// both at QoS 0 or 1: they are handled together
+    /// ([`Client::handle_publishes`]).
+    fn publishes_follow(&self, p: &Publish) -> bool {
+        p.qos != QoS::ExactlyOnce
+            && !p.topic.is_empty()
+            && peek_publish(&self.io.rbuf).is_some_and(|(qos, topic)| {
+                qos < QoS::ExactlyOnce as u8 && topic == p.topic.as_bytes()
+            })
+    }
+
+    /// Handles `first` and the PUBLISH packets read after it to the same
+    /// topic (QoS 0 and 1) together, as [`Client::handle_publish_now`]
+    /// would one by one: each is checked and counted, routed, and answered
+    /// in order, but their subscribers are locked and woken once for all
+    /// of them ([`Broker::publish_all`]), and so find them all queued.
+    /// At most a quarter of a session queue's limit go together, so a
+    /// subscriber's queue overshoots its high water mark (where the
+    /// publisher pauses) by no more than before its limit.
+    fn handle_publishes(&mut self, first: Publish) -> Result<(), Close> {
+        let cap = (self.broker.config.mqtt.max_queued_messages as usize / 4)
+            .clamp(1, MAX_ROUTED_TOGETHER);
+        let topic = first.topic.clone();
+        let mut messages = Vec::new();
+        let mut answers = Vec::new();
+        let mut failed = None;
+        let mut next = Some(first);
+        while let Some(p) = next.take() {
+            let more = messages.len() + 1 < cap && self.publishes_follow(&p);
+            match self.accept_publish(p) {
+                Ok(Some((message, packet_id, qos))) => {
+                    messages.push(message);
+                    answers.push((packet_id, qos));
+                }
+                // Only a QoS 2 resend is not routed.
+                Ok(None) => {}
+                Err(close) => {
+                    failed = Some(close);
+                    break;
+                }
+            }
+            if more {
+                match self.io.next_packet() {
+                    Ok(Some(Packet::Publish(p))) => next = Some(p),
+                    Ok(_) => failed = Some(protocol_error("a PUBLISH that did not decode as one")),
+                    Err(e) => failed = Some(Close::Decode(e)),
+                }
+            }
+        }
+        // What was accepted before a broken packet is routed and answered
+        // first, as it would have been one by one.
+        let broker = self.broker.clone();
+        let allowed = broker.may_publish_to(&self.owner.info.client_id, &topic)
+            && broker.authorized_now(self.rights.as_ref(), AclAction::Publish, &topic);
+        if allowed {
+            let mut routes: Vec<Route> = answers
+                .iter()
+                .map(|&(_, qos)| Route::new(holds_for(qos)))
+                .collect();
+            broker.publish_all(&messages, &mut routes);
+            for ((packet_id, qos), mut route) in answers.into_iter().zip(routes) {
+                debug_assert!(
+                    route.outcome.pending.is_empty(),
+                    "rights that ask make publishing wait"
+                );
+                let reason = self.routed_reason(&route.holds, &mut route.outcome);
+                self.answer(Routed {
+                    packet_id,
+                    qos,
+                    reason,
+                    holds: route.holds,
+                })?;
+            }
+        } else {
+            for (message, (packet_id, qos)) in messages.into_iter().zip(answers) {
+                let (_, routed) = self.route_publish(message, packet_id, qos, false)?;
+                self.answer(routed)?;
+            }
+        }
+        failed.map_or(Ok(()), Err)
     }
 
     /// Answers a routed PUBLISH once what its acknowledgement is held on
@@ -743,6 +834,16 @@ fn outgoing_properties(delivery: &Delivery, now: Instant) -> Properties {
     props.message_expiry_interval = delivery.message.remaining_expiry(now);
     props.subscription_identifiers = delivery.subscription_ids.clone();
     props
+}
+
+/// The holds of a new acknowledgement: none wanted for QoS 0, which has
+/// none.
+fn holds_for(qos: QoS) -> AckHolds {
+    if qos == QoS::AtMostOnce {
+        AckHolds::unwanted()
+    } else {
+        AckHolds::wanted()
+    }
 }
 
 /// The protocol error of acknowledgement `ack` for inflight message `m`,

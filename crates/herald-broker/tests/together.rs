@@ -1,0 +1,162 @@
+//! PUBLISH packets that arrive together for one topic are routed together
+//! (one lock and one wake-up per subscriber for all of them): what each
+//! client sees must be what handling them one by one gives. Every test
+//! sends its packets in one write, so the broker reads them together.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a test: a failed unwrap is a failed assertion
+
+mod common;
+mod lifecycle;
+
+use bytes::{Bytes, BytesMut};
+use common::raw::Raw;
+use common::*;
+use herald_broker::Server;
+use herald_codec::{ByteStr, Packet, Properties, Protocol, PubResp, Publish, QoS, ReasonCode};
+use lifecycle::*;
+
+async fn connected(server: &Server, protocol: Protocol, id: &str) -> Raw {
+    raw_session(server, connect_packet(protocol, id, true, 60)).await
+}
+
+/// A subscriber of `filter` at QoS 1.
+async fn subscriber(server: &Server, protocol: Protocol, id: &str, filter: &str) -> Raw {
+    let mut sub = connected(server, protocol, id).await;
+    sub.send(&subscribe_packet(1, filter)).await;
+    assert!(matches!(sub.recv().await, Some(Packet::SubAck(_))));
+    sub
+}
+
+/// PUBLISH `n` (from 1) to `topic`: QoS 1 with packet id `n` for odd
+/// `n`, QoS 0 for even, payload the number.
+fn publish(topic: &str, n: u16) -> Packet {
+    let qos = if n % 2 == 1 {
+        QoS::AtLeastOnce
+    } else {
+        QoS::AtMostOnce
+    };
+    Packet::Publish(Publish {
+        dup: false,
+        qos,
+        retain: false,
+        topic: ByteStr::from(topic),
+        packet_id: if qos == QoS::AtMostOnce { 0 } else { n },
+        properties: Properties::default(),
+        payload: Bytes::from(n.to_string()),
+    })
+}
+
+/// The bytes of messages `1..=n` to `topic`, for one write.
+fn publishes(protocol: Protocol, topic: &str, n: u16) -> BytesMut {
+    let mut out = BytesMut::new();
+    for i in 1..=n {
+        publish(topic, i).encode(protocol, &mut out).unwrap();
+    }
+    out
+}
+
+/// Reads `n` PUBLISH packets; returns their payloads as numbers (QoS 1
+/// ones acknowledged).
+async fn received(sub: &mut Raw, n: usize) -> Vec<u16> {
+    let mut got = Vec::new();
+    while got.len() < n {
+        match sub.recv().await {
+            Some(Packet::Publish(p)) => {
+                got.push(std::str::from_utf8(&p.payload).unwrap().parse().unwrap());
+                if p.qos == QoS::AtLeastOnce {
+                    sub.send(&Packet::PubAck(PubResp::new(p.packet_id))).await;
+                }
+            }
+            other => panic!("expected PUBLISH {} of {n}, got {other:?}", got.len() + 1),
+        }
+    }
+    got
+}
+
+/// Reads PUBACKs for the odd numbers `1..=n`; returns (packet id, reason).
+async fn acknowledged(publisher: &mut Raw, n: u16) -> Vec<(u16, ReasonCode)> {
+    let mut acks = Vec::new();
+    while acks.len() < usize::from(n.div_ceil(2)) {
+        match publisher.recv().await {
+            Some(Packet::PubAck(a)) => acks.push((a.packet_id, a.reason)),
+            other => panic!("expected PUBACK, got {other:?}"),
+        }
+    }
+    acks
+}
+
+#[tokio::test]
+async fn publishes_read_together_are_delivered_and_acknowledged_in_order() {
+    watch_panics();
+    // The batch is at most a quarter of the queue limit: 8 messages here,
+    // so the 300 below go in many batches, and the limit is not reached.
+    let server = start_with(|c| c.mqtt.max_queued_messages = 32).await;
+    let mut subs = Vec::new();
+    for (i, protocol) in [Protocol::V3_1_1, Protocol::V5, Protocol::V3_1_1]
+        .into_iter()
+        .enumerate()
+    {
+        subs.push(subscriber(&server, protocol, &format!("sub{i}"), "t/#").await);
+    }
+    let mut publisher = connected(&server, Protocol::V5, "pub").await;
+    let n = 300;
+    publisher
+        .send_bytes(&publishes(Protocol::V5, "t/x", n))
+        .await;
+    // All read at once: a subscriber that acknowledged nothing would make
+    // the publisher pause, then have messages dropped.
+    let readers: Vec<_> = subs
+        .into_iter()
+        .map(|mut sub| tokio::spawn(async move { received(&mut sub, usize::from(n)).await }))
+        .collect();
+    let expected: Vec<u16> = (1..=n).collect();
+    for reader in readers {
+        assert_eq!(reader.await.unwrap(), expected);
+    }
+    let acks = acknowledged(&mut publisher, n).await;
+    let odd: Vec<(u16, ReasonCode)> = (1..=n)
+        .step_by(2)
+        .map(|i| (i, ReasonCode::SUCCESS))
+        .collect();
+    assert_eq!(acks, odd);
+    assert_no_panics();
+}
+
+#[tokio::test]
+async fn publishes_read_together_without_subscribers_are_each_told_so() {
+    watch_panics();
+    let server = start().await;
+    let mut publisher = connected(&server, Protocol::V5, "pub").await;
+    let n = 100;
+    publisher
+        .send_bytes(&publishes(Protocol::V5, "nobody/here", n))
+        .await;
+    let acks = acknowledged(&mut publisher, n).await;
+    let odd: Vec<(u16, ReasonCode)> = (1..=n)
+        .step_by(2)
+        .map(|i| (i, ReasonCode::NO_MATCHING_SUBSCRIBERS))
+        .collect();
+    assert_eq!(acks, odd);
+    assert_no_panics();
+}
+
+#[tokio::test]
+async fn a_broken_publish_after_others_closes_once_they_are_routed() {
+    watch_panics();
+    let server = start().await;
+    let mut sub = subscriber(&server, Protocol::V3_1_1, "sub", "t").await;
+    let mut publisher = connected(&server, Protocol::V3_1_1, "pub").await;
+    // Five good messages to "t", then a QoS 1 PUBLISH to "t" whose packet
+    // identifier is 0, which 3.1.1 forbids: it is read with them.
+    let mut bytes = publishes(Protocol::V3_1_1, "t", 5);
+    bytes.extend_from_slice(&[0x32, 6, 0, 1, b't', 0, 0, b'!']);
+    publisher.send_bytes(&bytes).await;
+    assert_eq!(received(&mut sub, 5).await, vec![1, 2, 3, 4, 5]);
+    let acks = acknowledged(&mut publisher, 5).await;
+    assert_eq!(
+        acks.iter().map(|&(id, _)| id).collect::<Vec<_>>(),
+        vec![1, 3, 5]
+    );
+    assert_closed_silently(&mut publisher).await;
+    assert_bystander_round_trip(&server, "bystander").await;
+    assert_no_panics();
+}
