@@ -160,3 +160,32 @@ async fn a_broken_publish_after_others_closes_once_they_are_routed() {
     assert_bystander_round_trip(&server, "bystander").await;
     assert_no_panics();
 }
+
+#[tokio::test]
+async fn a_shared_group_still_takes_turns_per_message() {
+    watch_panics();
+    let server = start().await;
+    let mut members = Vec::new();
+    for i in 0..2 {
+        let mut member = connected(&server, Protocol::V3_1_1, &format!("member{i}")).await;
+        member.send(&subscribe_packet(1, "$share/g/t/#")).await;
+        assert!(matches!(member.recv().await, Some(Packet::SubAck(_))));
+        members.push(member);
+    }
+    let mut publisher = connected(&server, Protocol::V3_1_1, "pub").await;
+    let n = 20;
+    publisher
+        .send_bytes(&publishes(Protocol::V3_1_1, "t/x", n))
+        .await;
+    acknowledged(&mut publisher, n).await;
+    // Round robin: each member gets every other message, in order.
+    let mut got = Vec::new();
+    for member in &mut members {
+        got.push(received(member, usize::from(n / 2)).await);
+    }
+    got.sort();
+    let odd: Vec<u16> = (1..=n).step_by(2).collect();
+    let even: Vec<u16> = (2..=n).step_by(2).collect();
+    assert_eq!(got, vec![odd, even]);
+    assert_no_panics();
+}

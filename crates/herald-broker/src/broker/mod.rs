@@ -374,11 +374,22 @@ impl Broker {
     /// Routes `messages`, all from one publisher to one topic, so they
     /// share their targets: each target session is locked once and woken
     /// once for all of them, in order, and its connection finds them all
-    /// queued when it runs (one write, not one per message).
+    /// queued when it runs (one write, not one per message). While shared
+    /// subscriptions exist they are routed one by one (their groups take
+    /// turns per message).
     /// `count_unrouted`: a message nobody is subscribed to counts as
     /// dropped (no subscribers).
     fn route_all(&self, messages: &[Arc<Message>], routes: &mut [Route], count_unrouted: bool) {
         debug_assert_eq!(messages.len(), routes.len());
+        // A shared subscription's group takes turns per message: with any
+        // group about, each message is routed on its own.
+        if messages.len() > 1 && !read(&self.subs).shared.is_empty() {
+            for (message, route) in messages.iter().zip(routes.iter_mut()) {
+                let (message, route) = (std::slice::from_ref(message), std::slice::from_mut(route));
+                self.route_all(message, route, count_unrouted);
+            }
+            return;
+        }
         debug_assert!(messages.iter().all(
             |m| m.topic == messages[0].topic && m.from_client_id == messages[0].from_client_id
         ));
