@@ -189,3 +189,43 @@ async fn a_shared_group_still_takes_turns_per_message() {
     assert_eq!(got, vec![odd, even]);
     assert_no_panics();
 }
+
+/// Records the names of the `message.publish` and `message.dropped`
+/// events, in the order they fire.
+#[derive(Default)]
+struct Order(std::sync::Mutex<Vec<&'static str>>);
+
+impl herald_broker::hooks::Handler for Order {
+    fn on_event(&self, event: &herald_broker::hooks::Event<'_>) {
+        let name = event.name();
+        if name == "message.publish" || name == "message.dropped" {
+            self.0.lock().unwrap().push(name);
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_publish_breaking_a_rule_after_others_is_dropped_after_their_events() {
+    watch_panics();
+    let server = start_with(|c| c.mqtt.retain_available = false).await;
+    let order = std::sync::Arc::new(Order::default());
+    server.broker.hooks.add_handler(0, order.clone());
+    let mut sub = subscriber(&server, Protocol::V5, "sub", "t").await;
+    let mut publisher = connected(&server, Protocol::V5, "pub").await;
+    // Five good messages to "t", then a retained one, which this broker
+    // does not take: the connection closes with 0x9A after the five.
+    let mut bytes = publishes(Protocol::V5, "t", 5);
+    let mut retained = publish("t", 6);
+    if let Packet::Publish(p) = &mut retained {
+        p.retain = true;
+    }
+    retained.encode(Protocol::V5, &mut bytes).unwrap();
+    publisher.send_bytes(&bytes).await;
+    assert_eq!(received(&mut sub, 5).await, vec![1, 2, 3, 4, 5]);
+    acknowledged(&mut publisher, 5).await;
+    assert_disconnected_with(&mut publisher, ReasonCode::RETAIN_NOT_SUPPORTED).await;
+    let mut expected = vec!["message.publish"; 5];
+    expected.push("message.dropped");
+    assert_eq!(*order.0.lock().unwrap(), expected);
+    assert_no_panics();
+}

@@ -74,9 +74,14 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
     /// [`Client::handle_publish`] when nothing can wait (no
     /// `client.check_acl` handler, no rights that ask remotely).
     pub(crate) fn handle_publish_now(&mut self, p: Publish) -> Result<(), Close> {
-        if self.publishes_follow(&p) {
+        if self.publishes_follow(&p) && self.broken_rule(&p).is_none() {
             return self.handle_publishes(p);
         }
+        self.handle_publish_alone(p)
+    }
+
+    /// [`Client::handle_publish_now`] for one PUBLISH on its own.
+    fn handle_publish_alone(&mut self, p: Publish) -> Result<(), Close> {
         let Some((message, packet_id, qos)) = self.accept_publish(p)? else {
             return Ok(());
         };
@@ -86,6 +91,29 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
         let (pending, routed) = self.route_publish(message, packet_id, qos, allowed)?;
         debug_assert!(pending.is_empty(), "rights that ask make publishing wait");
         self.answer(routed)
+    }
+
+    /// A rule a message with a topic can break: it is dropped
+    /// (protocol_error) and the connection closes.
+    fn broken_rule(&self, p: &Publish) -> Option<Close> {
+        let cfg = &self.broker.config.mqtt;
+        if !p.properties.subscription_identifiers.is_empty() {
+            Some(protocol_error(
+                "subscription identifier in a client PUBLISH",
+            ))
+        } else if p.qos as u8 > cfg.max_qos {
+            Some(Close::Protocol(
+                ReasonCode::QOS_NOT_SUPPORTED,
+                format!("QoS {} above maximum {}", p.qos as u8, cfg.max_qos),
+            ))
+        } else if p.retain && !cfg.retain_available {
+            Some(Close::Protocol(
+                ReasonCode::RETAIN_NOT_SUPPORTED,
+                "retain is not available".into(),
+            ))
+        } else {
+            None
+        }
     }
 
     /// Checks a PUBLISH against the protocol rules and resolves its topic
@@ -121,25 +149,7 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
                     .insert(alias, p.topic.detached());
             }
         }
-        // Rules a message with a topic can break: it is dropped
-        // (protocol_error) and the connection closes.
-        let broken = if !p.properties.subscription_identifiers.is_empty() {
-            Some(protocol_error(
-                "subscription identifier in a client PUBLISH",
-            ))
-        } else if p.qos as u8 > cfg.max_qos {
-            Some(Close::Protocol(
-                ReasonCode::QOS_NOT_SUPPORTED,
-                format!("QoS {} above maximum {}", p.qos as u8, cfg.max_qos),
-            ))
-        } else if p.retain && !cfg.retain_available {
-            Some(Close::Protocol(
-                ReasonCode::RETAIN_NOT_SUPPORTED,
-                "retain is not available".into(),
-            ))
-        } else {
-            None
-        };
+        let broken = self.broken_rule(&p);
         // QoS 2 exchanges awaiting PUBREL: 5.0 clients were told Receive
         // Maximum; 3.x clients know no limit, so theirs is larger.
         let awaiting_max = if self.protocol.is_v5() {
@@ -267,7 +277,9 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
     /// of them ([`Broker::publish_all`]), and so find them all queued.
     /// At most a quarter of a session queue's limit go together, so a
     /// subscriber's queue overshoots its high water mark (where the
-    /// publisher pauses) by no more than before its limit.
+    /// publisher pauses) by no more than before its limit. One that breaks
+    /// a rule is left out and handled after them, so its drop comes after
+    /// their events, as one by one.
     fn handle_publishes(&mut self, first: Publish) -> Result<(), Close> {
         let cap = (self.broker.config.mqtt.max_queued_messages as usize / 4)
             .clamp(1, MAX_ROUTED_TOGETHER);
@@ -275,6 +287,7 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
         let mut messages = Vec::new();
         let mut answers = Vec::new();
         let mut failed = None;
+        let mut after = None;
         let mut next = Some(first);
         while let Some(p) = next.take() {
             let more = messages.len() + 1 < cap && self.publishes_follow(&p);
@@ -292,7 +305,10 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
             }
             if more {
                 match self.io.next_packet() {
-                    Ok(Some(Packet::Publish(p))) => next = Some(p),
+                    Ok(Some(Packet::Publish(p))) if self.broken_rule(&p).is_none() => {
+                        next = Some(p);
+                    }
+                    Ok(Some(Packet::Publish(p))) => after = Some(p),
                     Ok(_) => failed = Some(protocol_error("a PUBLISH that did not decode as one")),
                     Err(e) => failed = Some(Close::Decode(e)),
                 }
@@ -328,7 +344,10 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
                 self.answer(routed)?;
             }
         }
-        failed.map_or(Ok(()), Err)
+        if let Some(close) = failed {
+            return Err(close);
+        }
+        after.map_or(Ok(()), |p| self.handle_publish_alone(p))
     }
 
     /// Answers a routed PUBLISH once what its acknowledgement is held on
