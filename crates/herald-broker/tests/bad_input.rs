@@ -7,7 +7,6 @@
 mod common;
 mod lifecycle;
 
-use common::raw::Raw;
 use common::*;
 use herald_broker::Server;
 use herald_broker::metrics::Metrics;
@@ -15,11 +14,6 @@ use herald_codec::{Packet, Protocol, ReasonCode};
 use lifecycle::*;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-
-/// An accepted raw connection at `protocol`.
-async fn connected(server: &Server, protocol: Protocol, id: &str) -> Raw {
-    raw_session(server, connect_packet(protocol, id, true, 60)).await
-}
 
 fn protocol_errors(server: &Server) -> u64 {
     Metrics::get(&server.broker.metrics.protocol_errors)

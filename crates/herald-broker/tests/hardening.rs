@@ -19,10 +19,6 @@ use lifecycle::*;
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 
-async fn connected(server: &Server, protocol: Protocol, id: &str) -> Raw {
-    raw_session(server, connect_packet(protocol, id, true, 60)).await
-}
-
 fn get(counter: &AtomicU64) -> u64 {
     Metrics::get(counter)
 }

@@ -14,10 +14,6 @@ use herald_broker::Server;
 use herald_codec::{ByteStr, Packet, Properties, Protocol, PubResp, Publish, QoS, ReasonCode};
 use lifecycle::*;
 
-async fn connected(server: &Server, protocol: Protocol, id: &str) -> Raw {
-    raw_session(server, connect_packet(protocol, id, true, 60)).await
-}
-
 /// A subscriber of `filter` at QoS 1.
 async fn subscriber(server: &Server, protocol: Protocol, id: &str, filter: &str) -> Raw {
     let mut sub = connected(server, protocol, id).await;
@@ -84,6 +80,12 @@ async fn acknowledged(publisher: &mut Raw, n: u16) -> Vec<(u16, ReasonCode)> {
     acks
 }
 
+/// The PUBACKs `acknowledged` should read for messages `1..=n`: the odd
+/// ones, each with `reason`.
+fn odd_acks(n: u16, reason: ReasonCode) -> Vec<(u16, ReasonCode)> {
+    (1..=n).step_by(2).map(|i| (i, reason)).collect()
+}
+
 #[tokio::test]
 async fn publishes_read_together_are_delivered_and_acknowledged_in_order() {
     watch_panics();
@@ -113,11 +115,7 @@ async fn publishes_read_together_are_delivered_and_acknowledged_in_order() {
         assert_eq!(reader.await.unwrap(), expected);
     }
     let acks = acknowledged(&mut publisher, n).await;
-    let odd: Vec<(u16, ReasonCode)> = (1..=n)
-        .step_by(2)
-        .map(|i| (i, ReasonCode::SUCCESS))
-        .collect();
-    assert_eq!(acks, odd);
+    assert_eq!(acks, odd_acks(n, ReasonCode::SUCCESS));
     assert_no_panics();
 }
 
@@ -131,11 +129,7 @@ async fn publishes_read_together_without_subscribers_are_each_told_so() {
         .send_bytes(&publishes(Protocol::V5, "nobody/here", n))
         .await;
     let acks = acknowledged(&mut publisher, n).await;
-    let odd: Vec<(u16, ReasonCode)> = (1..=n)
-        .step_by(2)
-        .map(|i| (i, ReasonCode::NO_MATCHING_SUBSCRIBERS))
-        .collect();
-    assert_eq!(acks, odd);
+    assert_eq!(acks, odd_acks(n, ReasonCode::NO_MATCHING_SUBSCRIBERS));
     assert_no_panics();
 }
 

@@ -97,6 +97,12 @@ pub async fn raw_session(server: &Server, connect: Connect) -> Raw {
     raw
 }
 
+/// An accepted raw connection at `protocol` with a clean session and a
+/// 60 s keep alive.
+pub async fn connected(server: &Server, protocol: Protocol, id: &str) -> Raw {
+    raw_session(server, connect_packet(protocol, id, true, 60)).await
+}
+
 /// A QoS 1 SUBSCRIBE to one filter.
 pub fn subscribe_packet(packet_id: u16, filter: &str) -> Packet {
     let mut sub = Subscription {
