@@ -374,22 +374,13 @@ impl Broker {
     /// Routes `messages`, all from one publisher to one topic, so they
     /// share their targets: each target session is locked once and woken
     /// once for all of them, in order, and its connection finds them all
-    /// queued when it runs (one write, not one per message). While shared
-    /// subscriptions exist they are routed one by one (their groups take
-    /// turns per message).
+    /// queued when it runs (one write, not one per message). A shared
+    /// subscription's group still takes turns per message: its member is
+    /// picked for each.
     /// `count_unrouted`: a message nobody is subscribed to counts as
     /// dropped (no subscribers).
     fn route_all(&self, messages: &[Arc<Message>], routes: &mut [Route], count_unrouted: bool) {
         debug_assert_eq!(messages.len(), routes.len());
-        // A shared subscription's group takes turns per message: with any
-        // group about, each message is routed on its own.
-        if messages.len() > 1 && !read(&self.subs).shared.is_empty() {
-            for (message, route) in messages.iter().zip(routes.iter_mut()) {
-                let (message, route) = (std::slice::from_ref(message), std::slice::from_mut(route));
-                self.route_all(message, route, count_unrouted);
-            }
-            return;
-        }
         debug_assert!(messages.iter().all(
             |m| m.topic == messages[0].topic && m.from_client_id == messages[0].from_client_id
         ));
@@ -422,6 +413,10 @@ impl Broker {
         let Some(first) = messages.get(live.trailing_zeros() as usize) else {
             return;
         };
+        let is_live = |i: usize| live & (1 << i) != 0;
+        // Shared groups' members, picked per message (the message's
+        // position with each).
+        let mut shared: Vec<(Target, usize)> = Vec::new();
         let mut targets = ROUTE_TARGETS.with(|t| std::mem::take(&mut *t.borrow_mut()));
         // A wide topic's direct targets, as kept (see `WIDE_TARGETS`).
         let mut wide: Option<Arc<[Target]>> = None;
@@ -458,24 +453,26 @@ impl Broker {
                     keep = Some(subs.generation);
                 }
             }
-            let direct = targets.len();
             if !subs.shared.is_empty() {
-                subs.shared.for_each_match(
-                    &first.topic,
-                    |key| key.0.lock().online,
-                    |_, _, key, entry| {
-                        targets.push((
-                            key.clone(),
-                            entry.options.qos,
-                            entry.options.retain_as_published,
-                            entry.id.into_iter().collect(),
-                        ));
-                    },
-                );
+                for i in (0..messages.len()).filter(|&i| is_live(i)) {
+                    subs.shared.for_each_match(
+                        &first.topic,
+                        |key| key.0.lock().online,
+                        |_, _, key, entry| {
+                            let target = (
+                                key.clone(),
+                                entry.options.qos,
+                                entry.options.retain_as_published,
+                                entry.id.into_iter().collect(),
+                            );
+                            shared.push((target, i));
+                        },
+                    );
+                }
             }
             drop(subs);
             if let Some(generation) = keep {
-                let list: Arc<[Target]> = targets.drain(..direct).collect();
+                let list: Arc<[Target]> = targets.drain(..).collect();
                 let mut subs = write(&self.subs);
                 if subs.generation == generation {
                     if subs.wide.len() >= WIDE_TOPICS {
@@ -487,19 +484,23 @@ impl Broker {
             }
         }
         let wide_targets = wide.as_deref().unwrap_or_default();
-        let matched = !targets.is_empty() || !wide_targets.is_empty();
+        let matched = !targets.is_empty() || !wide_targets.is_empty() || !shared.is_empty();
         // `authz.deny_subscribe` holds for every subscriber.
         let denied_to_all =
             matched && Broker::denied(&self.config.authz.deny_subscribe, &first.topic);
-        let is_live = |i: usize| live & (1 << i) != 0;
         // Drops are counted (and their hooks fired) outside the session
         // locks.
         let mut drops: Vec<(usize, DropReason)> = Vec::new();
-        for (key, qos, rap, ids) in wide_targets.iter().chain(targets.iter()) {
+        // A subscription gets every message; a shared group's member only
+        // the one it was picked for.
+        let every = wide_targets.iter().chain(targets.iter()).map(|t| (t, None));
+        let picked = shared.iter().map(|(t, i)| (t, Some(*i)));
+        for ((key, qos, rap, ids), only) in every.chain(picked) {
+            let takes = |i: usize| is_live(i) && only.is_none_or(|o| o == i);
             if denied_to_all {
                 drops.extend(
                     (0..messages.len())
-                        .filter(|&i| is_live(i))
+                        .filter(|&i| takes(i))
                         .map(|i| (i, DropReason::NotAuthorized)),
                 );
             } else {
@@ -507,7 +508,7 @@ impl Broker {
                     messages.len(),
                     self.store.as_ref(),
                     |i| {
-                        let message = messages.get(i).filter(|_| is_live(i))?;
+                        let message = messages.get(i).filter(|_| takes(i))?;
                         Some(Delivery {
                             qos: message.qos.min(*qos),
                             retain: message.retain && *rap,
