@@ -35,6 +35,7 @@ pub mod listener;
 pub mod message;
 pub mod metrics;
 pub mod protocol;
+pub mod queue;
 pub mod reason;
 pub mod router;
 pub mod session;

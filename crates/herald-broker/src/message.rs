@@ -130,3 +130,23 @@ pub struct Delivery {
     /// when it is not stored.
     pub seq: u64,
 }
+
+impl Delivery {
+    /// `message` as a subscription receives it: at most its `granted`
+    /// QoS, RETAIN kept only with Retain As Published, with its
+    /// identifiers; not stored (yet).
+    pub fn to_subscriber(
+        message: &Arc<Message>,
+        granted: QoS,
+        retain_as_published: bool,
+        subscription_ids: Vec<u32>,
+    ) -> Delivery {
+        Delivery {
+            qos: message.qos.min(granted),
+            retain: message.retain && retain_as_published,
+            subscription_ids,
+            message: message.clone(),
+            seq: 0,
+        }
+    }
+}

@@ -10,6 +10,7 @@ use crate::access::{Rights, Verdict};
 use crate::ack::Refused;
 use crate::hooks::{AclAction, ClientInfo, DropReason};
 use crate::message::Delivery;
+use crate::queue::{Batch, Queue};
 use crate::store::{Change, Store};
 use futures_util::task::AtomicWaker;
 use herald_codec::{ByteStr, QoS, SubOptions, Will};
@@ -126,11 +127,9 @@ pub struct SessionState {
     pub subscriptions: HashMap<ByteStr, SubEntry, foldhash::fast::RandomState>,
     /// Messages waiting for the connection (or for a window slot). Read
     /// freely; change only through [`Session::enqueue_each`],
-    /// [`SessionState::pop_next`] and [`SessionState::take_queued`], which
-    /// keep `queued_bytes` in step.
-    pub queue: VecDeque<Delivery>,
-    /// [`Message::size`](crate::message::Message::size) summed over `queue`.
-    queued_bytes: usize,
+    /// [`Session::enqueue_run`], [`SessionState::pop_next`] and
+    /// [`SessionState::take_queued`], which keep the limits.
+    pub queue: Queue,
     /// What few sessions have at any time (retained messages not yet
     /// sent, inbound QoS 2 exchanges), boxed when first needed: every
     /// byte inline is paid by every idle session. `None`: both empty.
@@ -143,8 +142,10 @@ pub struct SessionState {
     /// Packet ids of `inflight`, so finding a free id does not scan a
     /// window that may hold tens of thousands of messages.
     ids_in_use: HashSet<u16, foldhash::fast::RandomState>,
-    /// How many of `inflight` are [`Inflight::unsent`].
-    pub unsent: usize,
+    /// How many of `inflight` are [`Inflight::unsent`] (`u32`: at most
+    /// the 65,535 packet ids, and it fits beside the small fields that
+    /// would leave padding; every idle session pays for each word).
+    pub unsent: u32,
     /// Whether the store holds this session (it is persistent and the
     /// broker keeps its state on disk): its QoS 1/2 deliveries are stored.
     pub stored: bool,
@@ -256,8 +257,7 @@ impl Session {
             client_id,
             state: Mutex::new(SessionState {
                 subscriptions: HashMap::default(),
-                queue: VecDeque::new(),
-                queued_bytes: 0,
+                queue: Queue::default(),
                 rare: None,
                 inflight: VecDeque::new(),
                 ids_in_use: HashSet::default(),
@@ -338,28 +338,121 @@ impl Session {
         &self,
         count: usize,
         store: Option<&Store>,
-        mut delivery: impl FnMut(usize) -> Option<Delivery>,
-        mut each: impl FnMut(usize, Result<Queued, NotQueued>),
+        delivery: impl FnMut(usize) -> Option<Delivery>,
+        each: impl FnMut(usize, Result<Queued, NotQueued>),
     ) {
-        let mut queued = false;
-        let mut congested = false;
-        {
-            let mut st = self.lock();
-            for i in 0..count {
-                let Some(d) = delivery(i) else {
-                    continue;
-                };
-                let result = self.push_locked(&mut st, d, true, store);
-                if let Ok((c, _)) = &result {
-                    queued = true;
-                    congested |= c;
-                }
-                each(i, result);
-            }
-        }
+        let (queued, congested) =
+            self.push_each_locked(&mut self.lock(), count, store, delivery, each);
         if queued {
             self.pushed(congested);
         }
+    }
+
+    /// [`Session::enqueue_each`] for every message of `batch` as one
+    /// subscription receives it (`granted` QoS, Retain As Published,
+    /// identifiers), `each(i, result)` told about the `i`th. While the
+    /// session is online, its client may receive the topic, nothing of the
+    /// batch is stored for it and its queue has room for all, the batch is
+    /// queued as one entry (shared with the topic's other subscribers);
+    /// otherwise one by one, as [`Session::enqueue_each`] does. `bytes`:
+    /// the batch's [`Message::size`](crate::message::Message::size) summed.
+    #[allow(clippy::too_many_arguments)]
+    pub fn enqueue_run(
+        &self,
+        batch: &Batch,
+        bytes: usize,
+        granted: QoS,
+        retain_as_published: bool,
+        subscription_ids: &[u32],
+        store: Option<&Store>,
+        mut each: impl FnMut(usize, Result<Queued, NotQueued>),
+    ) {
+        let mut st = self.lock();
+        let (queued, congested) = if self.takes_run(&st, batch, bytes, granted, store.is_some()) {
+            let before = st.queue.len();
+            let high = self.high_water();
+            st.queue.push_run(
+                batch,
+                bytes,
+                granted,
+                retain_as_published,
+                subscription_ids.to_vec(),
+            );
+            for i in 0..batch.len() {
+                each(i, Ok((before + i + 1 >= high, None)));
+            }
+            (true, st.queue.len() >= high)
+        } else {
+            let delivery = |i: usize| {
+                let message = batch.get(i)?;
+                let ids = subscription_ids.to_vec();
+                Some(Delivery::to_subscriber(
+                    message,
+                    granted,
+                    retain_as_published,
+                    ids,
+                ))
+            };
+            self.push_each_locked(&mut st, batch.len(), store, delivery, each)
+        };
+        drop(st);
+        if queued {
+            self.pushed(congested);
+        }
+    }
+
+    /// Whether [`Session::enqueue_run`] may queue `batch` as one entry:
+    /// what [`Session::push_locked`] would check per message holds for all
+    /// of them alike (online, so QoS 0 is queued; rights allow the topic;
+    /// none is stored; within both limits).
+    fn takes_run(
+        &self,
+        st: &SessionState,
+        batch: &Batch,
+        bytes: usize,
+        granted: QoS,
+        storing: bool,
+    ) -> bool {
+        let Some(first) = batch.first() else {
+            return false;
+        };
+        st.online
+            && st
+                .rights
+                .as_ref()
+                .is_none_or(|r| r.check(AclAction::Deliver, &first.topic) == Verdict::Allow)
+            && !(storing
+                && st.stored
+                && granted != QoS::AtMostOnce
+                && batch.iter().any(|m| m.qos != QoS::AtMostOnce))
+            && st.queue.len() + batch.len() <= self.max_queued as usize
+            && st.queue.bytes().saturating_add(bytes) <= self.max_queued_bytes
+    }
+
+    /// The loop of [`Session::enqueue_each`], under the lock: whether any
+    /// was queued, and whether one took an online session above high water.
+    fn push_each_locked(
+        &self,
+        st: &mut SessionState,
+        count: usize,
+        store: Option<&Store>,
+        mut delivery: impl FnMut(usize) -> Option<Delivery>,
+        mut each: impl FnMut(usize, Result<Queued, NotQueued>),
+    ) -> (bool, bool) {
+        let mut queued = false;
+        let mut congested = false;
+        for i in 0..count {
+            let Some(d) = delivery(i) else {
+                continue;
+            };
+            let result = self.push_locked(st, d, true, store);
+            if let Ok((c, _)) = &result {
+                queued = true;
+                congested |= c;
+            }
+            each(i, result);
+        }
+        (queued, congested)
     }
 
     /// The part of [`Session::push`] done under the session's lock.
@@ -382,7 +475,7 @@ impl Session {
         }
         let size = delivery.message.size();
         if st.queue.len() >= self.max_queued as usize
-            || st.queued_bytes.saturating_add(size) > self.max_queued_bytes
+            || st.queue.bytes().saturating_add(size) > self.max_queued_bytes
         {
             return Err(NotQueued::Dropped(DropReason::QueueFull));
         }
@@ -403,8 +496,7 @@ impl Session {
             }
             _ => None,
         };
-        st.queued_bytes += size;
-        st.queue.push_back(delivery);
+        st.queue.push(delivery);
         Ok((st.online && st.queue.len() >= self.high_water(), ticket))
     }
 
@@ -587,16 +679,17 @@ impl SessionState {
         self.rare = None;
     }
 
-    /// The next delivery to send: retained messages for new subscriptions
-    /// first, then the queue.
-    pub fn next_queued(&self) -> Option<&Delivery> {
+    /// QoS of the next delivery to send: retained messages for new
+    /// subscriptions first, then the queue.
+    pub fn next_qos(&self) -> Option<QoS> {
         self.rare
             .as_ref()
             .and_then(|r| r.retained_backlog.front())
-            .or_else(|| self.queue.front())
+            .map(|d| d.qos)
+            .or_else(|| self.queue.front_qos())
     }
 
-    /// Takes the delivery [`SessionState::next_queued`] shows.
+    /// Takes the delivery [`SessionState::next_qos`] is about.
     pub fn pop_next(&mut self) -> Option<Delivery> {
         if let Some(rare) = self.rare.as_deref_mut()
             && let Some(d) = rare.retained_backlog.pop_front()
@@ -608,27 +701,23 @@ impl SessionState {
             }
             return Some(d);
         }
-        let d = self.queue.pop_front()?;
-        self.queued_bytes = self.queued_bytes.saturating_sub(d.message.size());
-        Some(d)
+        self.queue.pop()
     }
 
     /// Bytes queued (see [`Message::size`](crate::message::Message::size)).
     pub fn queued_bytes(&self) -> usize {
-        self.queued_bytes
+        self.queue.bytes()
     }
 
     /// Puts a stored delivery back in the queue at start (no limit: it was
     /// within them when it was queued).
     pub fn restore_queued(&mut self, delivery: Delivery) {
-        self.queued_bytes += delivery.message.size();
-        self.queue.push_back(delivery);
+        self.queue.push(delivery);
     }
 
     /// Empties the queue (not the retained backlog).
     pub fn take_queued(&mut self) -> VecDeque<Delivery> {
-        self.queued_bytes = 0;
-        std::mem::take(&mut self.queue)
+        self.queue.take()
     }
 
     /// A packet identifier not used by any inflight message. The caller
@@ -686,6 +775,7 @@ impl SessionState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::message::Message;
     use std::task::{Wake, Waker};
 
     /// A waker that counts its wake-ups; its `Arc` count tells whether a
@@ -719,6 +809,94 @@ mod tests {
         session.kick(Kick::Shutdown);
         assert_eq!(counting.0.load(Ordering::SeqCst), 2);
         assert!(session.poll_woken(&mut cx).is_ready());
+    }
+
+    /// Rights that answer `check` with one verdict.
+    struct Always(Verdict);
+
+    impl Rights for Always {
+        fn check(&self, _: AclAction, _: &str) -> Verdict {
+            self.0
+        }
+        fn ask<'a>(&'a self, _: AclAction, _: &'a str) -> crate::hooks::DecisionFuture<'a> {
+            Box::pin(async { crate::hooks::Decision::Ignore })
+        }
+    }
+
+    fn batch(n: u8, qos: QoS) -> Batch {
+        (0..n)
+            .map(|i| {
+                Arc::new(Message::new(
+                    ByteStr::from("t"),
+                    bytes::Bytes::from(vec![i; 9]),
+                    qos,
+                    false,
+                    Default::default(),
+                    ByteStr::from("p"),
+                    None,
+                ))
+            })
+            .collect()
+    }
+
+    /// What `enqueue_run` said of each message: queued (and whether above
+    /// high water) or why not.
+    fn run_into(session: &Session, batch: &Batch, granted: QoS) -> Vec<Result<bool, String>> {
+        let bytes = batch.iter().map(|m| m.size()).sum();
+        let mut told = Vec::new();
+        session.enqueue_run(batch, bytes, granted, false, &[], None, |i, result| {
+            assert_eq!(i, told.len(), "told in order");
+            told.push(match result {
+                Ok((congested, _)) => Ok(congested),
+                Err(NotQueued::Dropped(reason)) => Err(format!("{reason:?}")),
+                Err(NotQueued::Ask(..)) => Err("ask".to_owned()),
+            });
+        });
+        told
+    }
+
+    fn online(max_queued: u32, max_bytes: usize) -> Arc<Session> {
+        let session = Session::new("c".into(), max_queued, max_bytes, false);
+        session.lock().online = true;
+        session
+    }
+
+    #[test]
+    fn a_batch_is_queued_whole_only_where_each_of_its_messages_would_be() {
+        // Room for all: queued, above high water (8 of 10) from the 8th.
+        let session = online(10, 1 << 20);
+        let told = run_into(&session, &batch(9, QoS::AtMostOnce), QoS::AtLeastOnce);
+        let mut expected = vec![Ok(false); 7];
+        expected.extend([Ok(true), Ok(true)]);
+        assert_eq!(told, expected);
+        // Room for one more: it is queued, the rest dropped, as one by one.
+        let told = run_into(&session, &batch(3, QoS::AtMostOnce), QoS::AtLeastOnce);
+        let full = Err("QueueFull".to_owned());
+        assert_eq!(told, vec![Ok(true), full.clone(), full.clone()]);
+        assert_eq!(session.lock().queue.len(), 10);
+        // The byte limit the same way: each message is 10 bytes.
+        let session = online(100, 25);
+        let told = run_into(&session, &batch(3, QoS::AtMostOnce), QoS::AtMostOnce);
+        assert_eq!(told, vec![Ok(false), Ok(false), full]);
+        assert_eq!(session.lock().queued_bytes(), 20);
+        // Offline: QoS 0 is not queued (this session does not keep it).
+        let session = Session::new("c".into(), 100, 1 << 20, false);
+        let told = run_into(&session, &batch(2, QoS::AtMostOnce), QoS::AtLeastOnce);
+        assert_eq!(told, vec![Err("Qos0Offline".to_owned()); 2]);
+        // The client's rights: refused, or asked, message by message.
+        for (verdict, answer) in [(Verdict::Deny, "NotAuthorized"), (Verdict::Ask, "ask")] {
+            let session = online(100, 1 << 20);
+            session.lock().rights = Some(Arc::new(Always(verdict)));
+            let told = run_into(&session, &batch(2, QoS::AtLeastOnce), QoS::AtLeastOnce);
+            assert_eq!(told, vec![Err(answer.to_owned()); 2]);
+            assert!(session.lock().queue.is_empty());
+        }
+        let session = online(100, 1 << 20);
+        session.lock().rights = Some(Arc::new(Always(Verdict::Allow)));
+        let told = run_into(&session, &batch(2, QoS::AtLeastOnce), QoS::AtLeastOnce);
+        assert_eq!(told, vec![Ok(false); 2]);
+        let d = session.lock().pop_next().unwrap();
+        assert_eq!((d.qos, d.message.payload[0]), (QoS::AtLeastOnce, 0));
     }
 
     #[test]

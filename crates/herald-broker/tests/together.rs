@@ -223,3 +223,116 @@ async fn a_publish_breaking_a_rule_after_others_is_dropped_after_their_events() 
     assert_eq!(*order.0.lock().unwrap(), expected);
     assert_no_panics();
 }
+
+/// A subscriber of `filter` with these options (and, for 5.0, subscription
+/// identifier `id`).
+async fn subscribed_with(
+    server: &Server,
+    protocol: Protocol,
+    client_id: &str,
+    filter: &str,
+    options: herald_codec::SubOptions,
+    id: Option<u32>,
+) -> Raw {
+    let mut sub = connected(server, protocol, client_id).await;
+    let mut properties = Properties::default();
+    properties.subscription_identifiers.extend(id);
+    sub.send(&Packet::Subscribe(herald_codec::Subscribe {
+        packet_id: 1,
+        properties,
+        filters: vec![herald_codec::Subscription {
+            filter: ByteStr::from(filter),
+            options,
+        }],
+    }))
+    .await;
+    assert!(matches!(sub.recv().await, Some(Packet::SubAck(_))));
+    sub
+}
+
+/// Reads `n` PUBLISH packets: (payload as a number, QoS, RETAIN,
+/// subscription identifiers), QoS 1 ones acknowledged.
+async fn received_as(sub: &mut Raw, n: usize) -> Vec<(u16, QoS, bool, Vec<u32>)> {
+    let mut got = Vec::new();
+    while got.len() < n {
+        match sub.recv().await {
+            Some(Packet::Publish(p)) => {
+                let number = std::str::from_utf8(&p.payload).unwrap().parse().unwrap();
+                let ids = p.properties.subscription_identifiers.clone();
+                got.push((number, p.qos, p.retain, ids));
+                if p.qos == QoS::AtLeastOnce {
+                    sub.send(&Packet::PubAck(PubResp::new(p.packet_id))).await;
+                }
+            }
+            other => panic!("expected PUBLISH {} of {n}, got {other:?}", got.len() + 1),
+        }
+    }
+    got
+}
+
+#[tokio::test]
+async fn each_subscription_gets_messages_read_together_as_it_subscribed() {
+    watch_panics();
+    let server = start().await;
+    let options = |qos, retain_as_published| herald_codec::SubOptions {
+        qos,
+        retain_as_published,
+        ..Default::default()
+    };
+    let mut at_most_once = subscribed_with(
+        &server,
+        Protocol::V5,
+        "qos0-rap-id7",
+        "t/#",
+        options(QoS::AtMostOnce, true),
+        Some(7),
+    )
+    .await;
+    let mut at_least_once = subscribed_with(
+        &server,
+        Protocol::V5,
+        "qos1",
+        "t/x",
+        options(QoS::AtLeastOnce, false),
+        None,
+    )
+    .await;
+    let mut v3 = subscribed_with(
+        &server,
+        Protocol::V3_1_1,
+        "v3",
+        "t/#",
+        options(QoS::AtLeastOnce, false),
+        None,
+    )
+    .await;
+    // Six messages in one write: odd ones QoS 1, 3 and 4 retained.
+    let mut publisher = connected(&server, Protocol::V5, "pub").await;
+    let mut bytes = BytesMut::new();
+    for n in 1..=6 {
+        let mut packet = publish("t/x", n);
+        if let Packet::Publish(p) = &mut packet {
+            p.retain = n == 3 || n == 4;
+        }
+        packet.encode(Protocol::V5, &mut bytes).unwrap();
+    }
+    publisher.send_bytes(&bytes).await;
+    acknowledged(&mut publisher, 6).await;
+    let qos = |n: u16| {
+        if n % 2 == 1 {
+            QoS::AtLeastOnce
+        } else {
+            QoS::AtMostOnce
+        }
+    };
+    // QoS at most the granted one; RETAIN kept only as published; the
+    // subscription's identifier on each.
+    let expected: Vec<_> = (1..=6)
+        .map(|n| (n, QoS::AtMostOnce, n == 3 || n == 4, vec![7]))
+        .collect();
+    assert_eq!(received_as(&mut at_most_once, 6).await, expected);
+    let expected: Vec<_> = (1..=6).map(|n| (n, qos(n), false, vec![])).collect();
+    assert_eq!(received_as(&mut at_least_once, 6).await, expected);
+    assert_eq!(received_as(&mut v3, 6).await, expected);
+    assert_no_panics();
+}

@@ -435,11 +435,10 @@ async fn persistent_sessions_and_their_queued_messages_survive_sigkill() {
     let _ = std::fs::remove_dir_all(&data);
 }
 
-#[tokio::test]
-async fn inflight_messages_are_sent_again_with_dup_after_sigkill() {
-    let data = temp_dir("sessions-inflight");
-    let (mut herald, mqtt) = start(&data, "ack");
-    let mut opts = MqttOptions::new("slow", mqtt.ip().to_string(), mqtt.port());
+/// A persistent 5.0 session `id` (expiry 3600 s), connected and
+/// subscribed to `s/#` at QoS 1, whose client acknowledges nothing.
+async fn subscribed_never_acking(mqtt: SocketAddr, id: &str) -> (AsyncClient, EventLoop) {
+    let mut opts = MqttOptions::new(id, mqtt.ip().to_string(), mqtt.port());
     opts.set_keep_alive(Duration::from_secs(30));
     opts.set_clean_start(false);
     opts.set_session_expiry_interval(Some(3600));
@@ -447,6 +446,14 @@ async fn inflight_messages_are_sent_again_with_dup_after_sigkill() {
     let (client, mut events) = AsyncClient::new(opts, 100);
     client.subscribe("s/#", QoS::AtLeastOnce).await.unwrap();
     while !matches!(next(&mut events).await, Event::Incoming(Packet::SubAck(_))) {}
+    (client, events)
+}
+
+#[tokio::test]
+async fn inflight_messages_are_sent_again_with_dup_after_sigkill() {
+    let data = temp_dir("sessions-inflight");
+    let (mut herald, mqtt) = start(&data, "ack");
+    let (client, mut events) = subscribed_never_acking(mqtt, "slow").await;
     publish_acked(mqtt, 4).await;
     // Received, never acknowledged: in flight.
     let mut first = Vec::new();
@@ -602,6 +609,70 @@ async fn sigkill_mid_flood_loses_no_message_acknowledged_for_a_persistent_sessio
         assert_eq!(index, *expected, "{id}: in order, none missing");
         *expected += 1;
     }
+}
+
+/// QoS 1 PUBLISHes that arrive in one write are routed together (one
+/// queue entry per subscriber for all of them), but not for an online
+/// persistent session: each is stored for it before the publisher's
+/// PUBACK, so `kill -9` right after the PUBACKs loses none of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publishes_read_together_for_an_online_persistent_session_survive_sigkill() {
+    use std::io::{Read, Write};
+    const N: u64 = 20;
+    let data = temp_dir("sessions-together");
+    let (mut herald, mqtt) = start(&data, "ack");
+    // Receives and never acknowledges: what is not in flight stays queued.
+    let (client, mut events) = subscribed_never_acking(mqtt, "online").await;
+    // The session is on disk: what is missing after the restart is what
+    // was not stored for it.
+    barrier(mqtt).await;
+    let reading = tokio::spawn(async move {
+        loop {
+            if events.poll().await.is_err() {
+                return;
+            }
+        }
+    });
+    let publisher = std::thread::spawn(move || {
+        let mut stream = std::net::TcpStream::connect(mqtt).unwrap();
+        stream.set_nodelay(true).unwrap();
+        stream
+            .write_all(&flood::connect_packet("together"))
+            .unwrap();
+        let mut connack = [0u8; 4];
+        stream.read_exact(&mut connack).unwrap();
+        assert_eq!(connack, [0x20, 2, 0, 0]);
+        let mut all = Vec::new();
+        for i in 0..N {
+            flood::publish_packet("s/x", i, &mut all);
+        }
+        stream.write_all(&all).unwrap();
+        let mut acks = [0u8; 4 * N as usize];
+        stream.read_exact(&mut acks).unwrap();
+        acks.chunks(4)
+            .map(|a| u16::from_be_bytes([a[2], a[3]]))
+            .collect::<Vec<_>>()
+    });
+    let acked = tokio::task::spawn_blocking(move || publisher.join().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(acked, (1..=N as u16).collect::<Vec<_>>(), "every PUBACK");
+    herald.child.kill().unwrap();
+    herald.child.wait().unwrap();
+    reading.abort();
+    drop(client);
+
+    let (herald, mqtt) = start(&data, "ack");
+    let (_client, mut events, present) = connect_persistent(mqtt, "online", 3600).await;
+    assert!(present, "{}", herald.log.join("\n"));
+    let mut got = Vec::new();
+    while got.len() < N as usize {
+        if let Event::Incoming(Packet::Publish(p)) = next(&mut events).await {
+            got.push(String::from_utf8_lossy(&p.payload).parse::<u64>().unwrap());
+        }
+    }
+    assert_eq!(got, (0..N).collect::<Vec<_>>(), "every message, in order");
+    let _ = std::fs::remove_dir_all(&data);
 }
 
 /// A persistent 5.0 client with a will on `will/{id}` (delay `delay` s).

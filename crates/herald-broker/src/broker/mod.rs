@@ -17,9 +17,10 @@ use crate::config::Config;
 use crate::hooks::{AclAction, AclRequest, ClientInfo, Decision, DropReason, Event, Hooks};
 use crate::message::{Delivery, Message};
 use crate::metrics::Metrics;
+use crate::queue::Batch;
 use crate::reason::TerminationReason;
 use crate::router::{Retained, SharedGroups, Trie, matches, parse_shared};
-use crate::session::{Kick, NotQueued, Session, SubEntry};
+use crate::session::{Kick, NotQueued, Queued, Session, SubEntry};
 use crate::store::{Change, LiveSession, Store};
 use crate::support::{LogThrottle, lock, read, write};
 use herald_codec::{ByteStr, QoS, RetainHandling};
@@ -491,6 +492,21 @@ impl Broker {
         // Drops are counted (and their hooks fired) outside the session
         // locks.
         let mut drops: Vec<(usize, DropReason)> = Vec::new();
+        // Two or more messages for every subscription: each is queued them
+        // as one entry, the batch shared by all (see `crate::queue`), with
+        // their positions here.
+        let run: Option<(Batch, Vec<usize>, usize)> = (live.count_ones() >= 2
+            && !denied_to_all
+            && (!targets.is_empty() || !wide_targets.is_empty()))
+        .then(|| {
+            let at: Vec<usize> = (0..messages.len()).filter(|&i| is_live(i)).collect();
+            let batch: Batch = at
+                .iter()
+                .filter_map(|&i| messages.get(i).cloned())
+                .collect();
+            let bytes = batch.iter().map(|m| m.size()).sum();
+            (batch, at, bytes)
+        });
         // A subscription gets every message; a shared group's member only
         // the one it was picked for.
         let every = wide_targets.iter().chain(targets.iter()).map(|t| (t, None));
@@ -504,50 +520,54 @@ impl Broker {
                         .map(|i| (i, DropReason::NotAuthorized)),
                 );
             } else {
-                key.0.enqueue_each(
-                    messages.len(),
-                    self.store.as_ref(),
-                    |i| {
-                        let message = messages.get(i).filter(|_| takes(i))?;
-                        Some(Delivery {
-                            qos: message.qos.min(*qos),
-                            retain: message.retain && *rap,
-                            subscription_ids: ids.clone(),
-                            message: message.clone(),
-                            seq: 0,
-                        })
-                    },
-                    |i, result| {
-                        let Some(route) = routes.get_mut(i) else {
-                            return;
-                        };
-                        let outcome = &mut route.outcome;
-                        match result {
-                            Ok((congested, ticket)) => {
-                                match ticket {
-                                    Some(Ok(ticket)) => route.held = route.held.max(ticket),
-                                    // In memory only: the publisher is
-                                    // refused and sends it again.
-                                    Some(Err(Refused)) => route.holds.refuse(),
-                                    None => {}
-                                }
-                                outcome.delivered += 1;
-                                if congested && outcome.congested.is_none() {
-                                    outcome.congested = Some(key.0.clone());
-                                }
+                let mut each = |i: usize, result: Result<Queued, NotQueued>| {
+                    let Some(route) = routes.get_mut(i) else {
+                        return;
+                    };
+                    let outcome = &mut route.outcome;
+                    match result {
+                        Ok((congested, ticket)) => {
+                            match ticket {
+                                Some(Ok(ticket)) => route.held = route.held.max(ticket),
+                                // In memory only: the publisher is
+                                // refused and sends it again.
+                                Some(Err(Refused)) => route.holds.refuse(),
+                                None => {}
                             }
-                            Err(NotQueued::Dropped(reason)) => drops.push((i, reason)),
-                            Err(NotQueued::Ask(delivery, rights)) => {
-                                outcome.pending.push(Pending {
-                                    session: key.0.clone(),
-                                    delivery,
-                                    rights,
-                                    retained: false,
-                                })
+                            outcome.delivered += 1;
+                            if congested && outcome.congested.is_none() {
+                                outcome.congested = Some(key.0.clone());
                             }
                         }
-                    },
-                );
+                        Err(NotQueued::Dropped(reason)) => drops.push((i, reason)),
+                        Err(NotQueued::Ask(delivery, rights)) => outcome.pending.push(Pending {
+                            session: key.0.clone(),
+                            delivery,
+                            rights,
+                            retained: false,
+                        }),
+                    }
+                };
+                match (&run, only) {
+                    (Some((batch, at, bytes)), None) => key.0.enqueue_run(
+                        batch,
+                        *bytes,
+                        *qos,
+                        *rap,
+                        ids,
+                        self.store.as_ref(),
+                        |j, result| each(at.get(j).copied().unwrap_or(usize::MAX), result),
+                    ),
+                    _ => key.0.enqueue_each(
+                        messages.len(),
+                        self.store.as_ref(),
+                        |i| {
+                            let message = messages.get(i).filter(|_| takes(i))?;
+                            Some(Delivery::to_subscriber(message, *qos, *rap, ids.clone()))
+                        },
+                        each,
+                    ),
+                }
             }
             for (i, reason) in drops.drain(..) {
                 if let (Some(message), Some(route)) = (messages.get(i), routes.get_mut(i)) {

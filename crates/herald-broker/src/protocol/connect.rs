@@ -509,7 +509,7 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
             for m in st.inflight.iter_mut() {
                 m.unsent = true;
             }
-            st.unsent = st.inflight.len();
+            st.unsent = u32::try_from(st.inflight.len()).unwrap_or(u32::MAX);
         }
         self.resend_due();
     }

@@ -601,7 +601,7 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
         let mut too_large = Vec::new();
         {
             let mut st = session.lock();
-            let mut outstanding = st.inflight.len() - st.unsent;
+            let mut outstanding = st.inflight.len().saturating_sub(st.unsent as usize);
             let mut i = 0;
             while st.unsent > 0
                 && outstanding < usize::from(self.send_window)
@@ -658,10 +658,10 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
         // to one shared counter per message contends for its cache line.
         let mut sent = 0u64;
         while self.io.wbuf.len() < WRITE_HIGH_WATER {
-            let Some(front) = st.next_queued() else {
+            let Some(qos) = st.next_qos() else {
                 break;
             };
-            if front.qos != QoS::AtMostOnce && st.inflight.len() >= usize::from(self.send_window) {
+            if qos != QoS::AtMostOnce && st.inflight.len() >= usize::from(self.send_window) {
                 break;
             }
             let Some(delivery) = st.pop_next() else {

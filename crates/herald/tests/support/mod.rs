@@ -320,7 +320,8 @@ pub mod flood {
     /// Most PUBLISHes sent and not yet acknowledged.
     const WINDOW: u64 = 500;
 
-    fn connect_packet(client_id: &str) -> Vec<u8> {
+    /// A 3.1.1 CONNECT for `client_id` (clean session, no keep alive).
+    pub fn connect_packet(client_id: &str) -> Vec<u8> {
         let mut body = vec![0, 4, b'M', b'Q', b'T', b'T', 4, 0x02, 0, 0];
         body.extend_from_slice(&(client_id.len() as u16).to_be_bytes());
         body.extend_from_slice(client_id.as_bytes());
@@ -330,7 +331,9 @@ pub mod flood {
         out
     }
 
-    fn publish_packet(topic: &str, index: u64, out: &mut Vec<u8>) {
+    /// Appends a QoS 1 PUBLISH to `topic`: payload `index`, packet id
+    /// `index % 65,535 + 1`.
+    pub fn publish_packet(topic: &str, index: u64, out: &mut Vec<u8>) {
         let topic = topic.as_bytes();
         let payload = index.to_string();
         let id = (index % 65_535 + 1) as u16;
