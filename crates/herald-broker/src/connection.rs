@@ -220,7 +220,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Io<S> {
         if self.rbuf.is_empty() && (hint <= READ_LAZY || self.rbuf.capacity() > 2 * hint) {
             self.rbuf = BytesMut::new();
         }
-        if self.wbuf.is_empty() && self.wbuf.capacity() > READ_MAX {
+        // An empty write buffer is let go whatever its size: kept, each of
+        // 10,000 subscribers that got a burst would hold its own (fresh
+        // pages the kernel must zero, held while idle); let go, the next
+        // connection this thread serves takes the same memory.
+        if self.wbuf.is_empty() && self.wbuf.capacity() > 0 {
             self.wbuf = BytesMut::new();
         }
         let lazy = self.rbuf.is_empty() && hint <= READ_LAZY;
@@ -476,5 +480,25 @@ mod tests {
         let mut got = vec![0; encoded(&[publish(1)]).len()];
         peer.read_exact(&mut got).await.unwrap();
         assert_eq!(got, encoded(&[publish(1)]));
+    }
+
+    #[tokio::test]
+    async fn a_write_buffer_is_let_go_once_written_and_kept_while_bytes_wait() {
+        let (stream, mut peer) = tokio::io::duplex(1 << 16);
+        let mut io = Io::new(stream, 1 << 20);
+        let burst: Vec<Packet> = (1..=100).map(publish).collect();
+        for p in &burst {
+            io.send(p).unwrap();
+        }
+        // Not yet written: kept.
+        io.prepare_read();
+        assert_eq!(io.wbuf.len(), encoded(&burst).len());
+        assert_eq!(write_now(&mut io, &mut peer).await, encoded(&burst));
+        io.prepare_read();
+        assert_eq!(
+            io.wbuf.capacity(),
+            0,
+            "an idle connection holds no write buffer"
+        );
     }
 }

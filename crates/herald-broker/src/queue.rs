@@ -14,6 +14,9 @@ use herald_codec::QoS;
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+/// Room for entries an empty queue keeps.
+const KEPT_ENTRIES: usize = 8;
+
 /// Messages routed together, shared by the runs queued from them.
 pub type Batch = Arc<[Arc<Message>]>;
 
@@ -125,6 +128,11 @@ impl Queue {
         };
         self.len -= 1;
         self.bytes = self.bytes.saturating_sub(delivery.message.size());
+        // Emptied after a backlog: its room goes (a few entries' worth
+        // stays, for the next message without an allocation).
+        if self.entries.is_empty() && self.entries.capacity() > KEPT_ENTRIES {
+            self.entries = VecDeque::new();
+        }
         Some(delivery)
     }
 
@@ -225,5 +233,15 @@ mod tests {
         assert_eq!(rest, [2, 3, 4]);
         assert!(q.is_empty());
         assert_eq!(q.bytes(), 0);
+    }
+
+    #[test]
+    fn a_queue_emptied_after_a_backlog_lets_its_room_go() {
+        let mut q = Queue::default();
+        for n in 0..1000 {
+            q.push(one((n % 250) as u8));
+        }
+        while q.pop().is_some() {}
+        assert!(q.entries.capacity() <= KEPT_ENTRIES);
     }
 }

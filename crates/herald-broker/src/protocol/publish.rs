@@ -30,6 +30,10 @@ use tokio::time::Instant;
 /// Longest a publisher is paused for one congested subscriber.
 pub(crate) const PRESSURE_MAX: std::time::Duration = std::time::Duration::from_secs(1);
 
+/// What a PUBLISH adds to its message's topic, payload and properties,
+/// about (fixed header, lengths, packet id): for sizing a write buffer.
+const ENCODING_OVERHEAD: usize = 8;
+
 /// A routed PUBLISH waiting for its answer.
 pub(crate) struct Routed {
     /// Its packet id.
@@ -653,6 +657,13 @@ impl<S: AsyncRead + AsyncWrite + Send + Unpin + 'static> Client<S> {
         let metrics = &broker.metrics;
         let session = self.session.clone();
         let mut st = session.lock();
+        // Room for what the queue holds at once, up to the high-water mark:
+        // grown packet by packet, the buffer would be copied at each
+        // doubling.
+        if self.io.wbuf.capacity() == 0 && !st.queue.is_empty() {
+            let estimate = st.queue.bytes() + ENCODING_OVERHEAD * st.queue.len();
+            self.io.wbuf.reserve(estimate.min(WRITE_HIGH_WATER));
+        }
         let mut taken = 0u64;
         // Counted once per batch: every subscriber of a wide fan-out adding
         // to one shared counter per message contends for its cache line.
