@@ -8,6 +8,12 @@
 //! message routed alone, a stored delivery, one a shared group picked this
 //! subscriber for) is an entry of its own. Either way the queue hands out
 //! one [`Delivery`] at a time, in the order they were queued.
+//!
+//! A run keeps its whole batch alive until the subscription has taken the
+//! last of it: messages already sent from a run that waits at the front
+//! (for a slot in the inflight window) stay in memory until then. That is
+//! at most one batch per session beyond what the queue counts, and a
+//! batch is what one read of the publisher's connection held at once.
 
 use crate::message::{Delivery, Message};
 use herald_codec::QoS;
