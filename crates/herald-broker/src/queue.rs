@@ -241,6 +241,95 @@ mod tests {
         assert_eq!(q.bytes(), 0);
     }
 
+    /// One step of a queue's life: a delivery, a run of `n` messages
+    /// (`granted` QoS, Retain As Published), a pop, or taking all.
+    #[derive(Debug, Clone)]
+    enum Step {
+        One(u8),
+        Run(u8, QoS, bool),
+        Pop,
+        Take,
+    }
+
+    fn qos() -> impl proptest::strategy::Strategy<Value = QoS> {
+        proptest::sample::select(vec![QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce])
+    }
+
+    fn step() -> impl proptest::strategy::Strategy<Value = Step> {
+        use proptest::prelude::*;
+        prop_oneof![
+            any::<u8>().prop_map(Step::One),
+            (1u8..6, qos(), any::<bool>()).prop_map(|(n, q, r)| Step::Run(n, q, r)),
+            Just(Step::Pop),
+            Just(Step::Pop),
+            Just(Step::Take),
+        ]
+    }
+
+    type Seen = (u8, QoS, bool, Vec<u32>, u64);
+
+    fn seen(d: &Delivery) -> Seen {
+        (
+            d.message.payload[0],
+            d.qos,
+            d.retain,
+            d.subscription_ids.clone(),
+            d.seq,
+        )
+    }
+
+    proptest::proptest! {
+        /// Whatever is pushed, popped or taken, the queue gives what a
+        /// plain list of the deliveries one by one would, and its counts
+        /// of messages and bytes match that list.
+        #[test]
+        fn a_queue_behaves_as_the_list_of_its_deliveries(
+            steps in proptest::collection::vec(step(), 0..60)
+        ) {
+            let mut q = Queue::default();
+            let mut model: VecDeque<Delivery> = VecDeque::new();
+            let mut made = 0u8;
+            for s in steps {
+                match s {
+                    Step::One(n) => {
+                        q.push(one(n));
+                        model.push_back(one(n));
+                    }
+                    Step::Run(n, granted, rap) => {
+                        let batch: Batch = (0..n)
+                            .map(|i| {
+                                made = made.wrapping_add(1);
+                                let published = [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce][usize::from(i % 3)];
+                                message(made, published, i % 2 == 0)
+                            })
+                            .collect();
+                        let bytes = batch.iter().map(|m| m.size()).sum();
+                        let ids = vec![u32::from(n)];
+                        q.push_run(&batch, bytes, granted, rap, ids.clone());
+                        for m in batch.iter() {
+                            model.push_back(Delivery::to_subscriber(m, granted, rap, ids.clone()));
+                        }
+                    }
+                    Step::Pop => {
+                        let front = q.front_qos();
+                        let got = q.pop();
+                        let want = model.pop_front();
+                        proptest::prop_assert_eq!(front, want.as_ref().map(|d| d.qos));
+                        proptest::prop_assert_eq!(got.as_ref().map(seen), want.as_ref().map(seen));
+                    }
+                    Step::Take => {
+                        let got: Vec<Seen> = q.take().iter().map(seen).collect();
+                        let want: Vec<Seen> = model.drain(..).map(|d| seen(&d)).collect();
+                        proptest::prop_assert_eq!(got, want);
+                    }
+                }
+                proptest::prop_assert_eq!(q.len(), model.len());
+                let bytes: usize = model.iter().map(|d| d.message.size()).sum();
+                proptest::prop_assert_eq!(q.bytes(), bytes);
+            }
+        }
+    }
+
     #[test]
     fn a_queue_emptied_after_a_backlog_lets_its_room_go() {
         let mut q = Queue::default();
