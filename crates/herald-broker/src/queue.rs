@@ -111,10 +111,12 @@ impl Queue {
     /// Takes the first delivery.
     pub fn pop(&mut self) -> Option<Delivery> {
         let delivery = match self.entries.front_mut()? {
-            Entry::One(_) => match self.entries.pop_front()? {
-                Entry::One(d) => d,
-                Entry::Run(_) => return None,
-            },
+            Entry::One(_) => {
+                let Some(Entry::One(d)) = self.entries.pop_front() else {
+                    return None;
+                };
+                d
+            }
             Entry::Run(run) => {
                 let message = run.batch.get(run.next)?;
                 let last = run.next + 1 >= run.batch.len();
@@ -154,14 +156,15 @@ impl Queue {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use herald_codec::ByteStr;
 
-    fn message(n: u8, qos: QoS, retain: bool) -> Arc<Message> {
+    /// A message to `t` from client `p` with this payload.
+    pub(crate) fn message(payload: &[u8], qos: QoS, retain: bool) -> Arc<Message> {
         Arc::new(Message::new(
             ByteStr::from("t"),
-            bytes::Bytes::from(vec![n; 3]),
+            bytes::Bytes::copy_from_slice(payload),
             qos,
             retain,
             Default::default(),
@@ -172,7 +175,7 @@ mod tests {
 
     fn one(n: u8) -> Delivery {
         Delivery {
-            message: message(n, QoS::AtLeastOnce, false),
+            message: message(&[n; 3], QoS::AtLeastOnce, false),
             qos: QoS::AtLeastOnce,
             retain: false,
             subscription_ids: Vec::new(),
@@ -183,9 +186,9 @@ mod tests {
     #[test]
     fn runs_and_single_deliveries_come_out_in_queue_order_as_the_subscription_gets_them() {
         let batch: Batch = vec![
-            message(1, QoS::AtLeastOnce, true),
-            message(2, QoS::AtMostOnce, true),
-            message(3, QoS::ExactlyOnce, false),
+            message(&[1; 3], QoS::AtLeastOnce, true),
+            message(&[2; 3], QoS::AtMostOnce, true),
+            message(&[3; 3], QoS::ExactlyOnce, false),
         ]
         .into();
         let bytes = batch.iter().map(|m| m.size()).sum();
@@ -229,7 +232,7 @@ mod tests {
     #[test]
     fn taking_the_queue_returns_what_is_left_of_a_run_and_empties_it() {
         let batch: Batch = (1..=3)
-            .map(|n| message(n, QoS::AtMostOnce, false))
+            .map(|n| message(&[n; 3], QoS::AtMostOnce, false))
             .collect();
         let mut q = Queue::default();
         q.push_run(&batch, 12, QoS::AtLeastOnce, false, vec![]);
@@ -300,7 +303,7 @@ mod tests {
                             .map(|i| {
                                 made = made.wrapping_add(1);
                                 let published = [QoS::AtMostOnce, QoS::AtLeastOnce, QoS::ExactlyOnce][usize::from(i % 3)];
-                                message(made, published, i % 2 == 0)
+                                message(&[made; 3], published, i % 2 == 0)
                             })
                             .collect();
                         let bytes = batch.iter().map(|m| m.size()).sum();

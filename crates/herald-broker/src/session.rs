@@ -775,7 +775,6 @@ impl SessionState {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::message::Message;
     use std::task::{Wake, Waker};
 
     /// A waker that counts its wake-ups; its `Arc` count tells whether a
@@ -825,17 +824,7 @@ mod tests {
 
     fn batch(n: u8, qos: QoS) -> Batch {
         (0..n)
-            .map(|i| {
-                Arc::new(Message::new(
-                    ByteStr::from("t"),
-                    bytes::Bytes::from(vec![i; 9]),
-                    qos,
-                    false,
-                    Default::default(),
-                    ByteStr::from("p"),
-                    None,
-                ))
-            })
+            .map(|i| crate::queue::tests::message(&[i; 9], qos, false))
             .collect()
     }
 
